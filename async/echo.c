@@ -1,0 +1,460 @@
+/* async-echo: uppercase TCP echo on one thread and one libevent event_base, written twice:
+ * --api bufferevent (the streams style, default) and --api event (raw callbacks and the
+ * server's own buffer, the protocol/transport style). */
+#include <errno.h>
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+#include <event2/listener.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "burn.h"
+#include "bytebuf.h"
+#include "opts.h"
+#include "report.h"
+#include "sock.h"
+#include "srvstats.h"
+#include "stopsig.h"
+#include "upper.h"
+
+#define SERVER_NAME "async-echo"
+/* Back-pressure: past HIGH_WATER unsent bytes a connection stops reading; it resumes once its
+ * output drained to LOW_WATER. So a client that sends but never reads costs at most ~HIGH_WATER
+ * plus one read of server memory. */
+#define HIGH_WATER (256 * 1024)
+#define LOW_WATER (64 * 1024)
+#define READ_CHUNK 16384
+#define ACCEPT_PAUSE_MS 100
+
+static const struct opts_spec spec = {
+    SERVER_NAME, "Uppercase TCP echo: one thread, one libevent loop (bufferevents or raw events).",
+    9000, OPTS_API | OPTS_WORK,
+};
+
+enum conn_state {
+    CONN_READING,        /* reading, echoing */
+    CONN_BACKPRESSURED,  /* output over HIGH_WATER: not reading until it drains to LOW_WATER */
+    CONN_DRAINING,       /* the client sent EOF: flush what is queued, then close */
+};
+
+struct server;
+
+struct conn {
+    struct server *srv;
+    enum conn_state state;
+    struct bufferevent *bev;    /* --api bufferevent */
+    int fd;                     /* --api event: the socket, its events and our own buffer */
+    struct event *rev, *wev;
+    struct bytebuf out;
+    uint64_t bytes_in, bytes_out;
+    struct conn *prev, *next;   /* every live connection, so the stop can close them all */
+};
+
+/* Everything here is owned by the loop thread; there is no other thread. */
+struct server {
+    const struct server_opts *o;
+    struct event_base *base;
+    struct evconnlistener *listener;
+    struct event *stop_ev, *resume_accept_ev;
+    struct timeval idle_tv;     /* --idle-timeout, when set */
+    struct srv_stats stats;
+    struct conn *conns;
+};
+
+static void conn_free(struct conn *c)
+{
+    struct server *s = c->srv;
+
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        s->conns = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
+    if (c->bev) {
+        /* Queued but unsent bytes never went out. */
+        c->bytes_out -= evbuffer_get_length(bufferevent_get_output(c->bev));
+        bufferevent_free(c->bev); /* BEV_OPT_CLOSE_ON_FREE closes the fd */
+    } else {
+        if (c->rev)
+            event_free(c->rev);
+        if (c->wev)
+            event_free(c->wev);
+        if (c->fd >= 0)
+            close(c->fd);
+        bytebuf_free(&c->out);
+    }
+    srvstats_closed(&s->stats, c->bytes_in, c->bytes_out);
+    free(c);
+}
+
+static struct conn *conn_new(struct server *s)
+{
+    struct conn *c = calloc(1, sizeof *c);
+    if (c == NULL)
+        return NULL;
+    c->srv = s;
+    c->fd = -1;
+    c->state = CONN_READING;
+    c->next = s->conns;
+    if (s->conns)
+        s->conns->prev = c;
+    s->conns = c;
+    return c;
+}
+
+static const struct timeval *idle_timeout(const struct server *s)
+{
+    return s->o->idle_timeout_s > 0 ? &s->idle_tv : NULL;
+}
+
+/* ---- --api bufferevent ------------------------------------------------------------------ */
+
+static void bev_read_cb(struct bufferevent *bev, void *arg);
+static void bev_write_cb(struct bufferevent *bev, void *arg);
+static void bev_event_cb(struct bufferevent *bev, short what, void *arg);
+
+/* Applies a state to a bufferevent connection. The write callback and watermark are armed
+ * only while it waits for its output to drain, so a plain echo costs no extra callback. */
+static void bev_apply_state(struct conn *c)
+{
+    switch (c->state) {
+    case CONN_READING:
+        bufferevent_setcb(c->bev, bev_read_cb, NULL, bev_event_cb, c);
+        bufferevent_setwatermark(c->bev, EV_WRITE, 0, 0);
+        bufferevent_enable(c->bev, EV_READ);
+        break;
+    case CONN_BACKPRESSURED:
+        bufferevent_disable(c->bev, EV_READ);
+        bufferevent_setwatermark(c->bev, EV_WRITE, LOW_WATER, 0);
+        bufferevent_setcb(c->bev, bev_read_cb, bev_write_cb, bev_event_cb, c);
+        break;
+    case CONN_DRAINING:
+        bufferevent_disable(c->bev, EV_READ);
+        bufferevent_setwatermark(c->bev, EV_WRITE, 0, 0);
+        bufferevent_setcb(c->bev, NULL, bev_write_cb, bev_event_cb, c);
+        break;
+    }
+}
+
+/* Applies a state to a raw connection: only the read event changes. */
+static void raw_apply_state(struct conn *c)
+{
+    if (c->state == CONN_READING)
+        event_add(c->rev, idle_timeout(c->srv));
+    else
+        event_del(c->rev);
+}
+
+/* The only place a connection changes state. Draining is final; back-pressure comes and goes. */
+static void conn_set_state(struct conn *c, enum conn_state next)
+{
+    int legal = (c->state == CONN_READING && next != CONN_READING) ||
+                (c->state == CONN_BACKPRESSURED && next != CONN_BACKPRESSURED);
+    if (!legal) {
+        fprintf(stderr, SERVER_NAME ": bad state change %d -> %d\n", c->state, next);
+        return;
+    }
+    c->state = next;
+    if (c->bev)
+        bev_apply_state(c);
+    else
+        raw_apply_state(c);
+}
+
+/* Uppercases every byte of buf in place, chain by chain, without copying. */
+static void evbuffer_upper(struct evbuffer *buf)
+{
+    struct evbuffer_iovec vec[8];
+    struct evbuffer_ptr pos;
+    size_t done = 0, len = evbuffer_get_length(buf);
+
+    while (done < len) {
+        evbuffer_ptr_set(buf, &pos, done, EVBUFFER_PTR_SET);
+        int n = evbuffer_peek(buf, -1, &pos, vec, 8);
+        if (n > 8)
+            n = 8;
+        for (int i = 0; i < n; i++) {
+            upper_inplace(vec[i].iov_base, vec[i].iov_len);
+            done += vec[i].iov_len;
+        }
+        if (n <= 0)
+            break;
+    }
+}
+
+static void bev_read_cb(struct bufferevent *bev, void *arg)
+{
+    struct conn *c = arg;
+    struct evbuffer *in = bufferevent_get_input(bev);
+    struct evbuffer *out = bufferevent_get_output(bev);
+    size_t n = evbuffer_get_length(in);
+
+    c->bytes_in += n;
+    if (c->srv->o->work_us > 0)
+        burn_cpu_us((unsigned)c->srv->o->work_us);
+    evbuffer_upper(in);
+    evbuffer_add_buffer(out, in); /* moves the chains, no copy */
+    c->bytes_out += n;
+    if (evbuffer_get_length(out) >= HIGH_WATER)
+        conn_set_state(c, CONN_BACKPRESSURED);
+}
+
+static void bev_write_cb(struct bufferevent *bev, void *arg)
+{
+    struct conn *c = arg;
+    (void)bev;
+    if (c->state == CONN_DRAINING)
+        conn_free(c);
+    else if (c->state == CONN_BACKPRESSURED)
+        conn_set_state(c, CONN_READING);
+}
+
+static void bev_event_cb(struct bufferevent *bev, short what, void *arg)
+{
+    struct conn *c = arg;
+    if ((what & BEV_EVENT_EOF) && c->state != CONN_DRAINING &&
+        evbuffer_get_length(bufferevent_get_output(bev)) > 0) {
+        conn_set_state(c, CONN_DRAINING); /* half-close: the client still gets its replies */
+        return;
+    }
+    conn_free(c); /* EOF with nothing queued, error, or idle timeout */
+}
+
+static int bev_conn_start(struct server *s, struct conn *c, evutil_socket_t fd)
+{
+    c->bev = bufferevent_socket_new(s->base, fd, BEV_OPT_CLOSE_ON_FREE);
+    if (c->bev == NULL)
+        return -1;
+    bufferevent_setcb(c->bev, bev_read_cb, NULL, bev_event_cb, c);
+    bufferevent_set_timeouts(c->bev, idle_timeout(s), NULL);
+    return bufferevent_enable(c->bev, EV_READ);
+}
+
+/* ---- --api event ------------------------------------------------------------------------ */
+
+/* Sends what is queued. 0, or -1 when the connection failed. */
+static int raw_flush(struct conn *c)
+{
+    size_t len;
+    const uint8_t *p = bytebuf_peek(&c->out, &len);
+
+    while (len > 0) {
+        ssize_t n = send(c->fd, p, len, MSG_NOSIGNAL);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            if (errno == EAGAIN || errno == EWOULDBLOCK)
+                break;
+            return -1;
+        }
+        bytebuf_consume(&c->out, (size_t)n);
+        c->bytes_out += (uint64_t)n;
+        p = bytebuf_peek(&c->out, &len);
+    }
+    if (len > 0)
+        event_add(c->wev, NULL);
+    else
+        event_del(c->wev);
+    return 0;
+}
+
+static void raw_read_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct conn *c = arg;
+    size_t avail;
+
+    if (what & EV_TIMEOUT) {
+        conn_free(c);
+        return;
+    }
+    /* Read straight into the output queue and uppercase there: one copy, like the kernel's. */
+    uint8_t *dst = bytebuf_reserve(&c->out, READ_CHUNK, &avail);
+    if (dst == NULL) {
+        conn_free(c);
+        return;
+    }
+    ssize_t n = recv(fd, dst, avail, 0);
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
+        return;
+    if (n < 0) {
+        conn_free(c);
+        return;
+    }
+    if (n == 0) {
+        if (bytebuf_len(&c->out) == 0)
+            conn_free(c);
+        else
+            conn_set_state(c, CONN_DRAINING);
+        return;
+    }
+    c->bytes_in += (uint64_t)n;
+    if (c->srv->o->work_us > 0)
+        burn_cpu_us((unsigned)c->srv->o->work_us);
+    upper_inplace(dst, (size_t)n);
+    bytebuf_commit(&c->out, (size_t)n);
+    if (raw_flush(c) < 0) {
+        conn_free(c);
+        return;
+    }
+    if (bytebuf_len(&c->out) >= HIGH_WATER)
+        conn_set_state(c, CONN_BACKPRESSURED);
+}
+
+static void raw_write_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct conn *c = arg;
+    (void)fd;
+    (void)what;
+    if (raw_flush(c) < 0) {
+        conn_free(c);
+        return;
+    }
+    size_t pending = bytebuf_len(&c->out);
+    if (c->state == CONN_DRAINING && pending == 0)
+        conn_free(c);
+    else if (c->state == CONN_BACKPRESSURED && pending <= LOW_WATER)
+        conn_set_state(c, CONN_READING);
+}
+
+static int raw_conn_start(struct server *s, struct conn *c, evutil_socket_t fd)
+{
+    c->rev = event_new(s->base, fd, EV_READ | EV_PERSIST, raw_read_cb, c);
+    c->wev = event_new(s->base, fd, EV_WRITE | EV_PERSIST, raw_write_cb, c);
+    if (c->rev == NULL || c->wev == NULL)
+        return -1;
+    c->fd = fd;
+    return event_add(c->rev, idle_timeout(s));
+}
+
+/* ---- accepting and stopping ------------------------------------------------------------ */
+
+static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
+                      int salen, void *arg)
+{
+    struct server *s = arg;
+    (void)l;
+    (void)sa;
+    (void)salen;
+
+    if (s->o->max_conns > 0 && srvstats_current(&s->stats) >= (uint64_t)s->o->max_conns) {
+        evutil_closesocket(fd);
+        srvstats_refused(&s->stats);
+        return;
+    }
+    sock_set_nodelay(fd);
+    struct conn *c = conn_new(s);
+    if (c == NULL) {
+        evutil_closesocket(fd);
+        srvstats_refused(&s->stats);
+        return;
+    }
+    srvstats_opened(&s->stats);
+    int rc = s->o->api == OPTS_API_EVENT ? raw_conn_start(s, c, fd) : bev_conn_start(s, c, fd);
+    if (rc < 0) {
+        int owned = c->bev != NULL || c->fd >= 0; /* then conn_free closes it */
+        if (!owned)
+            evutil_closesocket(fd);
+        conn_free(c);
+    }
+}
+
+static void accept_error_cb(struct evconnlistener *l, void *arg)
+{
+    struct server *s = arg;
+    int err = EVUTIL_SOCKET_ERROR();
+
+    /* Out of fds: a readable listener would wake us forever. Pause accepting, retry later. */
+    fprintf(stderr, SERVER_NAME ": accept: %s; pausing accepts for %d ms\n",
+            evutil_socket_error_to_string(err), ACCEPT_PAUSE_MS);
+    evconnlistener_disable(l);
+    struct timeval tv = {0, ACCEPT_PAUSE_MS * 1000};
+    event_add(s->resume_accept_ev, &tv);
+}
+
+static void resume_accept_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct server *s = arg;
+    (void)fd;
+    (void)what;
+    evconnlistener_enable(s->listener);
+}
+
+static void stop_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct server *s = arg;
+    (void)fd;
+    (void)what;
+    event_base_loopbreak(s->base);
+}
+
+int main(int argc, char **argv)
+{
+    struct server_opts o;
+    struct server s;
+    char err[256];
+    int rc = 1;
+
+    opts_parse_or_exit(&spec, argc, argv, &o);
+    memset(&s, 0, sizeof s);
+    s.o = &o;
+    s.idle_tv.tv_sec = o.idle_timeout_s;
+
+    int stop_fd = stopsig_install(err, sizeof err);
+    if (stop_fd < 0) {
+        fprintf(stderr, SERVER_NAME ": %s\n", err);
+        return 1;
+    }
+    int listen_fd = sock_listen_tcp(o.bind, o.port, err, sizeof err);
+    if (listen_fd < 0) {
+        fprintf(stderr, SERVER_NAME ": %s\n", err);
+        close(stop_fd);
+        return 1;
+    }
+    s.base = event_base_new();
+    if (s.base == NULL) {
+        fprintf(stderr, SERVER_NAME ": event_base_new failed\n");
+        goto out;
+    }
+    s.listener = evconnlistener_new(s.base, accept_cb, &s, LEV_OPT_REUSEABLE, -1, listen_fd);
+    s.stop_ev = event_new(s.base, stop_fd, EV_READ, stop_cb, &s);
+    s.resume_accept_ev = evtimer_new(s.base, resume_accept_cb, &s);
+    if (s.listener == NULL || s.stop_ev == NULL || s.resume_accept_ev == NULL ||
+        event_add(s.stop_ev, NULL) < 0) {
+        fprintf(stderr, SERVER_NAME ": libevent set-up failed\n");
+        goto out;
+    }
+    evconnlistener_set_error_cb(s.listener, accept_error_cb);
+
+    report_emit(stdout, report_listening(SERVER_NAME, "async", o.bind, sock_local_port(listen_fd),
+                                         json_pack("{s:s, s:I}", "api",
+                                                   o.api == OPTS_API_EVENT ? "event"
+                                                                           : "bufferevent",
+                                                   "work_us", (json_int_t)o.work_us)));
+    event_base_dispatch(s.base);
+
+    /* Stop: no more accepts, then every connection closed, then the final counters. */
+    evconnlistener_free(s.listener);
+    s.listener = NULL;
+    while (s.conns)
+        conn_free(s.conns);
+    report_emit(stdout, report_stopped(SERVER_NAME, "async", &s.stats, NULL));
+    rc = 0;
+out:
+    if (s.listener)
+        evconnlistener_free(s.listener);
+    if (s.resume_accept_ev)
+        event_free(s.resume_accept_ev);
+    if (s.stop_ev)
+        event_free(s.stop_ev);
+    if (s.base)
+        event_base_free(s.base);
+    libevent_global_shutdown();
+    close(listen_fd);
+    close(stop_fd);
+    return rc;
+}

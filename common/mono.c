@@ -1,0 +1,16 @@
+/* Monotonic time: the one clock tvsa measures intervals with. */
+#include "mono.h"
+
+#include <time.h>
+
+uint64_t mono_now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+uint64_t mono_now_us(void)
+{
+    return mono_now_ns() / 1000u;
+}

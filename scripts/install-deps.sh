@@ -1,0 +1,37 @@
+#!/bin/sh
+# Installs the Debian packages tvsa needs, only those missing; silent when all are present.
+# Usage: scripts/install-deps.sh [--check]   (--check: report what is missing, install nothing)
+set -eu
+
+PACKAGES="build-essential pkg-config libevent-dev libjansson-dev libcmocka-dev gnuplot-nox python3 netcat-openbsd procps"
+
+missing=""
+for pkg in $PACKAGES; do
+    # dpkg-query prints "install ok installed" only for a fully installed package.
+    status=$(dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null || true)
+    case "$status" in
+        "install ok installed") ;;
+        *) missing="$missing $pkg" ;;
+    esac
+done
+
+[ -z "$missing" ] && exit 0
+
+if [ "${1:-}" = "--check" ]; then
+    echo "install-deps: missing packages:$missing" >&2
+    exit 1
+fi
+
+if [ "$(id -u)" -ne 0 ]; then
+    echo "install-deps: missing Debian packages:$missing" >&2
+    echo "install-deps: run as root, or: sudo apt-get install$missing" >&2
+    exit 1
+fi
+
+echo "install-deps: installing$missing" >&2
+export DEBIAN_FRONTEND=noninteractive
+# A fresh machine has no package lists; update once, quietly.
+apt-get update -qq >/dev/null
+# shellcheck disable=SC2086 # word splitting of the package list is intended
+apt-get install -y -qq --no-install-recommends $missing >/dev/null
+echo "install-deps: done" >&2
