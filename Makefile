@@ -10,10 +10,15 @@
 #   tests/lib/*.c         -> linked into every test binary
 #   tests/test_NAME.c     -> bin/tests/test_NAME (cmocka; never libevent)
 #   tests/servers/NAME.c  -> bin/tests/NAME (helper servers for tests)
+# Output directories; scripts/check.sh builds sanitizer variants with other ones.
+BIN     ?= bin
+BUILD   ?= build
 CC      ?= cc
+# CFLAGS/LDFLAGS are the user's (optimisation, sanitizers); the project's own flags are
+# separate so that `make CFLAGS=...` cannot drop them.
 CFLAGS  ?= -O2 -g
-CFLAGS  += -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -pthread -MMD -MP -Icommon
-LDFLAGS += -pthread
+LDFLAGS ?=
+TVSA_CFLAGS = -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -pthread -MMD -MP -Icommon
 
 PKGS_BASE  := jansson
 PKGS_EVENT := libevent_core libevent_pthreads
@@ -22,22 +27,22 @@ pkglibs     = $(shell pkg-config --libs $(1) 2>/dev/null)
 LIBS_BASE  = $(call pkglibs,$(PKGS_BASE)) -lm
 LIBS_EVENT = $(call pkglibs,$(PKGS_EVENT)) $(LIBS_BASE)
 LIBS_TEST  = $(call pkglibs,cmocka) $(LIBS_BASE)
-CFLAGS    += $(call pkgcflags,$(PKGS_BASE) $(PKGS_EVENT) cmocka)
+TVSA_CFLAGS += $(call pkgcflags,$(PKGS_BASE) $(PKGS_EVENT) cmocka)
 
 COMMON_SRC   := $(wildcard common/*.c)
 THREADED_LIB := $(wildcard threaded/lib/*.c)
 ASYNC_LIB    := $(wildcard async/lib/*.c)
 TEST_LIB     := $(wildcard tests/lib/*.c)
-THREADED_BIN := $(patsubst threaded/%.c,bin/threaded-%,$(wildcard threaded/*.c))
-ASYNC_BIN    := $(patsubst async/%.c,bin/async-%,$(wildcard async/*.c))
-TOOL_BIN     := $(patsubst tools/%.c,bin/%,$(wildcard tools/*.c))
-BENCH_BIN    := $(patsubst bench/%.c,bin/bench/%,$(wildcard bench/*.c))
-LOADGEN_BIN  := $(if $(wildcard loadgen/*.c),bin/loadgen)
-TEST_BIN     := $(patsubst tests/%.c,bin/tests/%,$(wildcard tests/test_*.c)) \
-                $(patsubst tests/servers/%.c,bin/tests/%,$(wildcard tests/servers/*.c))
+THREADED_BIN := $(patsubst threaded/%.c,$(BIN)/threaded-%,$(wildcard threaded/*.c))
+ASYNC_BIN    := $(patsubst async/%.c,$(BIN)/async-%,$(wildcard async/*.c))
+TOOL_BIN     := $(patsubst tools/%.c,$(BIN)/%,$(wildcard tools/*.c))
+BENCH_BIN    := $(patsubst bench/%.c,$(BIN)/bench/%,$(wildcard bench/*.c))
+LOADGEN_BIN  := $(if $(wildcard loadgen/*.c),$(BIN)/loadgen)
+TEST_BIN     := $(patsubst tests/%.c,$(BIN)/tests/%,$(wildcard tests/test_*.c)) \
+                $(patsubst tests/servers/%.c,$(BIN)/tests/%,$(wildcard tests/servers/*.c))
 
-obj = $(patsubst %.c,build/%.o,$(1))
-LIBTVSA := build/libtvsa.a
+obj = $(patsubst %.c,$(BUILD)/%.o,$(1))
+LIBTVSA := $(BUILD)/libtvsa.a
 ALL_BIN := $(THREADED_BIN) $(ASYNC_BIN) $(TOOL_BIN) $(BENCH_BIN) $(LOADGEN_BIN) $(TEST_BIN)
 
 .PHONY: all deps test check bench fuzz clean
@@ -51,47 +56,47 @@ binaries: $(ALL_BIN)
 deps:
 	@scripts/install-deps.sh
 
-build/tests/%.o: CFLAGS += -Itests/lib -Itests
+$(BUILD)/tests/%.o: TVSA_CFLAGS += -Itests/lib -Itests
 
-build/%.o: %.c
+$(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -c -o $@ $<
+	$(CC) $(TVSA_CFLAGS) $(CFLAGS) -c -o $@ $<
 
 $(LIBTVSA): $(call obj,$(COMMON_SRC))
 	@mkdir -p $(dir $@)
 	rm -f $@ && $(AR) rcs $@ $^
 
-bin/threaded-%: build/threaded/%.o $(call obj,$(THREADED_LIB)) $(LIBTVSA)
+$(BIN)/threaded-%: $(BUILD)/threaded/%.o $(call obj,$(THREADED_LIB)) $(LIBTVSA)
 	@mkdir -p $(dir $@)
-	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS_BASE)
+	$(CC) -pthread $(LDFLAGS) -o $@ $^ $(LIBS_BASE)
 
-bin/async-%: build/async/%.o $(call obj,$(ASYNC_LIB)) $(LIBTVSA)
+$(BIN)/async-%: $(BUILD)/async/%.o $(call obj,$(ASYNC_LIB)) $(LIBTVSA)
 	@mkdir -p $(dir $@)
-	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS_EVENT)
+	$(CC) -pthread $(LDFLAGS) -o $@ $^ $(LIBS_EVENT)
 
-bin/loadgen: $(call obj,$(wildcard loadgen/*.c)) $(LIBTVSA)
+$(BIN)/loadgen: $(call obj,$(wildcard loadgen/*.c)) $(LIBTVSA)
 	@mkdir -p $(dir $@)
-	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS_EVENT)
+	$(CC) -pthread $(LDFLAGS) -o $@ $^ $(LIBS_EVENT)
 
-bin/bench/%: build/bench/%.o
+$(BIN)/bench/%: $(BUILD)/bench/%.o
 	@mkdir -p $(dir $@)
-	$(CC) $(LDFLAGS) -o $@ $^
+	$(CC) -pthread $(LDFLAGS) -o $@ $^
 
-bin/tests/test_%: build/tests/test_%.o $(call obj,$(TEST_LIB)) $(LIBTVSA)
+$(BIN)/tests/test_%: $(BUILD)/tests/test_%.o $(call obj,$(TEST_LIB)) $(LIBTVSA)
 	@mkdir -p $(dir $@)
-	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS_TEST)
+	$(CC) -pthread $(LDFLAGS) -o $@ $^ $(LIBS_TEST)
 
-bin/tests/%: build/tests/servers/%.o $(LIBTVSA)
+$(BIN)/tests/%: $(BUILD)/tests/servers/%.o $(LIBTVSA)
 	@mkdir -p $(dir $@)
-	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS_BASE)
+	$(CC) -pthread $(LDFLAGS) -o $@ $^ $(LIBS_BASE)
 
-bin/%: build/tools/%.o $(LIBTVSA)
+$(BIN)/%: $(BUILD)/tools/%.o $(LIBTVSA)
 	@mkdir -p $(dir $@)
-	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS_EVENT)
+	$(CC) -pthread $(LDFLAGS) -o $@ $^ $(LIBS_EVENT)
 
 # Every test binary and every tests/*.sh; a summary at the end, non-zero exit if any failed.
 test: all
-	@tests/run.sh
+	@TVSA_BIN=$(abspath $(BIN)) tests/run.sh
 
 bench: all
 	@scripts/bench.sh
@@ -106,4 +111,4 @@ fuzz: deps
 clean:
 	rm -rf build bin
 
--include $(shell find build -name '*.d' 2>/dev/null)
+-include $(shell find $(BUILD) -name '*.d' 2>/dev/null)

@@ -63,6 +63,7 @@ struct server {
     struct timeval idle_tv;     /* --idle-timeout, when set */
     struct srv_stats stats;
     struct conn *conns;
+    unsigned long accept_pauses;
 };
 
 static void conn_free(struct conn *c)
@@ -369,8 +370,9 @@ static void accept_error_cb(struct evconnlistener *l, void *arg)
     int err = EVUTIL_SOCKET_ERROR();
 
     /* Out of fds: a readable listener would wake us forever. Pause accepting, retry later. */
-    fprintf(stderr, SERVER_NAME ": accept: %s; pausing accepts for %d ms\n",
-            evutil_socket_error_to_string(err), ACCEPT_PAUSE_MS);
+    if (s->accept_pauses++ % 100 == 0)
+        fprintf(stderr, SERVER_NAME ": accept: %s; pausing accepts for %d ms (%lu times)\n",
+                evutil_socket_error_to_string(err), ACCEPT_PAUSE_MS, s->accept_pauses);
     evconnlistener_disable(l);
     struct timeval tv = {0, ACCEPT_PAUSE_MS * 1000};
     event_add(s->resume_accept_ev, &tv);
@@ -420,7 +422,8 @@ int main(int argc, char **argv)
         fprintf(stderr, SERVER_NAME ": event_base_new failed\n");
         goto out;
     }
-    s.listener = evconnlistener_new(s.base, accept_cb, &s, LEV_OPT_REUSEABLE, -1, listen_fd);
+    /* Backlog 0: the socket already listens with SOMAXCONN; -1 would re-listen with 128. */
+    s.listener = evconnlistener_new(s.base, accept_cb, &s, LEV_OPT_REUSEABLE, 0, listen_fd);
     s.stop_ev = event_new(s.base, stop_fd, EV_READ, stop_cb, &s);
     s.resume_accept_ev = evtimer_new(s.base, resume_accept_cb, &s);
     if (s.listener == NULL || s.stop_ev == NULL || s.resume_accept_ev == NULL ||

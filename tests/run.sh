@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs every test: each bin/tests/test_* (cmocka) and each tests/*.sh, then a summary line.
 # Usage: tests/run.sh [PATTERN]   (only tests whose name contains PATTERN)
+# TVSA_BIN: directory of the binaries under test (default bin; make check points it elsewhere).
 set -u
 cd "$(dirname "$0")/.."
 export TVSA_BIN=${TVSA_BIN:-$PWD/bin}
@@ -21,7 +22,7 @@ run_one() {
     fi
 }
 
-for t in bin/tests/test_*; do
+for t in "$TVSA_BIN"/tests/test_*; do
     [[ -x $t ]] && run_one "$(basename "$t")" "$t"
 done
 for t in tests/*.sh; do
@@ -31,5 +32,5 @@ done
 
 echo
 [[ $failed -gt 0 ]] && echo "failed: ${failed_names[*]}"
-echo "test suites: $passed passed, $failed failed"
+echo "suites: $passed passed, $failed failed"
 [[ $failed -eq 0 ]]

@@ -20,6 +20,14 @@ struct variant {
     const char *args[4];
 };
 
+/* scripts/check.sh sets TVSA_SANITIZED to asan or tsan: TSan makes each thread's start and exit
+ * cost milliseconds and rewrites thread stack sizes, so the tests scale down under it. */
+static int under_tsan(void)
+{
+    const char *s = getenv("TVSA_SANITIZED");
+    return s && strcmp(s, "tsan") == 0;
+}
+
 static const struct variant async_bev = {"async-echo", {NULL}};
 static const struct variant async_raw = {"async-echo", {"--api", "event", NULL}};
 static const struct variant threaded = {"threaded-echo", {NULL}};
@@ -254,8 +262,9 @@ static void test_write_backpressure(void **state)
 static void test_sigterm_with_clients(void **state)
 {
     const struct variant *v = *state;
-    enum { N = 2000 };
-    static int fds[N];
+    enum { MAX_CLIENTS = 2000 };
+    static int fds[MAX_CLIENTS];
+    const int N = under_tsan() ? 200 : MAX_CLIENTS;
     struct testsrv s;
     start(&s, v, NULL);
     for (int i = 0; i < N; i++) {
@@ -365,6 +374,8 @@ static long vsz_kib_per_conn(const char *const *args, int n, long *stack_bytes)
 static void test_stack_kb_sets_the_stack(void **state)
 {
     (void)state;
+    if (under_tsan())
+        skip(); /* TSan enlarges every thread stack to fit its own shadow state */
     const char *small[] = {"--stack-kb", "64", NULL};
     long stack_small, stack_default;
     long per_conn_small = vsz_kib_per_conn(small, 32, &stack_small);
@@ -415,25 +426,27 @@ static void test_bad_flags_exit_2(void **state)
 }
 
 #define EACH_MODEL(fn)                                                   \
-    cmocka_unit_test_prestate(fn, (void *)&async_bev),                  \
-        cmocka_unit_test_prestate(fn, (void *)&async_raw),              \
-        cmocka_unit_test_prestate(fn, (void *)&threaded)
+    cmocka_unit_test_prestate_setup_teardown(fn, NULL, testsrv_teardown, (void *)&async_bev),                  \
+        cmocka_unit_test_prestate_setup_teardown(fn, NULL, testsrv_teardown, (void *)&async_raw),              \
+        cmocka_unit_test_prestate_setup_teardown(fn, NULL, testsrv_teardown, (void *)&threaded)
 
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         EACH_MODEL(test_echo_short_binary_and_1mib),
-        cmocka_unit_test_prestate(test_echo_short_binary_and_1mib, (void *)&threaded_pool),
+        cmocka_unit_test_prestate_setup_teardown(test_echo_short_binary_and_1mib, NULL, testsrv_teardown,
+                                                 (void *)&threaded_pool),
         EACH_MODEL(test_300_concurrent_clients),
         EACH_MODEL(test_no_fd_left_after_clients_leave),
         EACH_MODEL(test_write_backpressure),
         EACH_MODEL(test_sigterm_with_clients),
-        cmocka_unit_test_prestate(test_sigterm_with_clients, (void *)&threaded_pool),
+        cmocka_unit_test_prestate_setup_teardown(test_sigterm_with_clients, NULL, testsrv_teardown,
+                                                 (void *)&threaded_pool),
         EACH_MODEL(test_max_conns),
         EACH_MODEL(test_idle_timeout),
-        cmocka_unit_test(test_pool_third_client_waits),
-        cmocka_unit_test(test_stack_kb_sets_the_stack),
-        cmocka_unit_test(test_bad_flags_exit_2),
+        cmocka_unit_test_teardown(test_pool_third_client_waits, testsrv_teardown),
+        cmocka_unit_test_teardown(test_stack_kb_sets_the_stack, testsrv_teardown),
+        cmocka_unit_test_teardown(test_bad_flags_exit_2, testsrv_teardown),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    return cmocka_run_group_tests(tests, NULL, testsrv_teardown);
 }

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/time.h>
 #include <sys/wait.h>
@@ -17,6 +18,38 @@
 
 #include "mono.h"
 #include "sock.h"
+
+/* Servers started and not yet stopped. Tests are single-threaded: owned by the test thread. */
+#define MAX_LIVE 64
+static pid_t live_pids[MAX_LIVE];
+
+static void live_add(pid_t pid)
+{
+    for (int i = 0; i < MAX_LIVE; i++)
+        if (live_pids[i] == 0) {
+            live_pids[i] = pid;
+            return;
+        }
+}
+
+static void live_remove(pid_t pid)
+{
+    for (int i = 0; i < MAX_LIVE; i++)
+        if (live_pids[i] == pid)
+            live_pids[i] = 0;
+}
+
+int testsrv_teardown(void **state)
+{
+    (void)state;
+    for (int i = 0; i < MAX_LIVE; i++)
+        if (live_pids[i] > 0) {
+            kill(live_pids[i], SIGKILL);
+            waitpid(live_pids[i], NULL, 0);
+            live_pids[i] = 0;
+        }
+    return 0;
+}
 
 const char *testsrv_bin_dir(void)
 {
@@ -57,7 +90,8 @@ int testsrv_read_line(int fd, char *buf, size_t buflen, int timeout_ms)
     return -1;
 }
 
-static pid_t spawn(const char *path, char *const *argv, int *out_fd)
+static pid_t spawn(const char *path, char *const *argv, int *out_fd, int resource,
+                   unsigned long limit)
 {
     int pipefd[2];
     if (pipe2(pipefd, O_CLOEXEC) < 0)
@@ -73,6 +107,11 @@ static pid_t spawn(const char *path, char *const *argv, int *out_fd)
         int devnull = open("/dev/null", O_RDONLY);
         if (devnull >= 0)
             dup2(devnull, STDIN_FILENO);
+        if (resource >= 0) {
+            struct rlimit rl = {limit, limit};
+            if (setrlimit(resource, &rl) < 0)
+                _exit(126);
+        }
         execv(path, argv);
         fprintf(stderr, "exec %s: %s\n", path, strerror(errno));
         _exit(127);
@@ -83,6 +122,12 @@ static pid_t spawn(const char *path, char *const *argv, int *out_fd)
 }
 
 int testsrv_start(struct testsrv *s, const char *name, const char *const *args)
+{
+    return testsrv_start_rlimit(s, name, args, -1, 0);
+}
+
+int testsrv_start_rlimit(struct testsrv *s, const char *name, const char *const *args,
+                         int resource, unsigned long limit)
 {
     char path[512], line[4096];
     const char *argv[64];
@@ -98,7 +143,7 @@ int testsrv_start(struct testsrv *s, const char *name, const char *const *args)
     argv[n++] = "0";
     argv[n] = NULL;
 
-    s->pid = spawn(path, (char *const *)argv, &s->out_fd);
+    s->pid = spawn(path, (char *const *)argv, &s->out_fd, resource, limit);
     if (s->pid < 0)
         return -1;
     if (testsrv_read_line(s->out_fd, line, sizeof line, 5000) < 0)
@@ -108,6 +153,7 @@ int testsrv_start(struct testsrv *s, const char *name, const char *const *args)
     if (!json_is_integer(port))
         goto fail;
     s->port = (int)json_integer_value(port);
+    live_add(s->pid);
     return 0;
 fail:
     kill(s->pid, SIGKILL);
@@ -142,6 +188,7 @@ json_t *testsrv_stop(struct testsrv *s, int sig, int timeout_ms, int *exit_statu
     json_t *stopped = NULL;
     int st;
 
+    live_remove(s->pid);
     kill(s->pid, sig);
     /* The stopped line is the last thing written; take the last JSON line before EOF. */
     uint64_t deadline = mono_now_us() + (uint64_t)timeout_ms * 1000;
@@ -321,4 +368,24 @@ long testsrv_proc_status(pid_t pid, const char *key)
         }
     fclose(f);
     return v;
+}
+
+double testsrv_cpu_seconds(pid_t pid)
+{
+    char path[64], buf[1024];
+    unsigned long utime, stime;
+
+    snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+    FILE *f = fopen(path, "r");
+    if (f == NULL)
+        return -1;
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    /* Fields after the command name, which may itself hold spaces and parentheses. */
+    char *p = strrchr(buf, ')');
+    if (p == NULL || sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu",
+                            &utime, &stime) != 2)
+        return -1;
+    return (double)(utime + stime) / (double)sysconf(_SC_CLK_TCK);
 }

@@ -12,12 +12,24 @@ struct testsrv {
     json_t *listening;   /* the parsed listening line */
 };
 
+/* A cmocka teardown: kills (SIGKILL) and reaps every server this process started and did not
+ * stop, so a failed assertion never leaves one running. Always returns 0. */
+int testsrv_teardown(void **state);
+
 /* Directory of the binaries: $TVSA_BIN, or "bin". */
 const char *testsrv_bin_dir(void);
 
 /* Starts bin/NAME with args (NULL-terminated, may be NULL) followed by "--port 0", waits up
  * to 5 s for its listening line. Returns 0, or -1 (the child is killed and reaped). */
 int testsrv_start(struct testsrv *s, const char *name, const char *const *args);
+
+/* testsrv_start with one resource limit lowered in the child (setrlimit soft and hard to
+ * `limit`), e.g. RLIMIT_NOFILE to provoke EMFILE or RLIMIT_AS to make pthread_create fail. */
+int testsrv_start_rlimit(struct testsrv *s, const char *name, const char *const *args,
+                         int resource, unsigned long limit);
+
+/* CPU time (user + system) process pid has used, in seconds, or -1. */
+double testsrv_cpu_seconds(pid_t pid);
 
 /* Sends sig, waits up to timeout_ms for the exit, and returns the `stopped` line (NULL if
  * none; caller decrefs). *exit_status gets the exit code, or 128+signal if it was killed

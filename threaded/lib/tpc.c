@@ -226,6 +226,7 @@ static void accept_loop(struct tpc *t, int stop_fd)
 {
     struct pollfd p[2] = {{t->cfg->listen_fd, POLLIN, 0}, {stop_fd, POLLIN, 0}};
     int paused = 0;
+    unsigned long pauses = 0;
 
     for (;;) {
         /* While the fd table is full, wait on the stop fd only, so a full table costs a wake-up
@@ -241,8 +242,9 @@ static void accept_loop(struct tpc *t, int stop_fd)
         }
         if (!paused && (p[0].revents & POLLIN) && accept_batch(t)) {
             paused = 1;
-            fprintf(stderr, "tpc: accept: %s; pausing accepts for %d ms\n", strerror(errno),
-                    EMFILE_PAUSE_MS);
+            if (pauses++ % 100 == 0)
+                fprintf(stderr, "tpc: accept: %s; pausing accepts for %d ms (%lu times)\n",
+                        strerror(errno), EMFILE_PAUSE_MS, pauses);
         }
     }
 }

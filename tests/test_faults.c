@@ -1,0 +1,162 @@
+/* Faults the echo servers must survive, in both models: fd exhaustion, failed thread
+ * creation, clients that reset mid-transfer. */
+#include <errno.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "cm.h"
+#include "testsrv.h"
+#include "upper.h"
+
+struct variant {
+    const char *bin;
+    const char *args[4];
+};
+
+static const struct variant async_bev = {"async-echo", {NULL}};
+static const struct variant async_raw = {"async-echo", {"--api", "event", NULL}};
+static const struct variant threaded = {"threaded-echo", {NULL}};
+static const struct variant threaded_pool = {"threaded-echo", {"--pool", "4", NULL}};
+
+static json_t *stop_ok(struct testsrv *s)
+{
+    int status;
+    json_t *stopped = testsrv_stop(s, SIGTERM, 5000, &status);
+    assert_int_equal(status, 0);
+    assert_non_null(stopped);
+    return stopped;
+}
+
+/* One exchange on a fresh connection; 1 if the server answered correctly. */
+static int served(int port)
+{
+    int fd = testsrv_connect(port);
+    if (fd < 0)
+        return 0;
+    char reply[5];
+    int ok = send(fd, "alive", 5, MSG_NOSIGNAL) == 5 &&
+             testsrv_read_full(fd, reply, 5, 2000) == 5 && memcmp(reply, "ALIVE", 5) == 0;
+    close(fd);
+    return ok;
+}
+
+/* Waits up to ~5 s for the server to serve a new client again. */
+static int served_again(int port)
+{
+    for (int i = 0; i < 50; i++) {
+        if (served(port))
+            return 1;
+        usleep(100000);
+    }
+    return 0;
+}
+
+/* With 128 fds and 300 clients, accept() fails with EMFILE. The server must not spin on its
+ * readable listener, and must serve again by itself once the clients leave. */
+static void test_fd_exhaustion(void **state)
+{
+    const struct variant *v = *state;
+    enum { N = 300 };
+    int fds[N];
+    struct testsrv s;
+    assert_int_equal(testsrv_start_rlimit(&s, v->bin, v->args, RLIMIT_NOFILE, 128), 0);
+    for (int i = 0; i < N; i++) {
+        fds[i] = testsrv_connect(s.port); /* the kernel completes them into the backlog */
+        assert_true(fds[i] >= 0);
+    }
+    usleep(300000);
+    double cpu0 = testsrv_cpu_seconds(s.pid);
+    sleep(1);
+    double cpu = testsrv_cpu_seconds(s.pid) - cpu0;
+    print_message("  %s: %.2f s of CPU in 1 s while out of fds\n", v->bin, cpu);
+    /* A busy loop on EMFILE burns a whole core (1.0 s); pausing burns almost nothing. */
+    assert_true(cpu < 0.3);
+    for (int i = 0; i < N; i++)
+        close(fds[i]);
+    assert_true(served_again(s.port));
+    json_decref(stop_ok(&s));
+}
+
+/* pthread_create fails once the address space is used up by 8 MiB stacks; each such
+ * connection is closed and the server goes on. (RLIMIT_AS, because root ignores ulimit -u.) */
+static void test_thread_creation_failure(void **state)
+{
+    (void)state;
+    enum { N = 80 };
+    int fds[N];
+    struct testsrv s;
+    assert_int_equal(
+        testsrv_start_rlimit(&s, "threaded-echo", NULL, RLIMIT_AS, 256ul * 1024 * 1024), 0);
+    int closed_at_once = 0;
+    for (int i = 0; i < N; i++) {
+        fds[i] = testsrv_connect(s.port);
+        assert_true(fds[i] >= 0);
+        char reply[1];
+        if (send(fds[i], "x", 1, MSG_NOSIGNAL) != 1 ||
+            testsrv_read_full(fds[i], reply, 1, 2000) != 1)
+            closed_at_once++;
+    }
+    print_message("  %d of %d connections found no thread\n", closed_at_once, N);
+    assert_true(closed_at_once > 0);
+    for (int i = 0; i < N; i++)
+        close(fds[i]);
+    assert_true(served_again(s.port));
+    json_t *stopped = stop_ok(&s);
+    assert_true(json_integer_value(json_object_get(stopped, "thread_create_failures")) > 0);
+    json_decref(stopped);
+}
+
+/* Clients that reset while the server is writing to them, or vanish with data in flight: no
+ * crash, no SIGPIPE death, no fd left behind. */
+static void test_reset_mid_transfer(void **state)
+{
+    const struct variant *v = *state;
+    struct testsrv s;
+    assert_int_equal(testsrv_start(&s, v->bin, v->args), 0);
+    int baseline = testsrv_fd_count(s.pid); /* before any client, so none is half-closed */
+    assert_true(served(s.port));
+    static char chunk[65536];
+    memset(chunk, 'q', sizeof chunk);
+    for (int round = 0; round < 3; round++) {
+        int fd = testsrv_connect(s.port);
+        assert_true(fd >= 0);
+        for (int i = 0; i < 32; i++)
+            if (send(fd, chunk, sizeof chunk, MSG_DONTWAIT | MSG_NOSIGNAL) <= 0)
+                break;
+        usleep(50000);
+        struct linger lg = {1, 0};
+        if (round != 2) /* rounds 0 and 1 reset; round 2 is a plain close with unread data */
+            setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
+        close(fd);
+    }
+    int now = -1;
+    for (int tries = 0; tries < 300 && now != baseline; tries++) {
+        usleep(10000);
+        now = testsrv_fd_count(s.pid);
+    }
+    assert_int_equal(now, baseline);
+    assert_true(served(s.port));
+    json_decref(stop_ok(&s));
+}
+
+#define EACH(fn)                                                                     \
+    cmocka_unit_test_prestate_setup_teardown(fn, NULL, testsrv_teardown, (void *)&async_bev),                              \
+        cmocka_unit_test_prestate_setup_teardown(fn, NULL, testsrv_teardown, (void *)&async_raw),                          \
+        cmocka_unit_test_prestate_setup_teardown(fn, NULL, testsrv_teardown, (void *)&threaded),                           \
+        cmocka_unit_test_prestate_setup_teardown(fn, NULL, testsrv_teardown, (void *)&threaded_pool)
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        EACH(test_fd_exhaustion),
+        cmocka_unit_test_teardown(test_thread_creation_failure, testsrv_teardown),
+        EACH(test_reset_mid_transfer),
+    };
+    return cmocka_run_group_tests(tests, NULL, testsrv_teardown);
+}
