@@ -1,0 +1,91 @@
+/* Log-linear latency histogram: see hist.h for the layout and the error bound. */
+#include "hist.h"
+
+#include <string.h>
+
+void hist_reset(struct hist *h)
+{
+    memset(h, 0, sizeof *h);
+}
+
+unsigned hist_index(uint64_t us)
+{
+    if (us > HIST_MAX_US)
+        us = HIST_MAX_US;
+    if (us < HIST_LINEAR)
+        return (unsigned)us;
+    /* msb >= 7; the top 7 bits of the value (64..127) pick the sub-bucket of its octave. */
+    unsigned msb = 63u - (unsigned)__builtin_clzll(us);
+    unsigned shift = msb - 6u;
+    unsigned sub = (unsigned)(us >> shift);
+    return HIST_LINEAR + (msb - 7u) * HIST_SUB + (sub - HIST_SUB);
+}
+
+/* The midpoint, not the upper bound: a bucket at 64 << s is 1 << s wide, so the upper bound
+ * could be 1/64 off, the midpoint at most half that. */
+uint64_t hist_bucket_value(unsigned idx)
+{
+    if (idx < HIST_LINEAR)
+        return idx;
+    unsigned octave = (idx - HIST_LINEAR) / HIST_SUB;
+    unsigned sub = (idx - HIST_LINEAR) % HIST_SUB + HIST_SUB;
+    unsigned shift = octave + 1u;
+    uint64_t mid = ((uint64_t)sub << shift) + (1ull << (shift - 1u));
+    return mid > HIST_MAX_US ? HIST_MAX_US : mid;
+}
+
+void hist_record(struct hist *h, uint64_t us)
+{
+    if (us > h->max)
+        h->max = us;
+    if (us > HIST_MAX_US) {
+        h->overflow++;
+        us = HIST_MAX_US;
+    }
+    h->counts[hist_index(us)]++;
+    h->total++;
+    h->sum += us;
+}
+
+void hist_merge(struct hist *dst, const struct hist *src)
+{
+    for (unsigned i = 0; i < HIST_BUCKETS; i++)
+        dst->counts[i] += src->counts[i];
+    dst->total += src->total;
+    dst->overflow += src->overflow;
+    dst->sum += src->sum;
+    if (src->max > dst->max)
+        dst->max = src->max;
+}
+
+uint64_t hist_percentile(const struct hist *h, double p)
+{
+    if (h->total == 0)
+        return 0;
+    if (p < 0.0)
+        p = 0.0;
+    if (p > 100.0)
+        p = 100.0;
+    /* The rank of the wanted value, 1-based: ceil(p% of total), at least 1. */
+    double r = p / 100.0 * (double)h->total;
+    uint64_t rank = (uint64_t)r;
+    if ((double)rank < r)
+        rank++;
+    if (rank == 0)
+        rank = 1;
+    uint64_t seen = 0;
+    for (unsigned i = 0; i < HIST_BUCKETS; i++) {
+        seen += h->counts[i];
+        if (seen >= rank) {
+            uint64_t v = hist_bucket_value(i);
+            /* The exact max is known: no percentile can exceed it. */
+            return v > h->max ? h->max : v;
+        }
+    }
+    return h->max;
+}
+
+double hist_mean(const struct hist *h)
+{
+    return h->total ? (double)h->sum / (double)h->total : 0.0;
+}

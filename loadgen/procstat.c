@@ -1,0 +1,122 @@
+/* /proc sampling for loadgen --server-pid (see procstat.h). */
+#include "procstat.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+/* Value of a "Key:   N ..." line of a /proc text file, or -1. */
+static long read_key(const char *path, const char *key)
+{
+    FILE *f = fopen(path, "r");
+    if (f == NULL)
+        return -1;
+    char line[256];
+    size_t klen = strlen(key);
+    long v = -1;
+    while (fgets(line, sizeof line, f)) {
+        if (strncmp(line, key, klen) == 0 && line[klen] == ':') {
+            v = strtol(line + klen + 1, NULL, 10);
+            break;
+        }
+    }
+    fclose(f);
+    return v;
+}
+
+/* Context switches summed over every live thread. Threads that already exited are missed:
+ * the servers' `stopped` line carries getrusage totals for that. */
+static void sum_task_switches(pid_t pid, struct proc_sample *s)
+{
+    char path[96];
+    snprintf(path, sizeof path, "/proc/%d/task", (int)pid);
+    DIR *d = opendir(path);
+    if (d == NULL)
+        return;
+    struct dirent *de;
+    while ((de = readdir(d)) != NULL) {
+        if (de->d_name[0] == '.')
+            continue;
+        char sp[128];
+        snprintf(sp, sizeof sp, "/proc/%d/task/%.20s/status", (int)pid, de->d_name);
+        FILE *f = fopen(sp, "r");
+        if (f == NULL)
+            continue; /* the thread exited meanwhile */
+        char line[256];
+        while (fgets(line, sizeof line, f)) {
+            if (strncmp(line, "voluntary_ctxt_switches:", 24) == 0)
+                s->ctx_voluntary += strtoull(line + 24, NULL, 10);
+            else if (strncmp(line, "nonvoluntary_ctxt_switches:", 27) == 0)
+                s->ctx_involuntary += strtoull(line + 27, NULL, 10);
+        }
+        fclose(f);
+    }
+    closedir(d);
+}
+
+/* utime and stime (fields 14 and 15) of /proc/PID/stat; the name (field 2) may hold spaces
+ * and parentheses, so parsing starts after the last ')'. */
+static int read_cpu(pid_t pid, struct proc_sample *s)
+{
+    char path[64], buf[1024];
+    snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+    FILE *f = fopen(path, "r");
+    if (f == NULL)
+        return -1;
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    char *p = strrchr(buf, ')');
+    if (p == NULL)
+        return -1;
+    unsigned long long ut = 0, st = 0;
+    /* After ')': state(3) ppid pgrp session tty tpgid flags minflt cminflt majflt cmajflt
+     * utime(14) stime(15). */
+    if (sscanf(p + 1, " %*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &ut, &st) != 2)
+        return -1;
+    double hz = (double)sysconf(_SC_CLK_TCK);
+    s->user_s = (double)ut / hz;
+    s->sys_s = (double)st / hz;
+    return 0;
+}
+
+/* Sum of the `mem` fields (pages) of the TCP and UDP lines of /proc/net/sockstat. */
+static long sock_mem_pages(void)
+{
+    FILE *f = fopen("/proc/net/sockstat", "r");
+    if (f == NULL)
+        return -1;
+    char line[256];
+    long total = 0;
+    while (fgets(line, sizeof line, f)) {
+        if (strncmp(line, "TCP:", 4) != 0 && strncmp(line, "UDP:", 4) != 0)
+            continue;
+        char *m = strstr(line, " mem ");
+        if (m)
+            total += strtol(m + 5, NULL, 10);
+    }
+    fclose(f);
+    return total;
+}
+
+int procstat_sample(pid_t pid, struct proc_sample *s, char *err, size_t errlen)
+{
+    char path[64];
+    memset(s, 0, sizeof *s);
+    snprintf(path, sizeof path, "/proc/%d/status", (int)pid);
+    s->rss_kib = read_key(path, "VmRSS");
+    s->vsz_kib = read_key(path, "VmSize");
+    s->threads = read_key(path, "Threads");
+    if (s->rss_kib < 0 || s->threads < 0 || read_cpu(pid, s) < 0) {
+        snprintf(err, errlen, "cannot read /proc/%d (no such process, or a kernel thread)",
+                 (int)pid);
+        return -1;
+    }
+    sum_task_switches(pid, s);
+    s->kernel_stack_kib = read_key("/proc/meminfo", "KernelStack");
+    s->sock_mem_pages = sock_mem_pages();
+    return 0;
+}

@@ -1,0 +1,118 @@
+/* loadgen scenario udp: datagrams of --size bytes from each connected UDP socket, closed loop or
+ * --rate open loop; counts sent, received, lost (no reply within --timeout), late, mismatched. */
+#include <stdio.h>
+#include <string.h>
+
+#include "scenario.h"
+#include "upper.h"
+
+#define UDP_MAX 65507   /* the largest IPv4 UDP payload */
+#define SEQ_DIGITS 10   /* a datagram starts with its sequence number in decimal */
+
+enum { C_LATE, C_SENT, C_RECEIVED }; /* lg_stats.counter[] slots */
+
+struct udp_state {
+    uint32_t seq;       /* of the datagram in flight */
+    uint8_t msg[];      /* the datagram in flight (--size bytes) */
+};
+
+static int udp_check(const struct lg_config *cfg, char *err, size_t errlen)
+{
+    if (cfg->size < 1 || cfg->size > UDP_MAX) {
+        snprintf(err, errlen, "udp: --size must be 1..%d (one datagram)", UDP_MAX);
+        return -1;
+    }
+    if (cfg->timeout_ms <= 0) {
+        snprintf(err, errlen, "udp: needs --timeout > 0 (a lost datagram would stall its socket)");
+        return -1;
+    }
+    return 0;
+}
+
+static size_t udp_state_size(const struct lg_config *cfg)
+{
+    return sizeof(struct udp_state) + (size_t)cfg->size;
+}
+
+/* The sequence number as the first min(size, 10) decimal digits (uppercase leaves digits
+ * alone), then lowercase letters that depend on it, so a reply that is not uppercased, or is
+ * another datagram's, is caught. */
+static void fill(uint8_t *p, size_t size, uint32_t seq)
+{
+    char digits[SEQ_DIGITS + 1];
+    size_t nd = size < SEQ_DIGITS ? size : SEQ_DIGITS;
+    snprintf(digits, sizeof digits, "%010u", seq);
+    memcpy(p, digits + SEQ_DIGITS - nd, nd);
+    for (size_t i = nd; i < size; i++)
+        p[i] = (uint8_t)('a' + (seq + i * 7) % 26);
+}
+
+static enum lg_verdict udp_send(struct lg_conn *c)
+{
+    struct udp_state *s = lg_conn_state(c);
+    size_t size = (size_t)lg_conn_config(c)->size;
+    s->seq++;
+    fill(s->msg, size, s->seq);
+    lg_request_start(c, 0);
+    if (lg_measuring(c))
+        lg_conn_stats(c)->counter[C_SENT]++;
+    /* A datagram the kernel refuses is lost like one the network drops: --timeout counts it. */
+    if (lg_send(c, s->msg, size) < 0)
+        return LG_ERROR;
+    return LG_OK;
+}
+
+static int all_digits(const uint8_t *p, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (p[i] < '0' || p[i] > '9')
+            return 0;
+    return 1;
+}
+
+static enum lg_verdict udp_data(struct lg_conn *c, const uint8_t *p, size_t n)
+{
+    struct udp_state *s = lg_conn_state(c);
+    struct lg_stats *st = lg_conn_stats(c);
+    size_t size = (size_t)lg_conn_config(c)->size;
+    size_t nd = size < SEQ_DIGITS ? size : SEQ_DIGITS;
+
+    if (lg_measuring(c))
+        st->counter[C_RECEIVED]++;
+    /* A reply to a datagram already given up on (past --timeout) is late, not wrong: nothing
+     * is pending, or it carries another datagram's sequence number. */
+    int other_seq = n >= nd && all_digits(p, nd) && memcmp(p, s->msg, nd) != 0;
+    if (!lg_request_pending(c) || other_seq) {
+        if (lg_measuring(c))
+            st->counter[C_LATE]++;
+        return LG_OK;
+    }
+    lg_request_done(c, n == size && upper_matches(s->msg, p, n));
+    return LG_OK;
+}
+
+static void udp_json(const struct lg_config *cfg, const struct lg_stats *st, double duration_s,
+                     json_t *step)
+{
+    (void)cfg;
+    (void)duration_s;
+    json_object_set_new(step, "datagrams",
+                        json_pack("{s:I, s:I, s:I, s:I, s:I}", "sent",
+                                  (json_int_t)st->counter[C_SENT], "received",
+                                  (json_int_t)st->counter[C_RECEIVED], "lost",
+                                  (json_int_t)st->timeouts, "late",
+                                  (json_int_t)st->counter[C_LATE], "mismatched",
+                                  (json_int_t)st->mismatches));
+}
+
+const struct lg_scenario scn_udp = {
+    .name = "udp",
+    .summary = "UDP datagrams of --size bytes, uppercase echo checked (--rate: open loop)",
+    .transport = LG_UDP,
+    .drive = LG_DRIVE_LOOP,
+    .check = udp_check,
+    .state_size = udp_state_size,
+    .send_request = udp_send,
+    .on_data = udp_data,
+    .json_step = udp_json,
+};

@@ -1,0 +1,198 @@
+/* Tests of common/hist: percentiles within 1% on known distributions, merge, extremes. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <math.h>
+#include <stdlib.h>
+
+#include "hist.h"
+
+/* Exact percentile of a sorted array, with hist_percentile's rank rule. */
+static uint64_t exact_percentile(const uint64_t *sorted, size_t n, double p)
+{
+    double r = p / 100.0 * (double)n;
+    size_t rank = (size_t)r;
+    if ((double)rank < r)
+        rank++;
+    if (rank == 0)
+        rank = 1;
+    return sorted[rank - 1];
+}
+
+static int cmp_u64(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+static uint64_t next_rand(uint64_t *s)
+{
+    *s ^= *s << 13;
+    *s ^= *s >> 7;
+    *s ^= *s << 17;
+    return *s;
+}
+
+enum dist { D_UNIFORM_SMALL, D_UNIFORM_WIDE, D_EXPONENTIAL, D_LOGUNIFORM, D_CONSTANT };
+
+struct dist_case {
+    const char *name;
+    enum dist dist;
+    size_t n;
+};
+
+static const struct dist_case dist_cases[] = {
+    {"uniform 0..200 us", D_UNIFORM_SMALL, 100000},
+    {"uniform 0..10 s", D_UNIFORM_WIDE, 100000},
+    {"exponential mean 100 us", D_EXPONENTIAL, 100000},
+    {"log-uniform 1 us..60 s", D_LOGUNIFORM, 100000},
+    {"constant 12345 us", D_CONSTANT, 1000},
+};
+
+static uint64_t draw(enum dist d, uint64_t *s)
+{
+    double u = (double)(next_rand(s) % 1000000007ULL) / 1000000007.0;
+    switch (d) {
+    case D_UNIFORM_SMALL: return next_rand(s) % 201;
+    case D_UNIFORM_WIDE: return next_rand(s) % 10000001;
+    case D_EXPONENTIAL: return (uint64_t)(-100.0 * log(1.0 - u));
+    case D_LOGUNIFORM: return (uint64_t)exp(u * log(60e6));
+    case D_CONSTANT: return 12345;
+    }
+    return 0;
+}
+
+static void test_known_distributions(void **state)
+{
+    (void)state;
+    static const double ps[] = {0, 1, 10, 50, 90, 99, 99.9, 99.99, 100};
+    for (size_t c = 0; c < sizeof dist_cases / sizeof dist_cases[0]; c++) {
+        const struct dist_case *dc = &dist_cases[c];
+        uint64_t *v = malloc(dc->n * sizeof *v);
+        assert_non_null(v);
+        struct hist *h = calloc(1, sizeof *h);
+        assert_non_null(h);
+        uint64_t seed = 0x9E3779B97F4A7C15ULL + c;
+        long double sum = 0;
+        for (size_t i = 0; i < dc->n; i++) {
+            v[i] = draw(dc->dist, &seed);
+            sum += v[i];
+            hist_record(h, v[i]);
+        }
+        qsort(v, dc->n, sizeof *v, cmp_u64);
+        for (size_t i = 0; i < sizeof ps / sizeof ps[0]; i++) {
+            uint64_t want = exact_percentile(v, dc->n, ps[i]);
+            uint64_t got = hist_percentile(h, ps[i]);
+            double err = want ? fabs((double)got - (double)want) / (double)want : (double)got;
+            if (err > 0.01)
+                fail_msg("%s p%g: got %llu want %llu", dc->name, ps[i],
+                         (unsigned long long)got, (unsigned long long)want);
+        }
+        assert_int_equal(h->total, dc->n);
+        assert_int_equal(h->max, v[dc->n - 1]);
+        assert_true(fabs(hist_mean(h) - (double)(sum / dc->n)) < 1e-6 * (double)(sum / dc->n) + 1e-9);
+        free(h);
+        free(v);
+    }
+}
+
+/* Every value from 0 to 60 s maps to a bucket whose reported value is within 1/128 of it,
+ * buckets are monotonic, and below 128 us every value is exact. */
+static void test_bucket_bounds(void **state)
+{
+    (void)state;
+    unsigned prev = 0;
+    for (uint64_t v = 0; v <= HIST_MAX_US; v += (v < 4096 ? 1 : v / 1000)) {
+        unsigned idx = hist_index(v);
+        assert_true(idx < HIST_BUCKETS);
+        assert_true(idx >= prev);
+        prev = idx;
+        uint64_t rep = hist_bucket_value(idx);
+        if (v < HIST_LINEAR)
+            assert_int_equal(rep, v);
+        else if (fabs((double)rep - (double)v) > (double)v / 128.0)
+            fail_msg("value %llu reported as %llu", (unsigned long long)v,
+                     (unsigned long long)rep);
+    }
+    assert_int_equal(hist_index(UINT64_MAX), hist_index(HIST_MAX_US));
+    assert_true(hist_index(HIST_MAX_US) < HIST_BUCKETS);
+}
+
+struct extreme_case {
+    const char *name;
+    uint64_t value;
+    uint64_t want_p50;   /* reported percentile */
+    uint64_t want_max;
+    uint64_t want_overflow;
+};
+
+static const struct extreme_case extreme_cases[] = {
+    {"zero", 0, 0, 0, 0},
+    {"one", 1, 1, 1, 0},
+    {"60 s exactly", HIST_MAX_US, HIST_MAX_US, HIST_MAX_US, 0},
+    {"just over 60 s", HIST_MAX_US + 1, HIST_MAX_US, HIST_MAX_US + 1, 1},
+    {"UINT64_MAX", UINT64_MAX, HIST_MAX_US, UINT64_MAX, 1},
+};
+
+static void test_extremes(void **state)
+{
+    (void)state;
+    struct hist h;
+    for (size_t i = 0; i < sizeof extreme_cases / sizeof extreme_cases[0]; i++) {
+        const struct extreme_case *ec = &extreme_cases[i];
+        hist_reset(&h);
+        hist_record(&h, ec->value);
+        if (hist_percentile(&h, 50) != ec->want_p50)
+            fail_msg("%s: p50 %llu", ec->name, (unsigned long long)hist_percentile(&h, 50));
+        assert_int_equal(h.max, ec->want_max);
+        assert_int_equal(h.overflow, ec->want_overflow);
+        assert_int_equal(h.total, 1);
+    }
+    hist_reset(&h);
+    assert_int_equal(hist_percentile(&h, 99), 0);
+    assert_true(hist_mean(&h) == 0.0);
+}
+
+/* Recording into per-thread histograms and merging equals recording into one. */
+static void test_merge_equals_single(void **state)
+{
+    (void)state;
+    static struct hist parts[4], merged, single;
+    uint64_t seed = 42;
+    for (int i = 0; i < 4; i++)
+        hist_reset(&parts[i]);
+    hist_reset(&merged);
+    hist_reset(&single);
+    for (int i = 0; i < 200000; i++) {
+        uint64_t v = draw(D_LOGUNIFORM, &seed);
+        if (i % 1000 == 0)
+            v = HIST_MAX_US + (uint64_t)i; /* some overflow too */
+        hist_record(&parts[next_rand(&seed) % 4], v);
+        hist_record(&single, v);
+    }
+    for (int i = 0; i < 4; i++)
+        hist_merge(&merged, &parts[i]);
+    assert_memory_equal(&merged, &single, sizeof single);
+    assert_int_equal(hist_percentile(&merged, 99.9), hist_percentile(&single, 99.9));
+}
+
+static void test_size_is_small(void **state)
+{
+    (void)state;
+    assert_true(sizeof(struct hist) <= 12 * 1024);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_known_distributions),
+        cmocka_unit_test(test_bucket_bounds),
+        cmocka_unit_test(test_extremes),
+        cmocka_unit_test(test_merge_equals_single),
+        cmocka_unit_test(test_size_is_small),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
