@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # make check: the whole suite again with sanitizers.
 #   1. every binary built with -fsanitize=address,undefined, every test run against them;
-#   2. the servers built with -fsanitize=thread, the echo integration tests run against them
-#      (the threaded servers are the ones with shared state; the async ones ride along).
+#   2. everything built with -fsanitize=thread, the servers' integration tests run against
+#      them (the threaded servers are the ones with shared state; the async ones ride along).
 # Any sanitizer report fails the run (halt_on_error / exitcode), so a race or a leak is red.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -15,7 +15,7 @@ make --no-print-directory -j"$jobs" BIN=bin/asan BUILD=build/asan \
 # detect_leaks: every process must free what it allocated by exit.
 export ASAN_OPTIONS=detect_leaks=1:abort_on_error=0:exitcode=66:strict_string_checks=1
 export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1:exitcode=67
-export TVSA_SANITIZED=asan
+export TVSA_SANITIZED=asan TVSA_ONLY_C=1
 TVSA_BIN=$PWD/bin/asan tests/run.sh
 
 tsan_flags="-O1 -g -fno-omit-frame-pointer -fsanitize=thread"
@@ -25,4 +25,4 @@ make --no-print-directory -j"$jobs" BIN=bin/tsan BUILD=build/tsan \
 unset ASAN_OPTIONS
 export TSAN_OPTIONS=halt_on_error=1:exitcode=68:second_deadlock_stack=1
 export TVSA_SANITIZED=tsan
-TVSA_BIN=$PWD/bin/tsan tests/run.sh echo
+TVSA_BIN=$PWD/bin/tsan tests/run.sh test_echo test_faults test_chat test_udp test_dns
