@@ -105,7 +105,8 @@ bench: all
 check: deps
 	@scripts/check.sh
 
-fuzz: deps
+fuzz:
+	@scripts/install-deps.sh --fuzz
 	@scripts/fuzz.sh
 
 clean:

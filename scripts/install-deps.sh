@@ -1,9 +1,21 @@
 #!/bin/sh
 # Installs the Debian packages tvsa needs, only those missing; silent when all are present.
-# Usage: scripts/install-deps.sh [--check]   (--check: report what is missing, install nothing)
+# Usage: scripts/install-deps.sh [--check] [--fuzz]
+#   --check  report what is missing, install nothing
+#   --fuzz   also what `make fuzz` needs (clang and its libFuzzer runtime)
 set -eu
 
-PACKAGES="build-essential pkg-config libevent-dev libjansson-dev libcmocka-dev gnuplot-nox python3 netcat-openbsd procps"
+# gnuplot: plots; python3: the summary; nc: the README's examples; dig (dnsutils): test_dns
+# checks our DNS servers with a real resolver client too.
+PACKAGES="build-essential pkg-config libevent-dev libjansson-dev libcmocka-dev gnuplot-nox python3 netcat-openbsd procps dnsutils"
+check_only=0
+for arg in "$@"; do
+    case "$arg" in
+        --check) check_only=1 ;;
+        --fuzz) PACKAGES="$PACKAGES clang libclang-rt-14-dev" ;;
+        *) echo "install-deps: unknown argument '$arg'" >&2; exit 2 ;;
+    esac
+done
 
 missing=""
 for pkg in $PACKAGES; do
@@ -17,7 +29,7 @@ done
 
 [ -z "$missing" ] && exit 0
 
-if [ "${1:-}" = "--check" ]; then
+if [ "$check_only" -eq 1 ]; then
     echo "install-deps: missing packages:$missing" >&2
     exit 1
 fi

@@ -19,15 +19,22 @@
 #include "mono.h"
 #include "sock.h"
 
-/* Servers started and not yet stopped. Tests are single-threaded: owned by the test thread. */
+/* Servers started and not yet stopped, with what the teardown must release: their stdout
+ * pipe and listening line. Tests are single-threaded: owned by the test thread. */
 #define MAX_LIVE 64
-static pid_t live_pids[MAX_LIVE];
+static struct {
+    pid_t pid;
+    int out_fd;
+    json_t *listening;
+} live[MAX_LIVE];
 
-static void live_add(pid_t pid)
+static void live_add(const struct testsrv *s)
 {
     for (int i = 0; i < MAX_LIVE; i++)
-        if (live_pids[i] == 0) {
-            live_pids[i] = pid;
+        if (live[i].pid == 0) {
+            live[i].pid = s->pid;
+            live[i].out_fd = s->out_fd;
+            live[i].listening = s->listening;
             return;
         }
 }
@@ -35,18 +42,20 @@ static void live_add(pid_t pid)
 static void live_remove(pid_t pid)
 {
     for (int i = 0; i < MAX_LIVE; i++)
-        if (live_pids[i] == pid)
-            live_pids[i] = 0;
+        if (live[i].pid == pid)
+            live[i].pid = 0;
 }
 
 int testsrv_teardown(void **state)
 {
     (void)state;
     for (int i = 0; i < MAX_LIVE; i++)
-        if (live_pids[i] > 0) {
-            kill(live_pids[i], SIGKILL);
-            waitpid(live_pids[i], NULL, 0);
-            live_pids[i] = 0;
+        if (live[i].pid > 0) {
+            kill(live[i].pid, SIGKILL);
+            waitpid(live[i].pid, NULL, 0);
+            close(live[i].out_fd);
+            json_decref(live[i].listening);
+            live[i].pid = 0;
         }
     return 0;
 }
@@ -153,7 +162,7 @@ int testsrv_start_rlimit(struct testsrv *s, const char *name, const char *const 
     if (!json_is_integer(port))
         goto fail;
     s->port = (int)json_integer_value(port);
-    live_add(s->pid);
+    live_add(s);
     return 0;
 fail:
     kill(s->pid, SIGKILL);

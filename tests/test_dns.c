@@ -1,0 +1,584 @@
+/* Integration tests of bin/threaded-dns and bin/async-dns on a temporary zone: answers over UDP
+ * and TCP through bin/dnsq (both of its models) and raw packets, NXDOMAIN, NOTIMP, FORMERR,
+ * garbage that must not kill a server, zone errors at start-up, and dig when installed. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "dnswire.h"
+#include "testsrv.h"
+
+/* The server a test started and has not stopped yet: if an assertion fails mid-test, the
+ * teardown kills it, so a failing test never leaves a server running. */
+static pid_t live_pid;
+
+static int start_srv(struct testsrv *s, const char *name, const char *const *args)
+{
+    int rc = testsrv_start(s, name, args);
+    live_pid = rc == 0 ? s->pid : 0;
+    return rc;
+}
+
+static json_t *stop_srv(struct testsrv *s, int sig, int timeout_ms, int *status)
+{
+    live_pid = 0;
+    return testsrv_stop(s, sig, timeout_ms, status);
+}
+
+static int kill_leftover(void **state)
+{
+    (void)state;
+    if (live_pid > 0) {
+        kill(live_pid, SIGKILL);
+        waitpid(live_pid, NULL, 0);
+        live_pid = 0;
+    }
+    return 0;
+}
+
+static const char *const servers[] = {"threaded-dns", "async-dns"};
+
+static const char zone_text[] =
+    "# test zone\n"
+    "www.zone.test 300 A 192.0.2.10\n"
+    "www.zone.test 300 A 192.0.2.11\n"
+    "Mail.Zone.Test A 192.0.2.25\n"
+    "ttl0.zone.test 0 A 203.0.113.9\n";
+
+static char zone_path[64];
+
+static int setup(void **state)
+{
+    (void)state;
+    snprintf(zone_path, sizeof zone_path, "/tmp/tvsa-test-dns-XXXXXX");
+    int fd = mkstemp(zone_path);
+    if (fd < 0)
+        return -1;
+    FILE *f = fdopen(fd, "w");
+    fputs(zone_text, f);
+    for (int i = 1; i <= 40; i++) /* more than a 512-byte UDP answer holds: TC, then TCP */
+        fprintf(f, "big.zone.test 60 A 10.0.1.%d\n", i);
+    fclose(f);
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    unlink(zone_path);
+    return 0;
+}
+
+static void start(struct testsrv *srv, const char *name)
+{
+    const char *args[] = {"--zone", zone_path, NULL};
+    if (start_srv(srv, name, args) < 0)
+        fail_msg("%s did not start", name);
+}
+
+static void stop(struct testsrv *srv)
+{
+    int status = -2;
+    json_t *st = stop_srv(srv, SIGTERM, 3000, &status);
+    assert_int_equal(status, 0);
+    assert_non_null(st);
+    assert_non_null(json_object_get(st, "rcodes"));
+    json_decref(st);
+}
+
+/* Runs bin/dnsq against the server with extra args and names; returns its exit status. */
+static int dnsq(int port, const char *const *extra, const char *const *names, char *out,
+                size_t outlen)
+{
+    char server[32], err[8192];
+    const char *argv[64];
+    size_t n = 0;
+    snprintf(server, sizeof server, "127.0.0.1:%d", port);
+    argv[n++] = "dnsq";
+    argv[n++] = "--server";
+    argv[n++] = server;
+    for (size_t i = 0; extra && extra[i]; i++)
+        argv[n++] = extra[i];
+    for (size_t i = 0; names[i]; i++)
+        argv[n++] = names[i];
+    argv[n] = NULL;
+    return testsrv_run(argv, out, outlen, err, sizeof err, 10000);
+}
+
+static const char *const ok_names[] = {"www.zone.test", "MAIL.zone.test", "ttl0.zone.test", NULL};
+static const char ok_expected[] = "www.zone.test 192.0.2.10\n"
+                                  "www.zone.test 192.0.2.11\n"
+                                  "MAIL.zone.test 192.0.2.25\n"
+                                  "ttl0.zone.test 203.0.113.9\n";
+
+static void test_dnsq_answers(void **state)
+{
+    (void)state;
+    static const char *const modes[][4] = {
+        {NULL}, {"--tcp", NULL}, {"--model", "threaded", NULL},
+        {"--model", "threaded", "--tcp", NULL},
+    };
+    char out[16384];
+    for (size_t s = 0; s < 2; s++) {
+        struct testsrv srv;
+        start(&srv, servers[s]);
+        for (size_t m = 0; m < sizeof modes / sizeof modes[0]; m++) {
+            int rc = dnsq(srv.port, modes[m], ok_names, out, sizeof out);
+            if (rc != 0 || strcmp(out, ok_expected) != 0)
+                fail_msg("%s, mode %zu: exit %d, output:\n%s", servers[s], m, rc, out);
+
+            const char *const nx[] = {"www.zone.test", "nope.zone.test", NULL};
+            rc = dnsq(srv.port, modes[m], nx, out, sizeof out);
+            assert_int_equal(rc, 1);
+            assert_string_equal(out, "www.zone.test 192.0.2.10\nwww.zone.test 192.0.2.11\n"
+                                     "nope.zone.test NXDOMAIN\n");
+        }
+        stop(&srv);
+    }
+}
+
+/* 40 records do not fit in 512 bytes: the UDP answer is truncated, dnsq retries over TCP. */
+static void test_truncation_falls_back_to_tcp(void **state)
+{
+    (void)state;
+    static const char *const modes[][4] = {{"--json", NULL}, {"--json", "--model", "threaded", NULL}};
+    const char *names[] = {"big.zone.test", NULL};
+    char out[65536];
+    for (size_t s = 0; s < 2; s++) {
+        struct testsrv srv;
+        start(&srv, servers[s]);
+        for (size_t m = 0; m < 2; m++) {
+            assert_int_equal(dnsq(srv.port, modes[m], names, out, sizeof out), 0);
+            json_t *j = json_loads(out, 0, NULL);
+            assert_non_null(j);
+            json_t *r = json_array_get(json_object_get(j, "results"), 0);
+            json_t *addrs = json_object_get(r, "addresses");
+            assert_string_equal(json_string_value(json_object_get(r, "status")), "NOERROR");
+            assert_int_equal(json_array_size(addrs), 40);
+            assert_true(json_is_true(json_object_get(r, "truncated_udp")));
+            assert_true(json_is_true(json_object_get(r, "tcp")));
+            assert_string_equal(json_string_value(json_array_get(addrs, 39)), "10.0.1.40");
+            json_decref(j);
+        }
+        stop(&srv);
+    }
+}
+
+static int udp_socket(int port)
+{
+    struct sockaddr_in sa = {0};
+    int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    sa.sin_family = AF_INET;
+    sa.sin_port = htons((uint16_t)port);
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (fd >= 0 && connect(fd, (struct sockaddr *)&sa, sizeof sa) < 0) {
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+/* Sends one datagram, waits up to timeout_ms for a reply. Returns its length, -1 if none. */
+static ssize_t udp_ask(int fd, const void *q, size_t qlen, uint8_t *r, size_t rcap,
+                       int timeout_ms)
+{
+    struct pollfd p = {fd, POLLIN, 0};
+    if (send(fd, q, qlen, 0) < 0)
+        return -1;
+    if (poll(&p, 1, timeout_ms) <= 0)
+        return -1;
+    return recv(fd, r, rcap, 0);
+}
+
+struct raw_case {
+    const char *what;
+    uint8_t bytes[64];
+    size_t len;
+    int want_rcode; /* -1: no reply at all */
+};
+
+/* Raw packets with a known verdict: each gets the right rcode, or no reply. */
+static const struct raw_case raw_cases[] = {
+    {"opcode STATUS", {0, 1, 0x10, 0, 0, 1, 0, 0, 0, 0, 0, 0, 3, 'w', 'w', 'w', 4, 'z', 'o',
+                       'n', 'e', 4, 't', 'e', 's', 't', 0, 0, 1, 0, 1}, 31, DNSWIRE_RC_NOTIMP},
+    {"opcode 15, no question", {0, 2, 0x78, 0, 0, 0, 0, 0, 0, 0, 0, 0}, 12, DNSWIRE_RC_NOTIMP},
+    {"forward pointer", {0, 3, 1, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0xC0, 40, 0, 1, 0, 1}, 18,
+     DNSWIRE_RC_FORMERR},
+    {"label past the end", {0, 4, 1, 0, 0, 1, 0, 0, 0, 0, 0, 0, 60, 'a', 'b'}, 15,
+     DNSWIRE_RC_FORMERR},
+    {"no question", {0, 5, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0}, 12, DNSWIRE_RC_FORMERR},
+    {"trailing junk", {0, 6, 1, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 1, 0xEE}, 18,
+     DNSWIRE_RC_FORMERR},
+    {"class CHAOS", {0, 7, 1, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 3}, 17, DNSWIRE_RC_REFUSED},
+    {"AAAA of a known name", {0, 8, 1, 0, 0, 1, 0, 0, 0, 0, 0, 0, 3, 'w', 'w', 'w', 4, 'z', 'o',
+                              'n', 'e', 4, 't', 'e', 's', 't', 0, 0, 28, 0, 1}, 31,
+     DNSWIRE_RC_NOERROR},
+    {"11 bytes", {0, 9, 1, 0, 0, 1, 0, 0, 0, 0, 0}, 11, -1},
+    {"a response (QR set)", {0, 10, 0x80, 0, 0, 0, 0, 0, 0, 0, 0, 0}, 12, -1},
+};
+
+static void check_raw_reply(const struct raw_case *c, const uint8_t *r, ssize_t n,
+                            const char *server, const char *transport)
+{
+    if (c->want_rcode < 0) {
+        if (n >= 0)
+            fail_msg("%s %s '%s': got a %zd-byte reply, want none", server, transport, c->what, n);
+        return;
+    }
+    if (n < DNSWIRE_HDR_LEN)
+        fail_msg("%s %s '%s': no reply", server, transport, c->what);
+    struct dnswire_header h;
+    assert_int_equal(dnswire_decode_header(r, (size_t)n, &h), 0);
+    assert_int_equal(h.id, (c->bytes[0] << 8) | c->bytes[1]);
+    assert_true(h.flags & DNSWIRE_F_QR);
+    if ((int)DNSWIRE_RCODE(h.flags) != c->want_rcode)
+        fail_msg("%s %s '%s': rcode %u, want %d", server, transport, c->what,
+                 DNSWIRE_RCODE(h.flags), c->want_rcode);
+    assert_int_equal(h.ancount, 0);
+}
+
+static void test_raw_udp(void **state)
+{
+    (void)state;
+    uint8_t r[600];
+    for (size_t s = 0; s < 2; s++) {
+        struct testsrv srv;
+        start(&srv, servers[s]);
+        int fd = udp_socket(srv.port);
+        assert_true(fd >= 0);
+        for (size_t i = 0; i < sizeof raw_cases / sizeof raw_cases[0]; i++) {
+            const struct raw_case *c = &raw_cases[i];
+            ssize_t n = udp_ask(fd, c->bytes, c->len, r, sizeof r, c->want_rcode < 0 ? 300 : 2000);
+            check_raw_reply(c, r, n, servers[s], "udp");
+        }
+        close(fd);
+        stop(&srv);
+    }
+}
+
+/* Every raw case over one TCP connection, first all in one write, then byte by byte: the
+ * replies come back in order, none for the dropped ones. */
+static void test_raw_tcp_pipelined_and_split(void **state)
+{
+    (void)state;
+    uint8_t all[2048], r[2 + 600];
+    size_t len = 0;
+    for (size_t i = 0; i < sizeof raw_cases / sizeof raw_cases[0]; i++) {
+        dnswire_tcp_prefix(all + len, raw_cases[i].len);
+        memcpy(all + len + 2, raw_cases[i].bytes, raw_cases[i].len);
+        len += 2 + raw_cases[i].len;
+    }
+    for (size_t s = 0; s < 2; s++) {
+        struct testsrv srv;
+        start(&srv, servers[s]);
+        for (int split = 0; split < 2; split++) {
+            int fd = testsrv_connect(srv.port);
+            assert_true(fd >= 0);
+            if (split) {
+                for (size_t k = 0; k < len; k++)
+                    assert_int_equal(send(fd, all + k, 1, MSG_NOSIGNAL), 1);
+            } else {
+                assert_int_equal(send(fd, all, len, MSG_NOSIGNAL), (ssize_t)len);
+            }
+            for (size_t i = 0; i < sizeof raw_cases / sizeof raw_cases[0]; i++) {
+                if (raw_cases[i].want_rcode < 0)
+                    continue;
+                assert_int_equal(testsrv_read_full(fd, r, 2, 3000), 2);
+                size_t n = ((size_t)r[0] << 8) | r[1];
+                assert_true(n <= 600);
+                assert_int_equal(testsrv_read_full(fd, r, n, 3000), n);
+                check_raw_reply(&raw_cases[i], r, (ssize_t)n, servers[s], "tcp");
+            }
+            /* Nothing more: the dropped messages got no reply. */
+            struct pollfd p = {fd, POLLIN, 0};
+            assert_int_equal(poll(&p, 1, 200), 0);
+            close(fd);
+        }
+        stop(&srv);
+    }
+}
+
+/* Random datagrams and TCP junk; the server must still answer and stop cleanly. */
+static void test_garbage_never_kills(void **state)
+{
+    (void)state;
+    uint8_t junk[700], r[600];
+    unsigned seed = 12345;
+    char out[4096];
+    for (size_t s = 0; s < 2; s++) {
+        struct testsrv srv;
+        start(&srv, servers[s]);
+        int fd = udp_socket(srv.port);
+        for (int i = 0; i < 400; i++) {
+            size_t n = (size_t)(rand_r(&seed) % (int)sizeof junk);
+            for (size_t k = 0; k < n; k++)
+                junk[k] = (uint8_t)rand_r(&seed);
+            if (i % 3 == 0 && n >= 12)
+                junk[2] &= 0x7F; /* a query, so it is parsed and not dropped as a response */
+            if (send(fd, junk, n, 0) < 0) {
+            }
+            while (recv(fd, r, sizeof r, MSG_DONTWAIT) > 0) {
+            }
+        }
+        close(fd);
+        for (int i = 0; i < 20; i++) {
+            int t = testsrv_connect(srv.port);
+            assert_true(t >= 0);
+            size_t n = (size_t)(rand_r(&seed) % (int)sizeof junk);
+            for (size_t k = 0; k < n; k++)
+                junk[k] = (uint8_t)rand_r(&seed);
+            if (i == 0 && n >= 2)
+                junk[0] = junk[1] = 0xFF; /* claims 65,535 bytes, then hangs up */
+            if (send(t, junk, n, MSG_NOSIGNAL) < 0) {
+            }
+            close(t);
+        }
+        assert_int_equal(dnsq(srv.port, NULL, ok_names, out, sizeof out), 0);
+        assert_string_equal(out, ok_expected);
+        assert_int_equal(kill(srv.pid, 0), 0);
+        stop(&srv);
+    }
+}
+
+static void test_zone_errors_exit_2(void **state)
+{
+    (void)state;
+    char path[] = "/tmp/tvsa-test-badzone-XXXXXX", out[4096], err[4096];
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    FILE *f = fdopen(fd, "w");
+    fputs("ok.test A 1.2.3.4\n# fine\nbad.test A 300.1.1.1\n", f);
+    fclose(f);
+    for (size_t s = 0; s < 2; s++) {
+        const char *argv[] = {servers[s], "--port", "0", "--zone", path, NULL};
+        assert_int_equal(testsrv_run(argv, out, sizeof out, err, sizeof err, 5000), 2);
+        assert_non_null(strstr(err, "line 3"));
+        assert_non_null(strstr(err, path));
+        assert_string_equal(out, ""); /* no listening line */
+        const char *missing[] = {servers[s], "--port", "0", "--zone", "/nonexistent.zone", NULL};
+        assert_int_equal(testsrv_run(missing, out, sizeof out, err, sizeof err, 5000), 2);
+    }
+    unlink(path);
+}
+
+/* Without --zone the sample zone is served. */
+static void test_sample_zone_default(void **state)
+{
+    (void)state;
+    char out[4096];
+    const char *names[] = {"www.example.test", NULL};
+    for (size_t s = 0; s < 2; s++) {
+        struct testsrv srv;
+        assert_int_equal(start_srv(&srv, servers[s], NULL), 0);
+        assert_int_equal(dnsq(srv.port, NULL, names, out, sizeof out), 0);
+        assert_string_equal(out, "www.example.test 192.0.2.10\nwww.example.test 192.0.2.11\n");
+        stop(&srv);
+    }
+}
+
+/* A fake server on fd: each query gets a reply with the wrong id and one with the right id but
+ * another name; the real answer too when honest. Runs in a child until killed. */
+static void liar(int fd, int honest)
+{
+    struct dnswire_msg *m = malloc(sizeof *m);
+    uint8_t q[600], r[600];
+    char err[128];
+    for (;;) {
+        struct sockaddr_storage peer;
+        socklen_t plen = sizeof peer;
+        ssize_t n = recvfrom(fd, q, sizeof q, 0, (struct sockaddr *)&peer, &plen);
+        if (n < 0 || dnswire_decode(q, (size_t)n, m, err, sizeof err) != 0 || m->nq != 1)
+            continue;
+        struct dnswire_header h = m->h;
+        struct dnswire_question question = m->q[0];
+        struct dnswire_a a = {{10, 0, 0, 1}, 5};
+        h.id++;
+        int len = dnswire_encode_response(r, sizeof r, &h, &question, 0, 1, &a, 1);
+        sendto(fd, r, (size_t)len, 0, (struct sockaddr *)&peer, plen);
+        h.id--;
+        struct dnswire_question other = question;
+        dnswire_name_from_text("other.test", &other.name);
+        len = dnswire_encode_response(r, sizeof r, &h, &other, 0, 1, &a, 1);
+        sendto(fd, r, (size_t)len, 0, (struct sockaddr *)&peer, plen);
+        if (honest) {
+            len = dnswire_encode_response(r, sizeof r, &h, &question, 0, 1, &a, 1);
+            sendto(fd, r, (size_t)len, 0, (struct sockaddr *)&peer, plen);
+        }
+    }
+}
+
+/* dnsq matches replies on id and name: lies are ignored (a timeout when nothing else comes),
+ * the honest reply after them is taken. A port where nobody answers times out too. */
+static void test_dnsq_matching_and_timeout(void **state)
+{
+    (void)state;
+    char out[4096], err[4096], server[32];
+    for (int mode = 0; mode < 3; mode++) { /* 0 silent, 1 liar, 2 liar then honest */
+        struct sockaddr_in sa = {0};
+        socklen_t slen = sizeof sa;
+        int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+        sa.sin_family = AF_INET;
+        sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        assert_int_equal(bind(fd, (struct sockaddr *)&sa, sizeof sa), 0);
+        getsockname(fd, (struct sockaddr *)&sa, &slen);
+        snprintf(server, sizeof server, "127.0.0.1:%d", ntohs(sa.sin_port));
+        pid_t child = -1;
+        if (mode > 0) {
+            child = fork();
+            assert_true(child >= 0);
+            if (child == 0) {
+                liar(fd, mode == 2);
+                _exit(0);
+            }
+            live_pid = child; /* killed by the teardown if an assertion fails */
+        }
+        for (int m = 0; m < 2; m++) {
+            const char *argv[] = {"dnsq", "--server", server, "--timeout", "150", "--retries",
+                                  "2", "--json", "--model", m ? "threaded" : "async", "a.test",
+                                  NULL};
+            int rc = testsrv_run(argv, out, sizeof out, err, sizeof err, 5000);
+            json_t *j = json_loads(out, 0, NULL);
+            json_t *r = json_array_get(json_object_get(j, "results"), 0);
+            assert_non_null(r);
+            if (mode == 2) {
+                assert_int_equal(rc, 0);
+                assert_string_equal(json_string_value(json_object_get(r, "status")), "NOERROR");
+                assert_string_equal(json_string_value(json_array_get(
+                                        json_object_get(r, "addresses"), 0)), "10.0.0.1");
+                assert_true(json_integer_value(json_object_get(r, "ignored_replies")) >= 1);
+            } else {
+                assert_int_equal(rc, 1);
+                assert_string_equal(json_string_value(json_object_get(r, "status")), "ERROR");
+                assert_int_equal(json_integer_value(json_object_get(r, "tries")), 3);
+                assert_non_null(strstr(json_string_value(json_object_get(r, "error")),
+                                       "timed out"));
+                if (mode == 1)
+                    assert_true(json_integer_value(json_object_get(r, "ignored_replies")) >= 2);
+            }
+            json_decref(j);
+        }
+        if (child > 0) {
+            live_pid = 0;
+            kill(child, SIGKILL);
+            waitpid(child, NULL, 0);
+        }
+        close(fd);
+    }
+    const char *bad[] = {"dnsq", "--retries", "x", "a.test", NULL};
+    assert_int_equal(testsrv_run(bad, out, sizeof out, err, sizeof err, 5000), 2);
+    const char *none[] = {"dnsq", NULL};
+    assert_int_equal(testsrv_run(none, out, sizeof out, err, sizeof err, 5000), 2);
+    const char *badsrv[] = {"dnsq", "--server", "localhost:53", "a.test", NULL};
+    assert_int_equal(testsrv_run(badsrv, out, sizeof out, err, sizeof err, 5000), 2);
+}
+
+/* The real dig, over UDP and +tcp, when it is installed. */
+static void test_dig(void **state)
+{
+    (void)state;
+    const char *dig = access("/usr/bin/dig", X_OK) == 0 ? "/usr/bin/dig" : NULL;
+    if (dig == NULL) {
+        fprintf(stderr, "dig not installed: skipping (apt-get install dnsutils)\n");
+        skip();
+    }
+    char out[16384], err[4096], port[16];
+    for (size_t s = 0; s < 2; s++) {
+        struct testsrv srv;
+        start(&srv, servers[s]);
+        snprintf(port, sizeof port, "%d", srv.port);
+        const char *udp[] = {dig, "@127.0.0.1", "-p", port, "+short", "+tries=2", "+time=2",
+                             "www.zone.test", NULL};
+        assert_int_equal(testsrv_run(udp, out, sizeof out, err, sizeof err, 10000), 0);
+        assert_string_equal(out, "192.0.2.10\n192.0.2.11\n");
+        const char *tcp[] = {dig, "@127.0.0.1", "-p", port, "+tcp", "+short", "+time=2",
+                             "mail.zone.test", NULL};
+        assert_int_equal(testsrv_run(tcp, out, sizeof out, err, sizeof err, 10000), 0);
+        assert_string_equal(out, "192.0.2.25\n");
+        const char *nx[] = {dig, "@127.0.0.1", "-p", port, "+time=2", "nope.zone.test", NULL};
+        assert_int_equal(testsrv_run(nx, out, sizeof out, err, sizeof err, 10000), 0);
+        assert_non_null(strstr(out, "status: NXDOMAIN"));
+        assert_non_null(strstr(out, "flags: qr aa rd;"));
+        const char *big[] = {dig, "@127.0.0.1", "-p", port, "+time=2", "big.zone.test", NULL};
+        assert_int_equal(testsrv_run(big, out, sizeof out, err, sizeof err, 10000), 0);
+        assert_non_null(strstr(out, "Truncated, retrying in TCP mode"));
+        assert_non_null(strstr(out, "ANSWER: 40,"));
+        stop(&srv);
+    }
+}
+
+/* The loadgen dns and dns-tcp scenarios against both servers, on a names file with a name the
+ * zone lacks: every reply matched, both rcodes counted. */
+static void test_loadgen_dns(void **state)
+{
+    (void)state;
+    static char out[65536], err[65536];
+    char names[] = "/tmp/tvsa-test-names-XXXXXX", opt[64];
+    int fd = mkstemp(names);
+    assert_true(fd >= 0);
+    FILE *f = fdopen(fd, "w");
+    fputs("www.zone.test\n# comment\nnope.zone.test\nMAIL.zone.test\n", f);
+    fclose(f);
+    snprintf(opt, sizeof opt, "names=%s", names);
+    for (size_t s = 0; s < 2; s++) {
+        struct testsrv srv;
+        char target[32];
+        start(&srv, servers[s]);
+        snprintf(target, sizeof target, "127.0.0.1:%d", srv.port);
+        for (int tcp = 0; tcp < 2; tcp++) {
+            const char *argv[] = {"loadgen", "--scenario", tcp ? "dns-tcp" : "dns", "--target",
+                                  target, "--connections", "10", "--duration", "1",
+                                  "--threads", "1", "--timeout", "1000", "--opt", opt, "--quiet",
+                                  NULL};
+            assert_int_equal(testsrv_run(argv, out, sizeof out, err, sizeof err, 30000), 0);
+            json_t *j = json_loads(out, 0, NULL);
+            assert_non_null(j);
+            json_t *step = json_array_get(json_object_get(j, "steps"), 0);
+            json_t *req = json_object_get(step, "requests");
+            json_t *rc = json_object_get(step, "rcodes"), *q = json_object_get(step, "queries");
+            assert_true(json_integer_value(json_object_get(req, "completed")) > 100);
+            assert_int_equal(json_integer_value(json_object_get(req, "mismatches")), 0);
+            assert_int_equal(json_integer_value(json_object_get(req, "errors")), 0);
+            assert_int_equal(json_integer_value(json_object_get(step, "names")), 3);
+            assert_true(json_integer_value(json_object_get(rc, "NOERROR")) > 0);
+            assert_true(json_integer_value(json_object_get(rc, "NXDOMAIN")) > 0);
+            assert_int_equal(json_integer_value(json_object_get(rc, "other")), 0);
+            assert_true(json_integer_value(json_object_get(q, "lost")) * 100 <=
+                        json_integer_value(json_object_get(q, "sent")));
+            json_decref(j);
+        }
+        stop(&srv);
+    }
+    const char *bad[] = {"loadgen", "--scenario", "dns", "--opt", "names=/nonexistent", NULL};
+    assert_int_equal(testsrv_run(bad, out, sizeof out, err, sizeof err, 10000), 2);
+    unlink(names);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_teardown(test_dnsq_answers, kill_leftover),
+        cmocka_unit_test_teardown(test_truncation_falls_back_to_tcp, kill_leftover),
+        cmocka_unit_test_teardown(test_raw_udp, kill_leftover),
+        cmocka_unit_test_teardown(test_raw_tcp_pipelined_and_split, kill_leftover),
+        cmocka_unit_test_teardown(test_garbage_never_kills, kill_leftover),
+        cmocka_unit_test_teardown(test_zone_errors_exit_2, kill_leftover),
+        cmocka_unit_test_teardown(test_sample_zone_default, kill_leftover),
+        cmocka_unit_test_teardown(test_dnsq_matching_and_timeout, kill_leftover),
+        cmocka_unit_test_teardown(test_dig, kill_leftover),
+        cmocka_unit_test_teardown(test_loadgen_dns, kill_leftover),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
