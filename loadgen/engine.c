@@ -128,6 +128,17 @@ unsigned lg_conn_index(const struct lg_conn *c) { return c->idx; }
 unsigned lg_thread_index(const struct lg_thread *t) { return t->idx; }
 int lg_measuring(const struct lg_conn *c) { return c->t->measuring; }
 int lg_request_pending(const struct lg_conn *c) { return c->pending; }
+size_t lg_conn_unsent(const struct lg_conn *c) { return bytebuf_len(&c->out); }
+
+void lg_conn_pause_read(struct lg_conn *c, int paused)
+{
+    if (c->state != CONN_OPEN)
+        return;
+    if (paused)
+        event_del(c->rev);
+    else
+        event_add(c->rev, NULL);
+}
 
 static int counting(const struct lg_thread *t)
 {
@@ -252,6 +263,19 @@ static int apply_verdict(struct lg_conn *c, enum lg_verdict v)
         return 0;
     }
     return 1;
+}
+
+/* The connection died under us (EOF, reset, write error): the scenario's on_lost says
+ * whether it counts as an error and how soon it is reopened (scenario.h). */
+static void conn_lost(struct lg_conn *c, int err)
+{
+    struct lg_thread *t = c->t;
+    enum lg_verdict v = t->scn->on_lost ? t->scn->on_lost(c, err) : LG_ERROR;
+    if (v == LG_ERROR && counting(t))
+        t->stats.errors++;
+    conn_close(c, 1, v == LG_CLOSE ? 0 : RETRY_DELAY_NS);
+    if (v == LG_CLOSE)
+        pump_connects(t);
 }
 
 static void on_think(evutil_socket_t fd, short what, void *arg)
@@ -536,9 +560,7 @@ static void on_write(evutil_socket_t fd, short what, void *arg)
             event_add(c->wev, NULL);
             return;
         }
-        if (counting(t))
-            t->stats.errors++;
-        conn_close(c, 1, RETRY_DELAY_NS);
+        conn_lost(c, errno);
         return;
     }
     if (counting(t))
@@ -567,8 +589,7 @@ static void on_read(evutil_socket_t fd, short what, void *arg)
             return;
         }
         /* EOF or a reset while it mattered: the server went away under us. */
-        t->stats.errors++;
-        conn_close(c, 1, RETRY_DELAY_NS);
+        conn_lost(c, n == 0 ? 0 : errno);
         return;
     }
     if (counting(t))

@@ -43,6 +43,9 @@ static const struct option longopts[] = {
     {"server-pid", required_argument, NULL, 'p'},
     {"json", required_argument, NULL, 'j'},
     {"opt", required_argument, NULL, 'O'},
+    {"kind", required_argument, NULL, 'K'},
+    {"abusers", required_argument, NULL, 'A'},
+    {"good", required_argument, NULL, 'G'},
     {"quiet", no_argument, NULL, 'q'},
     {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0},
@@ -72,6 +75,14 @@ static void usage(FILE *out)
             "  --server-pid PID        sample the server's /proc figures\n"
             "  --json FILE             write the JSON there (default stdout)\n"
             "  --opt KEY=VALUE         scenario-specific setting (repeatable)\n"
+            "  --kind K                abuse: slowloris|garbage|reset|flood (= --opt kind=K)\n"
+            "  --abusers N             abuse: misbehaving connections (default 50; = --opt abusers=N)\n"
+            "  --good N                abuse: well-behaved echo connections that measure the\n"
+            "                          service (default 4; = --opt good=N); the abuse scenario\n"
+            "                          opens N + abusers connections and takes no --connections.\n"
+            "                          Also --opt interval-ms=MS (slowloris: between bytes, 2000;\n"
+            "                          reset: before the RST, 10; garbage/flood: between bursts, 1)\n"
+            "                          and --opt line=BYTES (garbage's over-long line, 65536)\n"
             "  --quiet                 no progress line\n");
 }
 
@@ -180,7 +191,7 @@ static int parse_args(int argc, char **argv, struct lg_config *cfg, char *err, s
 {
     const char *scenario = "echo";
     long v;
-    int opt;
+    int opt, conns_given = 0;
     config_defaults(cfg);
     optind = 1;
     opterr = 0;
@@ -195,6 +206,7 @@ static int parse_args(int argc, char **argv, struct lg_config *cfg, char *err, s
         case 'c':
             if (parse_connections(cfg, optarg, err, errlen) < 0)
                 return -1;
+            conns_given = 1;
             break;
         case 'd':
             if (parse_double(optarg, 0.001, 86400, &cfg->duration_s) < 0)
@@ -254,6 +266,17 @@ static int parse_args(int argc, char **argv, struct lg_config *cfg, char *err, s
             cfg->opt_val[cfg->nopts++] = eq + 1;
             break;
         }
+        case 'K':
+        case 'A':
+        case 'G':
+            /* Shorthands for --opt kind=, abusers=, good= (the abuse scenario reads them). */
+            if (cfg->nopts == LG_MAX_OPTS) {
+                snprintf(err, errlen, "%s: more than %d scenario settings", name, LG_MAX_OPTS);
+                return -1;
+            }
+            cfg->opt_key[cfg->nopts] = opt == 'K' ? "kind" : opt == 'A' ? "abusers" : "good";
+            cfg->opt_val[cfg->nopts++] = optarg;
+            break;
         case 'q': cfg->quiet = 1; break;
         case 'h': return 1;
         default:
@@ -283,6 +306,15 @@ static int parse_args(int argc, char **argv, struct lg_config *cfg, char *err, s
     }
     if (cfg->scn->check && cfg->scn->check(cfg, err, errlen) < 0)
         return -1;
+    if (cfg->scn->fixed_connections) {
+        if (conns_given) {
+            snprintf(err, errlen, "--connections: the %s scenario sets its own (see --help)",
+                     cfg->scn->name);
+            return -1;
+        }
+        cfg->connections[0] = cfg->scn->fixed_connections(cfg);
+        cfg->nsteps = 1;
+    }
     return 0;
 }
 

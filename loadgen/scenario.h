@@ -115,6 +115,14 @@ struct lg_scenario {
     /* Adds scenario-specific keys to a step's JSON object from the summed stats. */
     void (*json_step)(const struct lg_config *cfg, const struct lg_stats *st, double duration_s,
                       json_t *step);
+    /* The engine lost the connection (EOF or reset while measuring, or a write error; err is
+     * the errno, 0 for EOF). LG_ERROR (and no callback): counted in requests.errors, reopened
+     * after a pause; LG_OK: reopened after the pause, not counted; LG_CLOSE: reopened at
+     * once, not counted. For connections the scenario counts itself (abuse's abusers). */
+    enum lg_verdict (*on_lost)(struct lg_conn *c, int err);
+    /* The scenario sets the connection count itself (one step) from its options, called
+     * after check; --connections is then refused. */
+    long (*fixed_connections)(const struct lg_config *cfg);
 };
 
 /* ---- what the engine offers a scenario (loadgen/engine.c) ---- */
@@ -130,6 +138,11 @@ void lg_request_start(struct lg_conn *c, uint64_t intended_ns);
 void lg_request_done(struct lg_conn *c, int ok);
 /* 1 while a request is outstanding. */
 int lg_request_pending(const struct lg_conn *c);
+/* paused = 1: stop reading the socket (a client that never reads); 0: read again. An open
+ * connection reads by default, and again after every reopen. */
+void lg_conn_pause_read(struct lg_conn *c, int paused);
+/* Bytes lg_send queued that the socket has not taken yet (pace a sender on this). */
+size_t lg_conn_unsent(const struct lg_conn *c);
 /* Calls the scenario's on_timer after delay_us (re-arming replaces the previous one). */
 void lg_conn_timer(struct lg_conn *c, uint64_t delay_us);
 /* 1 while a step's measurement runs: a self-driven scenario starts requests only then. */

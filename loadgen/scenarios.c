@@ -11,6 +11,8 @@
     X(scn_udp)           \
     X(scn_dns)           \
     X(scn_dns_tcp)       \
+    X(scn_abuse)         \
+    X(scn_chat)          \
     /* end of list */
 
 #define X(s) extern const struct lg_scenario s;

@@ -1,0 +1,654 @@
+/* Integration tests of threaded-chat and async-chat: every test runs against both servers. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <unistd.h>
+
+#include "bytebuf.h"
+#include "chat.h"
+#include "frame.h"
+#include "mono.h"
+#include "testsrv.h"
+
+#define LINE_WAIT_MS 5000
+#define FLOOD_BYTES (40u * 1024 * 1024)  /* the 40 MB */
+#define FLOOD_LINE 1000                  /* bytes of each flooded line, '\n' included */
+#define FLOOD_DEADLINE_MS 40000
+#define FLOOD_BURST (64 * 1024)
+#define FLOOD_WINDOW (512 * 1024)          /* a server that freezes fails here, not hangs */
+
+/* ---- helpers ------------------------------------------------------------------------------ */
+
+/* The server under test, so that the teardown can kill it when an assertion failed. */
+static struct testsrv current;
+
+static const char *server_of(void **state)
+{
+    return (const char *)*state;
+}
+
+static void start(struct testsrv *s, const char *name, const char *const *args)
+{
+    if (testsrv_start(&current, name, args) < 0)
+        fail_msg("%s did not start", name);
+    *s = current;
+}
+
+/* Stops the server and returns its stopped line; the exit must be a clean 0. */
+static json_t *stop(struct testsrv *s)
+{
+    int status;
+    json_t *stopped = testsrv_stop(&current, SIGTERM, 5000, &status);
+    memset(s, 0, sizeof *s);
+    assert_non_null(stopped);
+    assert_int_equal(status, 0);
+    return stopped;
+}
+
+static long long counter(json_t *obj, const char *key)
+{
+    json_t *v = json_object_get(obj, key);
+    if (!json_is_integer(v))
+        fail_msg("stopped line has no integer '%s'", key);
+    return json_integer_value(v);
+}
+
+/* A client: blocking, 5 s timeouts; rcvbuf > 0 shrinks its receive buffer first (a stalled
+ * reader then holds little in its own kernel, so the server's side fills sooner). */
+static int client(int port, int rcvbuf)
+{
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    struct timeval tv = {5, 0};
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+    assert_true(fd >= 0);
+    inet_pton(AF_INET, "127.0.0.1", &sa.sin_addr);
+    if (rcvbuf > 0)
+        setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof rcvbuf);
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+    if (connect(fd, (struct sockaddr *)&sa, sizeof sa) < 0)
+        fail_msg("connect: %s", strerror(errno));
+    return fd;
+}
+
+/* The name the server gives this client: our end of the connection, "IP:PORT". */
+static void name_of(int fd, char *buf, size_t len)
+{
+    struct sockaddr_in sa;
+    socklen_t sl = sizeof sa;
+    char ip[INET_ADDRSTRLEN];
+
+    assert_int_equal(getsockname(fd, (struct sockaddr *)&sa, &sl), 0);
+    inet_ntop(AF_INET, &sa.sin_addr, ip, sizeof ip);
+    snprintf(buf, len, "%s:%d", ip, ntohs(sa.sin_port));
+}
+
+static void say(int fd, const char *line)
+{
+    size_t n = strlen(line);
+    assert_int_equal(send(fd, line, n, MSG_NOSIGNAL), (ssize_t)n);
+}
+
+static void expect_line(int fd, const char *want)
+{
+    char got[8192];
+    if (testsrv_read_line(fd, got, sizeof got, LINE_WAIT_MS) < 0)
+        fail_msg("no line within %d ms, wanted \"%s\"", LINE_WAIT_MS, want);
+    assert_string_equal(got, want);
+}
+
+static void expect_notice(int fd, const char *name, const char *verb)
+{
+    char want[128];
+    snprintf(want, sizeof want, "*** %s %s ***", name, verb);
+    expect_line(fd, want);
+}
+
+/* The server closed the connection: EOF within timeout_ms, with nothing before it. */
+static void expect_eof(int fd, int timeout_ms)
+{
+    char c;
+    struct pollfd p = {fd, POLLIN, 0};
+    assert_int_equal(poll(&p, 1, timeout_ms), 1);
+    ssize_t n = recv(fd, &c, 1, 0);
+    if (n != 0)
+        fail_msg("wanted EOF, got %zd (%s)", n, n < 0 ? strerror(errno) : "a byte");
+}
+
+/* Connects two clients (x first) and returns once both are in the room. The server takes
+ * joins one at a time and announces the later one to the earlier, so exactly one of the two
+ * hears the other join; which one depends on when the server accepted each. */
+static void pair(int port, int rcvbuf_x, int *x, char *x_name, int *y, char *y_name,
+                 size_t len)
+{
+    char want[2][128], got[256];
+
+    *x = client(port, rcvbuf_x);
+    *y = client(port, 0);
+    name_of(*x, x_name, len);
+    name_of(*y, y_name, len);
+    snprintf(want[0], sizeof want[0], "*** %s joined ***", y_name); /* x hears y */
+    snprintf(want[1], sizeof want[1], "*** %s joined ***", x_name); /* y hears x */
+    struct pollfd p[2] = {{*x, POLLIN, 0}, {*y, POLLIN, 0}};
+    if (poll(p, 2, LINE_WAIT_MS) <= 0)
+        fail_msg("neither of two clients heard the other join");
+    int i = (p[0].revents & POLLIN) ? 0 : 1;
+    if (testsrv_read_line(i == 0 ? *x : *y, got, sizeof got, LINE_WAIT_MS) < 0)
+        fail_msg("no join notice");
+    assert_string_equal(got, want[i]);
+}
+
+/* Connects a client, and makes sure it is in the room: every earlier client sees it join. */
+static int join(int port, int rcvbuf, const int *others, size_t nothers, char *name, size_t len)
+{
+    int fd = client(port, rcvbuf);
+    name_of(fd, name, len);
+    for (size_t i = 0; i < nothers; i++)
+        expect_notice(others[i], name, "joined");
+    return fd;
+}
+
+/* ---- join, leave, format, the sender never hears itself --------------------------------- */
+
+static void test_chat_notices_and_format(void **state)
+{
+    struct testsrv s;
+    char a_name[64], b_name[64], c_name[64], want[256];
+
+    start(&s, server_of(state), NULL);
+    int a, b;
+    pair(s.port, 0, &a, a_name, &b, b_name, sizeof a_name);
+    int c = join(s.port, 0, (int[]){a, b}, 2, c_name, sizeof c_name);
+
+    say(a, "hello, room\n");
+    snprintf(want, sizeof want, "%s: hello, room", a_name);
+    expect_line(b, want);
+    expect_line(c, want);
+
+    /* A's next line is B's: had A heard itself, its own line would have come first. */
+    say(b, "from b: with a colon\n");
+    snprintf(want, sizeof want, "%s: from b: with a colon", b_name);
+    expect_line(a, want);
+    expect_line(c, want);
+
+    say(c, "\n"); /* an empty line is a line */
+    snprintf(want, sizeof want, "%s: ", c_name);
+    expect_line(a, want);
+    expect_line(b, want);
+
+    close(c);
+    expect_notice(a, c_name, "left");
+    expect_notice(b, c_name, "left");
+    close(b);
+    expect_notice(a, b_name, "left");
+
+    json_t *stopped = stop(&s);
+    assert_int_equal(counter(stopped, "lines_broadcast"), 3);
+    assert_int_equal(counter(stopped, "connections_accepted"), 3);
+    json_decref(stopped);
+    close(a);
+}
+
+/* ---- --max-line ------------------------------------------------------------------------- */
+
+static void test_chat_too_long(void **state)
+{
+    struct testsrv s;
+    char a_name[64], b_name[64], want[256];
+    static const char *const args[] = {"--max-line", "16", NULL};
+
+    start(&s, server_of(state), args);
+    int a, b;
+    pair(s.port, 0, &a, a_name, &b, b_name, sizeof a_name);
+
+    say(a, "0123456789abcdef\n"); /* exactly 16: accepted */
+    snprintf(want, sizeof want, "%s: 0123456789abcdef", a_name);
+    expect_line(b, want);
+
+    /* 17 bytes and more, no newline needed: the notice, then the close. */
+    say(a, "0123456789abcdefg and more that never ends");
+    expect_line(a, "*** line too long ***");
+    expect_eof(a, LINE_WAIT_MS);
+    expect_notice(b, a_name, "left");
+
+    json_t *stopped = stop(&s);
+    assert_int_equal(counter(stopped, "closed_too_long"), 1);
+    assert_int_equal(counter(stopped, "lines_broadcast"), 1);
+    json_decref(stopped);
+    close(a);
+    close(b);
+}
+
+/* ---- --max-conns and --idle-timeout --------------------------------------------------- */
+
+static void test_chat_max_conns(void **state)
+{
+    struct testsrv s;
+    char a_name[64], b_name[64], want[256];
+    static const char *const args[] = {"--max-conns", "2", NULL};
+
+    start(&s, server_of(state), args);
+    int a, b;
+    pair(s.port, 0, &a, a_name, &b, b_name, sizeof a_name);
+    int c = client(s.port, 0);
+    expect_eof(c, LINE_WAIT_MS); /* refused: closed at once, never announced */
+
+    say(b, "still here\n");
+    snprintf(want, sizeof want, "%s: still here", b_name);
+    expect_line(a, want); /* not a join notice for c */
+
+    json_t *stopped = stop(&s);
+    assert_int_equal(counter(stopped, "connections_refused"), 1);
+    assert_int_equal(counter(stopped, "connections_accepted"), 2);
+    json_decref(stopped);
+    close(a);
+    close(b);
+    close(c);
+}
+
+static void test_chat_idle_timeout(void **state)
+{
+    struct testsrv s;
+    char b_name[64];
+    static const char *const args[] = {"--idle-timeout", "1", NULL};
+
+    start(&s, server_of(state), args);
+    int a, b;
+    char a_name[64];
+    pair(s.port, 0, &a, a_name, &b, b_name, sizeof a_name);
+    /* a keeps talking, b says nothing: b is closed, a hears it leave. */
+    char line[256], want[128];
+    int left = 0;
+    snprintf(want, sizeof want, "*** %s left ***", b_name);
+    for (int i = 0; i < 50 && !left; i++) {
+        say(a, "tick\n");
+        if (testsrv_read_line(a, line, sizeof line, 100) >= 0) {
+            assert_string_equal(line, want);
+            left = 1;
+        }
+    }
+    if (!left)
+        fail_msg("the idle client was not closed");
+    /* b got a's ticks, then the close. */
+    for (;;) {
+        char sink[4096];
+        struct pollfd p = {b, POLLIN, 0};
+        assert_int_equal(poll(&p, 1, LINE_WAIT_MS), 1);
+        ssize_t n = recv(b, sink, sizeof sink, 0);
+        assert_true(n >= 0);
+        if (n == 0)
+            break;
+    }
+
+    json_t *stopped = stop(&s);
+    assert_int_equal(counter(stopped, "closed_idle"), 1);
+    json_decref(stopped);
+    close(a);
+    close(b);
+}
+
+/* ---- a stalled reader ------------------------------------------------------------------- */
+
+/* A reading client's view of a flood from one sender: every line numbered, checked in order. */
+struct flood_rx {
+    int fd;
+    struct bytebuf buf;
+    const char *sender;       /* the flooding client's name */
+    const char *watch_left;   /* a name whose leave notice we wait for */
+    uint64_t next_seq;        /* the sequence number the next flood line must carry */
+    int saw_left;
+    uint64_t bytes;
+    int eof;
+};
+
+/* Reads what is there (non-blocking) and checks every complete line. */
+static void flood_rx_read(struct flood_rx *rx)
+{
+    for (;;) {
+        size_t avail;
+        uint8_t *dst = bytebuf_reserve(&rx->buf, 65536, &avail);
+        assert_non_null(dst);
+        ssize_t n = recv(rx->fd, dst, avail, MSG_DONTWAIT);
+        if (n < 0 && (errno == EAGAIN || errno == EINTR))
+            break;
+        if (n <= 0) {
+            rx->eof = 1;
+            break;
+        }
+        bytebuf_commit(&rx->buf, (size_t)n);
+        rx->bytes += (uint64_t)n;
+    }
+    size_t have;
+    const uint8_t *p = bytebuf_peek(&rx->buf, &have);
+    long r;
+    while ((r = frame_next(p, have, 8192)) > 0) {
+        struct chat_msg m;
+        switch (chat_parse(p, (size_t)r - 1, &m)) {
+        case CHAT_LINE: {
+            if (m.name_len != strlen(rx->sender) || memcmp(m.name, rx->sender, m.name_len))
+                fail_msg("line from an unexpected sender: %.*s", (int)m.name_len, m.name);
+            char seq[11] = {0};
+            memcpy(seq, m.text, m.text_len < 10 ? m.text_len : 10);
+            if (strtoull(seq, NULL, 10) != rx->next_seq)
+                fail_msg("flood line %s, wanted %llu (lost, duplicated or reordered)", seq,
+                         (unsigned long long)rx->next_seq);
+            rx->next_seq++;
+            break;
+        }
+        case CHAT_LEFT:
+            if (rx->watch_left && m.name_len == strlen(rx->watch_left) &&
+                memcmp(m.name, rx->watch_left, m.name_len) == 0)
+                rx->saw_left = 1;
+            break;
+        default:
+            fail_msg("unexpected message: %.*s", (int)r - 1, (const char *)p);
+        }
+        bytebuf_consume(&rx->buf, (size_t)r);
+        p = bytebuf_peek(&rx->buf, &have);
+    }
+    assert_int_equal(r, FRAME_NEED_MORE);
+}
+
+/* The sender's side of a flood: numbered lines of FLOOD_LINE bytes, written as the socket
+ * takes them. */
+struct flood_tx {
+    int fd;
+    uint64_t seq;       /* lines fully handed to the socket */
+    char line[FLOOD_LINE];
+    size_t off;         /* bytes of `line` already sent */
+    uint64_t bytes;
+};
+
+static void flood_tx_make(struct flood_tx *tx)
+{
+    snprintf(tx->line, sizeof tx->line, "%010llu ", (unsigned long long)tx->seq);
+    memset(tx->line + 11, 'x', FLOOD_LINE - 12);
+    tx->line[FLOOD_LINE - 1] = '\n';
+    tx->off = 0;
+}
+
+/* Writes until the socket would block, `limit` bytes went in total, or FLOOD_BURST bytes went
+ * in this call (so the same thread's readers keep up and are not dropped as slow). Returns
+ * bytes written. */
+static size_t flood_tx_write(struct flood_tx *tx, uint64_t limit)
+{
+    size_t wrote = 0;
+    while (tx->bytes < limit && wrote < FLOOD_BURST) {
+        ssize_t n = send(tx->fd, tx->line + tx->off, FLOOD_LINE - tx->off,
+                         MSG_DONTWAIT | MSG_NOSIGNAL);
+        if (n < 0 && (errno == EAGAIN || errno == EINTR))
+            break;
+        if (n < 0)
+            fail_msg("flood send: %s", strerror(errno));
+        tx->off += (size_t)n;
+        tx->bytes += (uint64_t)n;
+        wrote += (size_t)n;
+        if (tx->off == FLOOD_LINE) {
+            tx->seq++;
+            flood_tx_make(tx);
+        }
+    }
+    return wrote;
+}
+
+/* 40 MB from one client while another never reads: the reader gets every line, in order,
+ * the stalled one is dropped (its leave notice arrives), and the server's memory grows by no
+ * more than a few --max-backlog, not by the flood. */
+static void test_chat_stalled_reader(void **state)
+{
+    struct testsrv s;
+    char a_name[64], r_name[64], st_name[64];
+    static const char *const args[] = {"--max-backlog", "1024", NULL};
+    const long backlog_kib = 1024;
+
+    start(&s, server_of(state), args);
+    long rss_before = testsrv_proc_status(s.pid, "VmRSS");
+    int stalled, a;
+    pair(s.port, 4096, &stalled, st_name, &a, a_name, sizeof a_name);
+    int r = join(s.port, 0, (int[]){a}, 1, r_name, sizeof r_name);
+
+    struct flood_tx tx = {.fd = a};
+    struct flood_rx rx = {.fd = r, .sender = a_name, .watch_left = st_name};
+    flood_tx_make(&tx);
+    long rss_peak = rss_before;
+    uint64_t deadline = mono_now_us() + FLOOD_DEADLINE_MS * 1000ull;
+    uint64_t lines = FLOOD_BYTES / FLOOD_LINE;
+
+    while (rx.next_seq < lines || !rx.saw_left) {
+        if (mono_now_us() > deadline)
+            fail_msg("after %d ms the reader had %llu of %llu lines (stalled dropped: %d): "
+                     "the stalled client held the room up",
+                     FLOOD_DEADLINE_MS, (unsigned long long)rx.next_seq,
+                     (unsigned long long)lines, rx.saw_left);
+        /* r keeps up: at most FLOOD_WINDOW bytes sent and not yet received, so r itself never
+         * has a backlog to be dropped for, whatever the scheduler does to this thread. */
+        uint64_t limit = rx.next_seq * FLOOD_LINE + FLOOD_WINDOW;
+        if (limit > (uint64_t)lines * FLOOD_LINE)
+            limit = (uint64_t)lines * FLOOD_LINE;
+        struct pollfd p[2] = {{a, tx.bytes < limit ? POLLOUT : 0, 0}, {r, POLLIN, 0}};
+        poll(p, 2, 50);
+        flood_tx_write(&tx, limit);
+        flood_rx_read(&rx);
+        assert_false(rx.eof);
+        long rss = testsrv_proc_status(s.pid, "VmRSS");
+        if (rss > rss_peak)
+            rss_peak = rss;
+    }
+
+    /* Bounded: the stalled client's queue (<= backlog) and a writer's batch (<= backlog) per
+     * client, plus room for allocator slack and thread stacks touched; an unbounded queue
+     * would hold most of the 40 MB. */
+    long grown = rss_peak - rss_before;
+    long bound = 3 * 2 * backlog_kib + 8192;
+    print_message("%s: server RSS %ld KiB before, %ld KiB peak (+%ld, bound %ld)\n",
+                  server_of(state), rss_before, rss_peak, grown, bound);
+    /* A sanitizer's quarantine keeps freed memory resident: the figure means nothing then. */
+    const char *sanitized = getenv("TVSA_SANITIZED");
+    if (grown > bound && !(sanitized && *sanitized))
+        fail_msg("server RSS grew by %ld KiB, more than %ld", grown, bound);
+
+    json_t *stopped = stop(&s);
+    assert_int_equal(counter(stopped, "dropped_backlog"), 1);
+    assert_int_equal(counter(stopped, "lines_broadcast"), (long long)lines);
+    json_decref(stopped);
+    bytebuf_free(&rx.buf);
+    close(a);
+    close(r);
+    close(stalled);
+}
+
+/* ---- --broadcast naive freezes ---------------------------------------------------------- */
+
+#define PUMP_MAX (64ull * 1024 * 1024)
+#define PUMP_STUCK_MS 700   /* no byte taken for this long: the server stopped reading us */
+#define PROBE_WAIT_MS 1500  /* a frozen room does not deliver in this time (nor ever) */
+#define THAW_WAIT_MS 20000
+
+/* Reads what is there from a client that only expects lines from others; returns 1 once a
+ * line equal to `want` arrived. */
+static int drain_until(int fd, struct bytebuf *buf, const char *want, int *eof)
+{
+    int found = 0;
+    for (;;) {
+        size_t avail;
+        uint8_t *dst = bytebuf_reserve(buf, 65536, &avail);
+        assert_non_null(dst);
+        ssize_t n = recv(fd, dst, avail, MSG_DONTWAIT);
+        if (n < 0 && (errno == EAGAIN || errno == EINTR))
+            break;
+        if (n <= 0) {
+            *eof = 1;
+            break;
+        }
+        bytebuf_commit(buf, (size_t)n);
+    }
+    size_t have;
+    const uint8_t *p = bytebuf_peek(buf, &have);
+    long r;
+    while ((r = frame_next(p, have, 8192)) > 0) {
+        if (want && (size_t)r - 1 == strlen(want) && memcmp(p, want, (size_t)r - 1) == 0)
+            found = 1;
+        bytebuf_consume(buf, (size_t)r);
+        p = bytebuf_peek(buf, &have);
+    }
+    return found;
+}
+
+/* With --broadcast naive one client that stops reading freezes the room: a sender is stuck,
+ * a line from anybody else is not delivered; when the stalled client goes, the room thaws and
+ * the line arrives. The same steps against the default broadcast deliver the probe at once
+ * (that is test_chat_stalled_reader's side of the comparison). */
+static void test_chat_naive_freezes(void **state)
+{
+    struct testsrv s;
+    char a_name[64], r_name[64], st_name[64], probe[128];
+    static const char *const args[] = {"--broadcast", "naive", NULL};
+    struct bytebuf abuf = BYTEBUF_INIT, rbuf = BYTEBUF_INIT;
+    int a_eof = 0, r_eof = 0;
+
+    start(&s, server_of(state), args);
+    int stalled, a;
+    pair(s.port, 4096, &stalled, st_name, &a, a_name, sizeof a_name);
+    int r = join(s.port, 0, (int[]){a}, 1, r_name, sizeof r_name);
+
+    /* a floods, r reads, stalled does not: soon the server takes nothing more from a. */
+    struct flood_tx tx = {.fd = a};
+    flood_tx_make(&tx);
+    uint64_t last_progress = mono_now_us();
+    while (tx.bytes < PUMP_MAX && mono_now_us() - last_progress < PUMP_STUCK_MS * 1000ull) {
+        struct pollfd p[2] = {{a, POLLOUT, 0}, {r, POLLIN, 0}};
+        poll(p, 2, 20);
+        if (flood_tx_write(&tx, PUMP_MAX) > 0)
+            last_progress = mono_now_us();
+        drain_until(r, &rbuf, NULL, &r_eof);
+    }
+    if (tx.bytes >= PUMP_MAX)
+        fail_msg("the server took %llu bytes without stalling: no freeze",
+                 (unsigned long long)tx.bytes);
+    print_message("%s: the server stopped taking the flood after %llu bytes\n",
+                  server_of(state), (unsigned long long)tx.bytes);
+
+    /* r speaks; a, reading everything, does not hear it while the room is frozen. */
+    say(r, "probe\n");
+    snprintf(probe, sizeof probe, "%s: probe", r_name);
+    uint64_t until = mono_now_us() + PROBE_WAIT_MS * 1000ull;
+    while (mono_now_us() < until) {
+        struct pollfd p[2] = {{a, POLLIN, 0}, {r, POLLIN, 0}};
+        poll(p, 2, 20);
+        if (drain_until(a, &abuf, probe, &a_eof))
+            fail_msg("the probe was delivered: the naive broadcast did not freeze the room");
+        drain_until(r, &rbuf, NULL, &r_eof);
+    }
+
+    /* The stalled client goes: the blocked write fails, the room thaws, the probe arrives. */
+    close(stalled);
+    int found = 0;
+    until = mono_now_us() + THAW_WAIT_MS * 1000ull;
+    while (!found && mono_now_us() < until && !a_eof) {
+        struct pollfd p[2] = {{a, POLLIN, 0}, {r, POLLIN, 0}};
+        poll(p, 2, 20);
+        found = drain_until(a, &abuf, probe, &a_eof);
+        drain_until(r, &rbuf, NULL, &r_eof);
+    }
+    if (!found)
+        fail_msg("the probe never arrived after the stalled client left");
+
+    json_t *stopped = stop(&s);
+    assert_int_equal(counter(stopped, "dropped_backlog"), 0);
+    json_decref(stopped);
+    bytebuf_free(&abuf);
+    bytebuf_free(&rbuf);
+    close(a);
+    close(r);
+}
+
+/* ---- the loadgen chat scenario ----------------------------------------------------------- */
+
+static json_t *chat_figures(json_t *doc, json_t **step_out)
+{
+    json_t *step = json_array_get(json_object_get(doc, "steps"), 0);
+    json_t *chat = json_object_get(step, "chat");
+    if (chat == NULL)
+        fail_msg("no steps[0].chat in the loadgen JSON");
+    *step_out = step;
+    return chat;
+}
+
+/* bin/loadgen --scenario chat: 10 clients, 3 senders, one stalled client; every line reaches
+ * every other client, none lost, none duplicated, none out of order. */
+static void test_chat_loadgen_zero_loss(void **state)
+{
+    struct testsrv s;
+    char target[64], out[65536], err[4096];
+
+    start(&s, server_of(state), NULL);
+    snprintf(target, sizeof target, "127.0.0.1:%d", s.port);
+    const char *argv[] = {"loadgen", "--scenario", "chat", "--target", target, "--connections",
+                          "10", "--duration", "2", "--threads", "2", "--opt", "senders=3",
+                          "--opt", "rate=300", "--opt", "stalled=1", "--quiet", NULL};
+    int rc = testsrv_run(argv, out, sizeof out, err, sizeof err, 30000);
+    if (rc != 0)
+        fail_msg("loadgen exited %d: %s", rc, err);
+    json_t *doc = json_loads(out, 0, NULL), *step;
+    assert_non_null(doc);
+    json_t *chat = chat_figures(doc, &step);
+    json_t *req = json_object_get(step, "requests");
+    long long sent = counter(chat, "lines_sent"), expected = counter(chat, "expected");
+    long long delivered = counter(chat, "delivered");
+    print_message("%s: %lld lines sent, %lld of %lld deliveries\n", server_of(state), sent,
+                  delivered, expected);
+    assert_true(sent > 0);
+    assert_int_equal(counter(chat, "lost"), 0);
+    assert_int_equal(counter(chat, "duplicated_or_reordered"), 0);
+    assert_int_equal(delivered, expected);
+    assert_int_equal(counter(chat, "stalled_connected"), 1);
+    assert_int_equal(counter(req, "errors"), 0);
+    assert_int_equal(counter(req, "mismatches"), 0);
+    json_decref(doc);
+    json_decref(stop(&s));
+}
+
+/* ---- both servers ----------------------------------------------------------------------- */
+
+/* A failed assertion leaves the test at once: kill whatever server it left running. */
+static int teardown(void **state)
+{
+    (void)state;
+    if (current.pid > 0) {
+        int status;
+        json_decref(testsrv_stop(&current, SIGKILL, 2000, &status));
+    }
+    return 0;
+}
+
+#define ON(srv, fn) {srv "/" #fn, fn, NULL, teardown, (void *)srv}
+#define BOTH(fn) ON("threaded-chat", fn), ON("async-chat", fn)
+
+int main(int argc, char **argv)
+{
+    signal(SIGPIPE, SIG_IGN);
+    const struct CMUnitTest tests[] = {
+        BOTH(test_chat_notices_and_format), BOTH(test_chat_too_long),
+        BOTH(test_chat_max_conns),          BOTH(test_chat_idle_timeout),
+        BOTH(test_chat_stalled_reader),     BOTH(test_chat_naive_freezes),
+        BOTH(test_chat_loadgen_zero_loss),
+    };
+    if (argc > 1)
+        cmocka_set_test_filter(argv[1]); /* a glob: async-chat?test_chat_too_long */
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
