@@ -3,6 +3,7 @@
 #   1. every binary built with -fsanitize=address,undefined, every test run against them;
 #   2. everything built with -fsanitize=thread, the servers' integration tests run against
 #      them (the threaded servers are the ones with shared state; the async ones ride along).
+#   3. every server under valgrind memcheck (scripts/valgrind.sh).
 # Any sanitizer report fails the run (halt_on_error / exitcode), so a race or a leak is red.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -25,4 +26,9 @@ make --no-print-directory -j"$jobs" BIN=bin/tsan BUILD=build/tsan \
 unset ASAN_OPTIONS
 export TSAN_OPTIONS=halt_on_error=1:exitcode=68:second_deadlock_stack=1
 export TVSA_SANITIZED=tsan
-TVSA_BIN=$PWD/bin/tsan tests/run.sh test_echo test_faults test_chat test_udp test_dns
+TVSA_BIN=$PWD/bin/tsan tests/run.sh test_echo test_faults test_chat test_udp test_dns test_abuse
+
+# 3. every server under valgrind memcheck through a short load and a SIGTERM: no byte lost,
+#    no invalid access (scripts/valgrind.sh builds what it needs in bin/).
+echo "=== check: valgrind"
+scripts/valgrind.sh

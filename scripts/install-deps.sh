@@ -7,7 +7,7 @@ set -eu
 
 # gnuplot: plots; python3: the summary; nc: the README's examples; dig (dnsutils): test_dns
 # checks our DNS servers with a real resolver client too.
-PACKAGES="build-essential pkg-config libevent-dev libjansson-dev libcmocka-dev gnuplot-nox python3 netcat-openbsd procps dnsutils"
+PACKAGES="build-essential pkg-config libevent-dev libjansson-dev libcmocka-dev gnuplot-nox python3 netcat-openbsd procps dnsutils valgrind"
 check_only=0
 for arg in "$@"; do
     case "$arg" in
