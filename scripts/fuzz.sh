@@ -15,6 +15,8 @@ OUT=build/fuzz
 declare -A SOURCES=(
     [fuzz_dnswire]="common/dnswire.c common/zone.c common/zone_sample.c"
     [fuzz_zone]="common/dnswire.c common/zone.c common/zone_sample.c"
+    [fuzz_frame]="common/frame.c"
+    [fuzz_opts]="common/opts.c"
 )
 
 if [[ -z $CLANG ]]; then
