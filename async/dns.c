@@ -11,6 +11,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "dnsstats.h"
+#include "lib/evlisten.h"
 #include "dnswire.h"
 #include "opts.h"
 #include "report.h"
@@ -27,22 +29,16 @@
 #define LOW_WATER (64 * 1024)
 #define RCVBUF_BYTES (4 << 20)
 #define PORT_TRIES 20        /* --port 0: free TCP ports tried until UDP binds the same one */
-#define ACCEPT_PAUSE_MS 100
 
 static const struct opts_spec spec = {
     SERVER_NAME, "Authoritative DNS (A records) over UDP and TCP: one thread, one libevent loop.",
     9053, OPTS_ZONE,
 };
 
-/* Per-server counters for the stopped line; one thread, so plain integers. */
-struct dns_counts {
-    uint64_t udp, tcp, dropped, too_long, send_failures, truncated_replies;
-    uint64_t rcode[16];
-};
-
 enum conn_state {
     CONN_READING,        /* reading queries, answering */
     CONN_BACKPRESSURED,  /* replies over HIGH_WATER unsent: not reading until LOW_WATER */
+    CONN_DRAINING,       /* the client sent EOF: send the replies still queued, then close */
 };
 
 struct server;
@@ -60,12 +56,11 @@ struct server {
     const struct server_opts *o;
     const struct zone *zone;
     struct event_base *base;
-    struct evconnlistener *listener;
-    struct event *resume_accept_ev;
+    struct evlisten *listener;
     struct timeval idle_tv;
     int udp_fd;
     struct srv_stats stats;
-    struct dns_counts counts;
+    struct dnsstats counts;
     struct dnswire_msg *m;                /* decoder scratch */
     uint8_t tcp_out[2 + DNSWIRE_MAX_MSG]; /* one TCP reply with its length prefix */
     uint8_t qbuf[BATCH][QUERY_MAX];
@@ -75,17 +70,6 @@ struct server {
     struct iovec in_iov[BATCH], out_iov[BATCH];
     struct conn *conns;
 };
-
-static void count_reply(struct dns_counts *c, int rcode, const uint8_t *reply, size_t n)
-{
-    if (rcode < 0) {
-        c->dropped++;
-        return;
-    }
-    c->rcode[rcode & 0xF]++;
-    if (n >= 4 && (reply[2] & (DNSWIRE_F_TC >> 8)))
-        c->truncated_replies++;
-}
 
 /* ---- UDP ---------------------------------------------------------------------------------- */
 
@@ -136,7 +120,7 @@ static void udp_cb(evutil_socket_t fd, short what, void *arg)
             }
             size_t len = zone_respond(s->zone, s->qbuf[i], m->msg_len, s->rbuf[nout],
                                       DNSWIRE_UDP_LIMIT, s->m, &rcode);
-            count_reply(&s->counts, rcode, s->rbuf[nout], len);
+            dnsstats_count_reply(&s->counts, rcode, s->rbuf[nout], len);
             if (len == 0)
                 continue;
             s->out_iov[nout].iov_len = len;
@@ -171,22 +155,33 @@ static void conn_free(struct conn *c)
     free(c);
 }
 
-/* The only place a connection changes state. */
+/* The only place a connection changes state. Draining is final; back-pressure comes and goes.
+ * The write callback and watermark are armed only while output must drain. */
 static void conn_set_state(struct conn *c, enum conn_state next)
 {
-    if (c->state == next) {
+    int legal = (c->state == CONN_READING && next != CONN_READING) ||
+                (c->state == CONN_BACKPRESSURED && next != CONN_BACKPRESSURED);
+    if (!legal) {
         fprintf(stderr, SERVER_NAME ": bad state change %d -> %d\n", c->state, next);
         return;
     }
     c->state = next;
-    if (next == CONN_BACKPRESSURED) {
-        bufferevent_disable(c->bev, EV_READ);
-        bufferevent_setwatermark(c->bev, EV_WRITE, LOW_WATER, 0);
-        bufferevent_setcb(c->bev, bev_read_cb, bev_write_cb, bev_event_cb, c);
-    } else {
+    switch (next) {
+    case CONN_READING:
         bufferevent_setcb(c->bev, bev_read_cb, NULL, bev_event_cb, c);
         bufferevent_setwatermark(c->bev, EV_WRITE, 0, 0);
         bufferevent_enable(c->bev, EV_READ);
+        break;
+    case CONN_BACKPRESSURED:
+        bufferevent_disable(c->bev, EV_READ);
+        bufferevent_setwatermark(c->bev, EV_WRITE, LOW_WATER, 0);
+        bufferevent_setcb(c->bev, bev_read_cb, bev_write_cb, bev_event_cb, c);
+        break;
+    case CONN_DRAINING:
+        bufferevent_disable(c->bev, EV_READ);
+        bufferevent_setwatermark(c->bev, EV_WRITE, 0, 0);
+        bufferevent_setcb(c->bev, NULL, bev_write_cb, bev_event_cb, c);
+        break;
     }
 }
 
@@ -207,7 +202,7 @@ static void bev_read_cb(struct bufferevent *bev, void *arg)
             break;
         int rcode;
         size_t n = zone_respond(s->zone, msg, mlen, s->tcp_out + 2, DNSWIRE_MAX_MSG, s->m, &rcode);
-        count_reply(&s->counts, rcode, s->tcp_out + 2, n);
+        dnsstats_count_reply(&s->counts, rcode, s->tcp_out + 2, n);
         s->counts.tcp++;
         c->bytes_in += used;
         evbuffer_drain(in, used);
@@ -229,15 +224,23 @@ static void bev_write_cb(struct bufferevent *bev, void *arg)
 {
     struct conn *c = arg;
     (void)bev;
-    if (c->state == CONN_BACKPRESSURED)
+    if (c->state == CONN_DRAINING)
+        conn_free(c);
+    else if (c->state == CONN_BACKPRESSURED)
         conn_set_state(c, CONN_READING);
 }
 
 static void bev_event_cb(struct bufferevent *bev, short what, void *arg)
 {
-    (void)bev;
-    (void)what;
-    conn_free(arg); /* EOF, error or idle timeout; replies still queued are dropped */
+    struct conn *c = arg;
+    /* A client that half-closes after its last query still gets every answer, as from the
+     * threaded server, which writes each answer before it reads again. */
+    if ((what & BEV_EVENT_EOF) && c->state != CONN_DRAINING &&
+        evbuffer_get_length(bufferevent_get_output(bev)) > 0) {
+        conn_set_state(c, CONN_DRAINING);
+        return;
+    }
+    conn_free(c); /* EOF with nothing queued, error, or idle timeout */
 }
 
 static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
@@ -272,77 +275,14 @@ static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct socka
     s->conns = c;
     srvstats_opened(&s->stats);
     bufferevent_setcb(bev, bev_read_cb, NULL, bev_event_cb, c);
-    bufferevent_set_timeouts(bev, s->o->idle_timeout_s > 0 ? &s->idle_tv : NULL, NULL);
+    /* Read and write: a client that sends and never reads is idle too (its answers wait). */
+    const struct timeval *idle = s->o->idle_timeout_s > 0 ? &s->idle_tv : NULL;
+    bufferevent_set_timeouts(bev, idle, idle);
     if (bufferevent_enable(bev, EV_READ) < 0)
         conn_free(c);
 }
 
-static void accept_error_cb(struct evconnlistener *l, void *arg)
-{
-    struct server *s = arg;
-    /* Out of fds: a readable listener would wake us forever. Pause accepting, retry later. */
-    fprintf(stderr, SERVER_NAME ": accept: %s; pausing accepts for %d ms\n",
-            evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()), ACCEPT_PAUSE_MS);
-    evconnlistener_disable(l);
-    struct timeval tv = {0, ACCEPT_PAUSE_MS * 1000};
-    event_add(s->resume_accept_ev, &tv);
-}
-
-static void resume_accept_cb(evutil_socket_t fd, short what, void *arg)
-{
-    struct server *s = arg;
-    (void)fd;
-    (void)what;
-    evconnlistener_enable(s->listener);
-}
-
-static void stop_cb(evutil_socket_t fd, short what, void *arg)
-{
-    struct server *s = arg;
-    (void)fd;
-    (void)what;
-    event_base_loopbreak(s->base);
-}
-
 /* ---- start-up ----------------------------------------------------------------------------- */
-
-/* TCP listener and UDP socket on the same port. With port 0 the kernel picks a free TCP port,
- * which may be taken for UDP: then try another. 0, or -1 with err filled. */
-static int bind_both(const char *addr, int port, int *tcp_fd, int *udp_fd, char *err,
-                     size_t errlen)
-{
-    for (int i = 0; i < (port == 0 ? PORT_TRIES : 1); i++) {
-        int t = sock_listen_tcp(addr, port, err, errlen);
-        if (t < 0)
-            return -1;
-        int u = sock_bind_udp(addr, sock_local_port(t), 0, err, errlen);
-        if (u >= 0) {
-            *tcp_fd = t;
-            *udp_fd = u;
-            return 0;
-        }
-        close(t);
-    }
-    return -1;
-}
-
-static json_t *counts_json(const struct dns_counts *c)
-{
-    static const char *const names[6] = {"NOERROR", "FORMERR", "SERVFAIL",
-                                         "NXDOMAIN", "NOTIMP", "REFUSED"};
-    json_t *rc = json_object();
-    for (int i = 0; i < 16; i++) {
-        char other[24];
-        snprintf(other, sizeof other, "RCODE%d", i);
-        if (i < 6 || c->rcode[i] > 0)
-            json_object_set_new(rc, i < 6 ? names[i] : other, json_integer((json_int_t)c->rcode[i]));
-    }
-    return json_pack("{s:{s:I, s:I}, s:o, s:I, s:I, s:I, s:I}", "queries", "udp",
-                     (json_int_t)c->udp, "tcp", (json_int_t)c->tcp, "rcodes", rc, "dropped",
-                     (json_int_t)c->dropped, "too_long", (json_int_t)c->too_long,
-                     "send_failures", (json_int_t)c->send_failures, "truncated_replies",
-                     (json_int_t)c->truncated_replies);
-}
 
 int main(int argc, char **argv)
 {
@@ -383,7 +323,7 @@ int main(int argc, char **argv)
         s->out[i].msg_hdr.msg_iov = &s->out_iov[i];
         s->out[i].msg_hdr.msg_iovlen = 1;
     }
-    if (bind_both(o.bind, o.port, &tcp_fd, &udp_fd, err, sizeof err) < 0) {
+    if (sock_listen_tcp_udp(o.bind, o.port, PORT_TRIES, &tcp_fd, &udp_fd, err, sizeof err) < 0) {
         fprintf(stderr, SERVER_NAME ": %s\n", err);
         goto out;
     }
@@ -397,18 +337,14 @@ int main(int argc, char **argv)
         fprintf(stderr, SERVER_NAME ": event_base_new failed\n");
         goto out;
     }
-    /* Backlog 0: the socket already listens with SOMAXCONN; -1 would make libevent call
-     * listen(fd, 128) again and shrink the queue, so a burst of 1,000 connects overflows. */
-    s->listener = evconnlistener_new(s->base, accept_cb, s, LEV_OPT_REUSEABLE, 0, tcp_fd);
-    s->resume_accept_ev = evtimer_new(s->base, resume_accept_cb, s);
+    s->listener = evlisten_new(s->base, tcp_fd, accept_cb, s, SERVER_NAME);
     udp_ev = event_new(s->base, udp_fd, EV_READ | EV_PERSIST, udp_cb, s);
-    stop_ev = event_new(s->base, stop_fd, EV_READ, stop_cb, s);
-    if (s->listener == NULL || s->resume_accept_ev == NULL || udp_ev == NULL ||
-        stop_ev == NULL || event_add(udp_ev, NULL) < 0 || event_add(stop_ev, NULL) < 0) {
+    stop_ev = evlisten_stop_event(s->base, stop_fd);
+    if (s->listener == NULL || udp_ev == NULL || stop_ev == NULL ||
+        event_add(udp_ev, NULL) < 0) {
         fprintf(stderr, SERVER_NAME ": libevent set-up failed\n");
         goto out;
     }
-    evconnlistener_set_error_cb(s->listener, accept_error_cb);
 
     report_emit(stdout, report_listening(SERVER_NAME, "async", o.bind, sock_local_port(tcp_fd),
                                          json_pack("{s:s, s:s, s:I, s:I}", "transport",
@@ -418,17 +354,15 @@ int main(int argc, char **argv)
                                                    (json_int_t)zone_records(zone))));
     event_base_dispatch(s->base);
 
-    evconnlistener_free(s->listener);
+    evlisten_free(s->listener);
     s->listener = NULL;
     while (s->conns)
         conn_free(s->conns);
-    report_emit(stdout, report_stopped(SERVER_NAME, "async", &s->stats, counts_json(&s->counts)));
+    report_emit(stdout, report_stopped(SERVER_NAME, "async", &s->stats, dnsstats_json(&s->counts)));
     rc = 0;
 out:
-    if (s && s->listener)
-        evconnlistener_free(s->listener);
-    if (s && s->resume_accept_ev)
-        event_free(s->resume_accept_ev);
+    if (s)
+        evlisten_free(s->listener);
     if (udp_ev)
         event_free(udp_ev);
     if (stop_ev)

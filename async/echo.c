@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "burn.h"
+#include "lib/evlisten.h"
 #include "bytebuf.h"
 #include "opts.h"
 #include "report.h"
@@ -28,7 +29,6 @@
 #define HIGH_WATER (256 * 1024)
 #define LOW_WATER (64 * 1024)
 #define READ_CHUNK 16384
-#define ACCEPT_PAUSE_MS 100
 
 static const struct opts_spec spec = {
     SERVER_NAME, "Uppercase TCP echo: one thread, one libevent loop (bufferevents or raw events).",
@@ -58,12 +58,11 @@ struct conn {
 struct server {
     const struct server_opts *o;
     struct event_base *base;
-    struct evconnlistener *listener;
-    struct event *stop_ev, *resume_accept_ev;
+    struct evlisten *listener;
+    struct event *stop_ev;
     struct timeval idle_tv;     /* --idle-timeout, when set */
     struct srv_stats stats;
     struct conn *conns;
-    unsigned long accept_pauses;
 };
 
 static void conn_free(struct conn *c)
@@ -245,7 +244,8 @@ static int bev_conn_start(struct server *s, struct conn *c, evutil_socket_t fd)
     if (c->bev == NULL)
         return -1;
     bufferevent_setcb(c->bev, bev_read_cb, NULL, bev_event_cb, c);
-    bufferevent_set_timeouts(c->bev, idle_timeout(s), NULL);
+    /* Read and write: a client that sends and never reads is idle too (its output waits). */
+    bufferevent_set_timeouts(c->bev, idle_timeout(s), idle_timeout(s));
     return bufferevent_enable(c->bev, EV_READ);
 }
 
@@ -270,10 +270,14 @@ static int raw_flush(struct conn *c)
         c->bytes_out += (uint64_t)n;
         p = bytebuf_peek(&c->out, &len);
     }
-    if (len > 0)
-        event_add(c->wev, NULL);
-    else
+    if (len > 0) {
+        /* Re-armed (so its timeout restarts) only when it was not pending: the timeout then
+         * measures how long the client has taken nothing, not the time since the last read. */
+        if (!event_pending(c->wev, EV_WRITE, NULL))
+            event_add(c->wev, idle_timeout(c->srv));
+    } else {
         event_del(c->wev);
+    }
     return 0;
 }
 
@@ -323,7 +327,10 @@ static void raw_write_cb(evutil_socket_t fd, short what, void *arg)
 {
     struct conn *c = arg;
     (void)fd;
-    (void)what;
+    if (what & EV_TIMEOUT) {
+        conn_free(c); /* took nothing for --idle-timeout seconds */
+        return;
+    }
     if (raw_flush(c) < 0) {
         conn_free(c);
         return;
@@ -377,36 +384,6 @@ static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct socka
     }
 }
 
-static void accept_error_cb(struct evconnlistener *l, void *arg)
-{
-    struct server *s = arg;
-    int err = EVUTIL_SOCKET_ERROR();
-
-    /* Out of fds: a readable listener would wake us forever. Pause accepting, retry later. */
-    if (s->accept_pauses++ % 100 == 0)
-        fprintf(stderr, SERVER_NAME ": accept: %s; pausing accepts for %d ms (%lu times)\n",
-                evutil_socket_error_to_string(err), ACCEPT_PAUSE_MS, s->accept_pauses);
-    evconnlistener_disable(l);
-    struct timeval tv = {0, ACCEPT_PAUSE_MS * 1000};
-    event_add(s->resume_accept_ev, &tv);
-}
-
-static void resume_accept_cb(evutil_socket_t fd, short what, void *arg)
-{
-    struct server *s = arg;
-    (void)fd;
-    (void)what;
-    evconnlistener_enable(s->listener);
-}
-
-static void stop_cb(evutil_socket_t fd, short what, void *arg)
-{
-    struct server *s = arg;
-    (void)fd;
-    (void)what;
-    event_base_loopbreak(s->base);
-}
-
 int main(int argc, char **argv)
 {
     struct server_opts o;
@@ -435,16 +412,12 @@ int main(int argc, char **argv)
         fprintf(stderr, SERVER_NAME ": event_base_new failed\n");
         goto out;
     }
-    /* Backlog 0: the socket already listens with SOMAXCONN; -1 would re-listen with 128. */
-    s.listener = evconnlistener_new(s.base, accept_cb, &s, LEV_OPT_REUSEABLE, 0, listen_fd);
-    s.stop_ev = event_new(s.base, stop_fd, EV_READ, stop_cb, &s);
-    s.resume_accept_ev = evtimer_new(s.base, resume_accept_cb, &s);
-    if (s.listener == NULL || s.stop_ev == NULL || s.resume_accept_ev == NULL ||
-        event_add(s.stop_ev, NULL) < 0) {
+    s.listener = evlisten_new(s.base, listen_fd, accept_cb, &s, SERVER_NAME);
+    s.stop_ev = evlisten_stop_event(s.base, stop_fd);
+    if (s.listener == NULL || s.stop_ev == NULL) {
         fprintf(stderr, SERVER_NAME ": libevent set-up failed\n");
         goto out;
     }
-    evconnlistener_set_error_cb(s.listener, accept_error_cb);
 
     report_emit(stdout, report_listening(SERVER_NAME, "async", o.bind, sock_local_port(listen_fd),
                                          json_pack("{s:s, s:I}", "api",
@@ -454,17 +427,14 @@ int main(int argc, char **argv)
     event_base_dispatch(s.base);
 
     /* Stop: no more accepts, then every connection closed, then the final counters. */
-    evconnlistener_free(s.listener);
+    evlisten_free(s.listener);
     s.listener = NULL;
     while (s.conns)
         conn_free(s.conns);
     report_emit(stdout, report_stopped(SERVER_NAME, "async", &s.stats, NULL));
     rc = 0;
 out:
-    if (s.listener)
-        evconnlistener_free(s.listener);
-    if (s.resume_accept_ev)
-        event_free(s.resume_accept_ev);
+    evlisten_free(s.listener);
     if (s.stop_ev)
         event_free(s.stop_ev);
     if (s.base)

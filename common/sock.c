@@ -93,6 +93,24 @@ int sock_bind_udp(const char *addr, int port, int reuseport, char *err, size_t e
     return bound_socket(addr, port, SOCK_DGRAM, reuseport, err, errlen);
 }
 
+int sock_listen_tcp_udp(const char *addr, int port, int tries, int *tcp_fd, int *udp_fd,
+                        char *err, size_t errlen)
+{
+    for (int i = 0; i < (port == 0 ? tries : 1); i++) {
+        int t = sock_listen_tcp(addr, port, err, errlen);
+        if (t < 0)
+            return -1;
+        int u = sock_bind_udp(addr, sock_local_port(t), 0, err, errlen);
+        if (u >= 0) {
+            *tcp_fd = t;
+            *udp_fd = u;
+            return 0;
+        }
+        close(t);
+    }
+    return -1;
+}
+
 int sock_connect_tcp(const char *addr, int port, char *err, size_t errlen)
 {
     struct sockaddr_storage ss;
@@ -146,25 +164,31 @@ int sock_peer_name(int fd, char *buf, size_t buflen)
 {
     struct sockaddr_storage ss;
     socklen_t len = sizeof ss;
+
+    if (getpeername(fd, (struct sockaddr *)&ss, &len) < 0) {
+        snprintf(buf, buflen, "?");
+        return -1;
+    }
+    return sock_addr_name((struct sockaddr *)&ss, len, buf, buflen);
+}
+
+int sock_addr_name(const struct sockaddr *sa, socklen_t salen, char *buf, size_t buflen)
+{
     char ip[INET6_ADDRSTRLEN];
 
-    if (getpeername(fd, (struct sockaddr *)&ss, &len) < 0)
-        goto fail;
-    if (ss.ss_family == AF_INET) {
-        struct sockaddr_in *sin = (struct sockaddr_in *)&ss;
-        if (!inet_ntop(AF_INET, &sin->sin_addr, ip, sizeof ip))
-            goto fail;
-        snprintf(buf, buflen, "%s:%u", ip, ntohs(sin->sin_port));
-        return 0;
+    if (sa->sa_family == AF_INET && salen >= (socklen_t)sizeof(struct sockaddr_in)) {
+        const struct sockaddr_in *sin = (const struct sockaddr_in *)sa;
+        if (inet_ntop(AF_INET, &sin->sin_addr, ip, sizeof ip)) {
+            snprintf(buf, buflen, "%s:%u", ip, ntohs(sin->sin_port));
+            return 0;
+        }
+    } else if (sa->sa_family == AF_INET6 && salen >= (socklen_t)sizeof(struct sockaddr_in6)) {
+        const struct sockaddr_in6 *sin6 = (const struct sockaddr_in6 *)sa;
+        if (inet_ntop(AF_INET6, &sin6->sin6_addr, ip, sizeof ip)) {
+            snprintf(buf, buflen, "[%s]:%u", ip, ntohs(sin6->sin6_port));
+            return 0;
+        }
     }
-    if (ss.ss_family == AF_INET6) {
-        struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)&ss;
-        if (!inet_ntop(AF_INET6, &sin6->sin6_addr, ip, sizeof ip))
-            goto fail;
-        snprintf(buf, buflen, "[%s]:%u", ip, ntohs(sin6->sin6_port));
-        return 0;
-    }
-fail:
     snprintf(buf, buflen, "?");
     return -1;
 }

@@ -2,6 +2,7 @@
 #ifndef TVSA_SOCK_H
 #define TVSA_SOCK_H
 #include <stddef.h>
+#include <sys/socket.h>
 
 /* Listening TCP socket on numeric ADDR:PORT (IPv4 or IPv6; port 0 picks a free one), with
  * SO_REUSEADDR, non-blocking, backlog SOMAXCONN. Returns the fd, or -1 with err filled. */
@@ -10,6 +11,12 @@ int sock_listen_tcp(const char *addr, int port, char *err, size_t errlen);
 /* Bound UDP socket on numeric ADDR:PORT, non-blocking; reuseport sets SO_REUSEPORT first.
  * Returns the fd, or -1 with err filled. */
 int sock_bind_udp(const char *addr, int port, int reuseport, char *err, size_t errlen);
+
+/* A listening TCP socket and a UDP socket bound to the same ADDR:PORT (a DNS server's pair).
+ * With port 0 the kernel picks a free TCP port, which may be taken for UDP: then up to `tries`
+ * other ports are tried. 0, or -1 with err filled (nothing left open). */
+int sock_listen_tcp_udp(const char *addr, int port, int tries, int *tcp_fd, int *udp_fd,
+                        char *err, size_t errlen);
 
 /* Blocking TCP connect to numeric ADDR:PORT. Returns the fd, or -1 with err filled. */
 int sock_connect_tcp(const char *addr, int port, char *err, size_t errlen);
@@ -25,6 +32,9 @@ int sock_local_port(int fd);
 
 /* The peer as "IP:PORT" (IPv6 as "[IP]:PORT") into buf. Returns 0, or -1 (buf = "?"). */
 int sock_peer_name(int fd, char *buf, size_t buflen);
+
+/* An address (as accept() returned it) as "IP:PORT" or "[IP]:PORT". 0, or -1 (buf = "?"). */
+int sock_addr_name(const struct sockaddr *sa, socklen_t salen, char *buf, size_t buflen);
 
 /* Writes all of buf to a blocking socket (MSG_NOSIGNAL, retries EINTR). 0, or -1 with errno. */
 int sock_send_all(int fd, const void *buf, size_t len);

@@ -311,6 +311,48 @@ static void test_raw_tcp_pipelined_and_split(void **state)
     }
 }
 
+/* Many pipelined queries, then a half-close before reading: every answer still arrives, from
+ * both models (the async server drains its queued replies before it closes). */
+static void test_tcp_half_close_gets_every_answer(void **state)
+{
+    (void)state;
+    /* ~4.7 MB of answers: more than the kernel's socket buffers hold, so some must still be
+     * queued in the server when it sees the EOF. */
+    enum { N = 100000 };
+    struct dnswire_name qname;
+    uint8_t q[2 + 512];
+    assert_int_equal(dnswire_name_from_text("www.zone.test", &qname), 0);
+    int qlen = dnswire_encode_query(q + 2, sizeof q - 2, 0x1234, &qname, 1 /* A */, 0);
+    assert_true(qlen > 0);
+    dnswire_tcp_prefix(q, (size_t)qlen);
+    size_t one = 2 + (size_t)qlen;
+    uint8_t *all = malloc(one * N);
+    assert_non_null(all);
+    for (int i = 0; i < N; i++)
+        memcpy(all + one * (size_t)i, q, one);
+    for (size_t s = 0; s < 2; s++) {
+        struct testsrv srv;
+        start(&srv, servers[s]);
+        int fd = testsrv_connect(srv.port);
+        assert_true(fd >= 0);
+        assert_int_equal(send(fd, all, one * N, MSG_NOSIGNAL), (ssize_t)(one * N));
+        shutdown(fd, SHUT_WR);
+        int answers = 0;
+        uint8_t r[2 + 600];
+        while (testsrv_read_full(fd, r, 2, 3000) == 2) {
+            size_t n = ((size_t)r[0] << 8) | r[1];
+            if (n > 600 || testsrv_read_full(fd, r + 2, n, 3000) != n)
+                break;
+            answers++;
+        }
+        if (answers != N)
+            fail_msg("%s: %d answers to %d queries after a half-close", servers[s], answers, N);
+        close(fd);
+        stop(&srv);
+    }
+    free(all);
+}
+
 /* Random datagrams and TCP junk; the server must still answer and stop cleanly. */
 static void test_garbage_never_kills(void **state)
 {
@@ -573,6 +615,7 @@ int main(void)
         cmocka_unit_test_teardown(test_truncation_falls_back_to_tcp, kill_leftover),
         cmocka_unit_test_teardown(test_raw_udp, kill_leftover),
         cmocka_unit_test_teardown(test_raw_tcp_pipelined_and_split, kill_leftover),
+        cmocka_unit_test_teardown(test_tcp_half_close_gets_every_answer, kill_leftover),
         cmocka_unit_test_teardown(test_garbage_never_kills, kill_leftover),
         cmocka_unit_test_teardown(test_zone_errors_exit_2, kill_leftover),
         cmocka_unit_test_teardown(test_sample_zone_default, kill_leftover),

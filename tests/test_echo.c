@@ -337,6 +337,48 @@ static void test_idle_timeout(void **state)
     json_decref(stop_ok(&s));
 }
 
+/* A client that sends and never reads is idle too: its data waits in the server's output, no
+ * read happens, and --idle-timeout must still close it (the server's fd count comes back). */
+static void test_idle_timeout_write_blocked(void **state)
+{
+    const struct variant *v = *state;
+    const char *extra[] = {"--idle-timeout", "1", NULL};
+    struct testsrv s;
+    start(&s, v, extra);
+    int baseline = testsrv_fd_count(s.pid);
+    int fd = testsrv_connect(s.port);
+    assert_true(fd >= 0);
+    static uint8_t chunk[65536];
+    memset(chunk, 'w', sizeof chunk);
+    for (int i = 0; i < 400; i++)
+        if (send(fd, chunk, sizeof chunk, MSG_DONTWAIT | MSG_NOSIGNAL) <= 0)
+            break;
+    int now = -1;
+    for (int tries = 0; tries < 60 && now != baseline; tries++) {
+        usleep(100000);
+        now = testsrv_fd_count(s.pid);
+    }
+    assert_int_equal(now, baseline);
+    close(fd);
+    json_decref(stop_ok(&s));
+}
+
+/* The listening line means "ready": a pool whose workers cannot start must not print it. */
+static void test_no_listening_line_when_pool_fails(void **state)
+{
+    (void)state;
+    const char *san = getenv("TVSA_SANITIZED");
+    if (san && *san)
+        skip(); /* sanitizers cannot run under a small address-space limit */
+    char cmd[600], out[4096], err[4096];
+    snprintf(cmd, sizeof cmd, "ulimit -v 300000; exec %s/threaded-echo --pool 200 --port 0",
+             testsrv_bin_dir());
+    const char *argv[] = {"/bin/sh", "-c", cmd, NULL};
+    assert_int_equal(testsrv_run(argv, out, sizeof out, err, sizeof err, 10000), 1);
+    assert_string_equal(out, "");
+    assert_non_null(strstr(err, "starting worker"));
+}
+
 /* --pool 2: the third client is connected but unserved until a worker frees up. */
 static void test_pool_third_client_waits(void **state)
 {
@@ -451,6 +493,8 @@ int main(void)
                                                  (void *)&threaded_pool),
         EACH_MODEL(test_max_conns),
         EACH_MODEL(test_idle_timeout),
+        EACH_MODEL(test_idle_timeout_write_blocked),
+        cmocka_unit_test_teardown(test_no_listening_line_when_pool_fails, testsrv_teardown),
         cmocka_unit_test_teardown(test_pool_third_client_waits, testsrv_teardown),
         cmocka_unit_test_teardown(test_stack_kb_sets_the_stack, testsrv_teardown),
         cmocka_unit_test_teardown(test_bad_flags_exit_2, testsrv_teardown),

@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "bytebuf.h"
+#include "dnsstats.h"
 #include "dnswire.h"
 #include "opts.h"
 #include "report.h"
@@ -35,13 +36,8 @@ static const struct opts_spec spec = {
 
 /* Counters for the stopped line. Each UDP worker and each TCP connection keeps its own and adds
  * them to `totals` once, at the end, so the hot path shares nothing. */
-struct dns_counts {
-    uint64_t udp, tcp, dropped, too_long, send_failures, truncated_replies;
-    uint64_t rcode[16];
-};
-
 static pthread_mutex_t totals_lock = PTHREAD_MUTEX_INITIALIZER;
-static struct dns_counts totals; /* under totals_lock */
+static struct dnsstats totals; /* under totals_lock */
 
 /* Set by main when the stop is asked; read by the UDP workers. */
 static atomic_int stopping;
@@ -54,32 +50,14 @@ struct shared {
 struct udp_worker {
     pthread_t tid;
     const struct shared *sh;
-    struct dns_counts counts;
+    struct dnsstats counts;
     uint64_t bytes_in, bytes_out;
 };
 
-static void count_reply(struct dns_counts *c, int rcode, const uint8_t *reply, size_t n)
-{
-    if (rcode < 0) {
-        c->dropped++;
-        return;
-    }
-    c->rcode[rcode & 0xF]++;
-    if (n >= 4 && (reply[2] & (DNSWIRE_F_TC >> 8)))
-        c->truncated_replies++;
-}
-
-static void counts_add(const struct dns_counts *c)
+static void counts_add(const struct dnsstats *c)
 {
     pthread_mutex_lock(&totals_lock);
-    totals.udp += c->udp;
-    totals.tcp += c->tcp;
-    totals.dropped += c->dropped;
-    totals.too_long += c->too_long;
-    totals.send_failures += c->send_failures;
-    totals.truncated_replies += c->truncated_replies;
-    for (int i = 0; i < 16; i++)
-        totals.rcode[i] += c->rcode[i];
+    dnsstats_add(&totals, c);
     pthread_mutex_unlock(&totals_lock);
 }
 
@@ -117,7 +95,7 @@ static void *udp_main(void *arg)
             continue;
         }
         size_t len = zone_respond(sh->zone, q, (size_t)n, r, DNSWIRE_UDP_LIMIT, m, &rcode);
-        count_reply(&w->counts, rcode, r, len);
+        dnsstats_count_reply(&w->counts, rcode, r, len);
         if (len == 0)
             continue;
         if (sendto(sh->udp_fd, r, len, MSG_NOSIGNAL, (struct sockaddr *)&peer, plen) < 0) {
@@ -142,7 +120,7 @@ static void tcp_handler(struct tpc_conn *conn, void *arg)
     const struct shared *sh = arg;
     struct bytebuf in = BYTEBUF_INIT, out = BYTEBUF_INIT;
     struct dnswire_msg *m = malloc(sizeof *m);
-    struct dns_counts counts = {0};
+    struct dnsstats counts = {0};
 
     if (m == NULL)
         goto out;
@@ -167,7 +145,7 @@ static void tcp_handler(struct tpc_conn *conn, void *arg)
             if (r == NULL)
                 goto out;
             size_t rl = zone_respond(sh->zone, msg, mlen, r + 2, DNSWIRE_MAX_MSG, m, &rcode);
-            count_reply(&counts, rcode, r + 2, rl);
+            dnsstats_count_reply(&counts, rcode, r + 2, rl);
             counts.tcp++;
             if (rl > 0) {
                 dnswire_tcp_prefix(r, rl);
@@ -193,48 +171,33 @@ out:
 
 /* ---- start-up ----------------------------------------------------------------------------- */
 
-/* TCP listener and UDP socket on the same port. With port 0 the kernel picks a free TCP port,
- * which may be taken for UDP: then try another. 0, or -1 with err filled. */
-static int bind_both(const char *addr, int port, int *tcp_fd, int *udp_fd, char *err,
-                     size_t errlen)
-{
-    for (int i = 0; i < (port == 0 ? PORT_TRIES : 1); i++) {
-        int t = sock_listen_tcp(addr, port, err, errlen);
-        if (t < 0)
-            return -1;
-        int u = sock_bind_udp(addr, sock_local_port(t), 0, err, errlen);
-        if (u >= 0) {
-            *tcp_fd = t;
-            *udp_fd = u;
-            return 0;
-        }
-        close(t);
-    }
-    return -1;
-}
+/* What the runtime and its handlers use. Static, not on main's stack: a handler that misses
+ * the stop deadline still runs after tpc_run returns (tpc.h). Written by main before any
+ * thread starts; read-only after, but `stats` (atomic). */
+static struct server_opts o;
+static struct srv_stats stats;
+static struct shared sh;
+static struct tpc_config cfg;
+static long udp_threads;
+static int listen_port;
 
-static json_t *counts_json(const struct dns_counts *c)
+static void print_listening(void *arg)
 {
-    static const char *const names[6] = {"NOERROR", "FORMERR", "SERVFAIL",
-                                         "NXDOMAIN", "NOTIMP", "REFUSED"};
-    json_t *rc = json_object();
-    for (int i = 0; i < 16; i++) {
-        char other[24];
-        snprintf(other, sizeof other, "RCODE%d", i);
-        if (i < 6 || c->rcode[i] > 0)
-            json_object_set_new(rc, i < 6 ? names[i] : other, json_integer((json_int_t)c->rcode[i]));
-    }
-    return json_pack("{s:{s:I, s:I}, s:o, s:I, s:I, s:I, s:I}", "queries", "udp",
-                     (json_int_t)c->udp, "tcp", (json_int_t)c->tcp, "rcodes", rc, "dropped",
-                     (json_int_t)c->dropped, "too_long", (json_int_t)c->too_long,
-                     "send_failures", (json_int_t)c->send_failures, "truncated_replies",
-                     (json_int_t)c->truncated_replies);
+    (void)arg;
+    report_emit(stdout, report_listening(SERVER_NAME, "threaded", o.bind, listen_port,
+                                         json_pack("{s:s, s:s, s:I, s:I, s:I, s:I, s:I}",
+                                                   "transport", "udp+tcp", "zone",
+                                                   o.zone ? o.zone : "(sample)", "zone_names",
+                                                   (json_int_t)zone_names(sh.zone),
+                                                   "zone_records",
+                                                   (json_int_t)zone_records(sh.zone),
+                                                   "udp_threads", (json_int_t)udp_threads,
+                                                   "pool", (json_int_t)o.pool, "stack_kb",
+                                                   (json_int_t)o.stack_kb)));
 }
 
 int main(int argc, char **argv)
 {
-    struct server_opts o;
-    struct srv_stats stats = {0};
     struct tpc_result res = {0};
     struct udp_worker *workers = NULL;
     struct zone *zone;
@@ -259,7 +222,7 @@ int main(int argc, char **argv)
         zone_free(zone);
         return 1;
     }
-    if (bind_both(o.bind, o.port, &tcp_fd, &udp_fd, err, sizeof err) < 0) {
+    if (sock_listen_tcp_udp(o.bind, o.port, PORT_TRIES, &tcp_fd, &udp_fd, err, sizeof err) < 0) {
         fprintf(stderr, SERVER_NAME ": %s\n", err);
         goto out;
     }
@@ -276,7 +239,7 @@ int main(int argc, char **argv)
         fprintf(stderr, SERVER_NAME ": SO_RCVTIMEO: %s\n", strerror(errno));
         goto out;
     }
-    struct shared sh = {zone, udp_fd};
+    sh = (struct shared){zone, udp_fd};
     workers = calloc((size_t)nthreads, sizeof *workers);
     if (workers == NULL) {
         fprintf(stderr, SERVER_NAME ": out of memory\n");
@@ -297,19 +260,12 @@ int main(int argc, char **argv)
     if (started == 0)
         goto out;
 
-    report_emit(stdout, report_listening(SERVER_NAME, "threaded", o.bind, sock_local_port(tcp_fd),
-                                         json_pack("{s:s, s:s, s:I, s:I, s:I, s:I, s:I}",
-                                                   "transport", "udp+tcp", "zone",
-                                                   o.zone ? o.zone : "(sample)", "zone_names",
-                                                   (json_int_t)zone_names(zone), "zone_records",
-                                                   (json_int_t)zone_records(zone), "udp_threads",
-                                                   (json_int_t)started, "pool",
-                                                   (json_int_t)o.pool, "stack_kb",
-                                                   (json_int_t)o.stack_kb)));
-    struct tpc_config cfg = {
+    udp_threads = started;
+    listen_port = sock_local_port(tcp_fd);
+    cfg = (struct tpc_config){
         .listen_fd = tcp_fd, .pool = o.pool, .stack_kb = o.stack_kb,
         .max_conns = o.max_conns, .idle_timeout_s = o.idle_timeout_s,
-        .handler = tcp_handler, .arg = &sh,
+        .handler = tcp_handler, .arg = &sh, .on_ready = print_listening,
     };
     int trc = tpc_run(&cfg, stop_fd, &stats, &res, err, sizeof err);
 
@@ -328,7 +284,7 @@ int main(int argc, char **argv)
         goto out;
     }
     pthread_mutex_lock(&totals_lock); /* handlers past the stop deadline may still add */
-    json_t *extra = counts_json(&totals);
+    json_t *extra = dnsstats_json(&totals);
     pthread_mutex_unlock(&totals_lock);
     json_object_set_new(extra, "threads_created", json_integer((json_int_t)res.threads_created));
     json_object_set_new(extra, "handlers_unfinished",

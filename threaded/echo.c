@@ -44,10 +44,26 @@ static void echo_handler(struct tpc_conn *conn, void *arg)
     }
 }
 
+/* What the runtime and its handlers use. Static, not on main's stack: a handler that misses
+ * the stop deadline still runs after tpc_run returns (tpc.h). Written by main before the
+ * runtime starts; handlers only read `o`; `stats` is atomic. */
+static struct server_opts o;
+static struct srv_stats stats;
+static struct tpc_config cfg;
+static int listen_fd = -1;
+
+static void print_listening(void *arg)
+{
+    (void)arg;
+    report_emit(stdout,
+                report_listening(SERVER_NAME, "threaded", o.bind, sock_local_port(listen_fd),
+                                 json_pack("{s:I, s:I, s:I}", "pool", (json_int_t)o.pool,
+                                           "stack_kb", (json_int_t)o.stack_kb, "work_us",
+                                           (json_int_t)o.work_us)));
+}
+
 int main(int argc, char **argv)
 {
-    struct server_opts o;
-    struct srv_stats stats = {0};
     struct tpc_result res;
     char err[256];
 
@@ -58,22 +74,17 @@ int main(int argc, char **argv)
         fprintf(stderr, SERVER_NAME ": %s\n", err);
         return 1;
     }
-    int listen_fd = sock_listen_tcp(o.bind, o.port, err, sizeof err);
+    listen_fd = sock_listen_tcp(o.bind, o.port, err, sizeof err);
     if (listen_fd < 0) {
         fprintf(stderr, SERVER_NAME ": %s\n", err);
         close(stop_fd);
         return 1;
     }
-    report_emit(stdout,
-                report_listening(SERVER_NAME, "threaded", o.bind, sock_local_port(listen_fd),
-                                 json_pack("{s:I, s:I, s:I}", "pool", (json_int_t)o.pool,
-                                           "stack_kb", (json_int_t)o.stack_kb, "work_us",
-                                           (json_int_t)o.work_us)));
 
-    struct tpc_config cfg = {
+    cfg = (struct tpc_config){
         .listen_fd = listen_fd, .pool = o.pool, .stack_kb = o.stack_kb,
         .max_conns = o.max_conns, .idle_timeout_s = o.idle_timeout_s,
-        .handler = echo_handler, .arg = &o,
+        .handler = echo_handler, .arg = &o, .on_ready = print_listening,
     };
     int rc = tpc_run(&cfg, stop_fd, &stats, &res, err, sizeof err);
     close(listen_fd);

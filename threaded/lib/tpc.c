@@ -4,12 +4,15 @@
 #include "tpc.h"
 
 #include <errno.h>
+#include <malloc.h>
+#include <netinet/in.h>
 #include <poll.h>
 #include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/time.h>
 #include <time.h>
@@ -30,11 +33,20 @@ struct tpc {
     struct tpc_conn *live;        /* connections a handler is serving */
     long running;                 /* threads that hold a connection (registered or about to) */
     int stopping;
-    int *queue;                   /* pool mode: accepted fds waiting for a worker (a ring) */
+    struct tpc_conn *queue;       /* pool mode: accepted connections waiting for a worker (a
+                                   * ring of fds with their peer addresses) */
     size_t qhead, qlen, qcap;
 
     /* Owned by the accept thread (the caller of tpc_run); read after the workers stopped. */
     uint64_t threads_created, create_failures;
+    /* Peer addresses by fd for connection threads (see dispatch): written by the accept
+     * thread before pthread_create, read once by the thread that owns that fd. Sized by the fd
+     * limit; the kernel maps its pages only as fds are used. */
+    struct {
+        socklen_t len;
+        struct sockaddr_in6 addr; /* large enough for AF_INET and AF_INET6 */
+    } *peers;
+    size_t npeers;
 };
 
 /* The runtime of this process, for connection threads: set by tpc_run before it starts any
@@ -95,6 +107,10 @@ static void *conn_thread(void *arg)
 {
     struct tpc *t = runtime;
     struct tpc_conn c = {.fd = (int)(intptr_t)arg};
+    if ((size_t)c.fd < t->npeers) {
+        c.peer_len = t->peers[c.fd].len;
+        memcpy(&c.peer, &t->peers[c.fd].addr, sizeof t->peers[c.fd].addr);
+    }
 
     pthread_mutex_lock(&t->lock);
     int rc = conn_enter_locked(t, &c);
@@ -118,7 +134,7 @@ static void *pool_worker(void *arg)
             pthread_cond_wait(&t->changed, &t->lock);
         if (t->stopping)
             break;
-        struct tpc_conn c = {.fd = t->queue[t->qhead]};
+        struct tpc_conn c = t->queue[t->qhead];
         t->qhead = (t->qhead + 1) % t->qcap;
         t->qlen--;
         t->running++;
@@ -132,12 +148,13 @@ static void *pool_worker(void *arg)
     return NULL;
 }
 
-/* Pool mode: appends fd to the queue, growing it. 0, or -1 when memory runs out. */
-static int queue_push_locked(struct tpc *t, int fd)
+/* Pool mode: appends an accepted connection to the queue, growing it. 0, or -1 when memory
+ * runs out. */
+static int queue_push_locked(struct tpc *t, const struct tpc_conn *accepted)
 {
     if (t->qlen == t->qcap) {
         size_t cap = t->qcap ? t->qcap * 2 : 64;
-        int *q = malloc(cap * sizeof *q);
+        struct tpc_conn *q = malloc(cap * sizeof *q);
         if (q == NULL)
             return -1;
         for (size_t i = 0; i < t->qlen; i++)
@@ -147,7 +164,7 @@ static int queue_push_locked(struct tpc *t, int fd)
         t->qcap = cap;
         t->qhead = 0;
     }
-    t->queue[(t->qhead + t->qlen) % t->qcap] = fd;
+    t->queue[(t->qhead + t->qlen) % t->qcap] = *accepted;
     t->qlen++;
     pthread_cond_signal(&t->changed);
     return 0;
@@ -157,20 +174,23 @@ static void configure_socket(const struct tpc_config *cfg, int fd)
 {
     sock_set_nodelay(fd);
     if (cfg->idle_timeout_s > 0) {
-        /* A blocking read that waits this long returns EAGAIN: the slowloris defence of a
-         * thread that has nothing else to wait on. */
+        /* A blocking read or write that waits this long returns EAGAIN: the slowloris defence
+         * of a thread that has nothing else to wait on, in both directions (a client that
+         * sends and never reads blocks its thread in send()). */
         struct timeval tv = {cfg->idle_timeout_s, 0};
         setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+        setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
     }
 }
 
 /* Hands an accepted, counted connection to a thread; closes it if that fails. */
-static void dispatch(struct tpc *t, int fd)
+static void dispatch(struct tpc *t, const struct tpc_conn *accepted)
 {
+    int fd = accepted->fd;
     pthread_mutex_lock(&t->lock);
     int rc = t->stopping ? -1 : 0;
     if (rc == 0 && t->cfg->pool > 0)
-        rc = queue_push_locked(t, fd);
+        rc = queue_push_locked(t, accepted);
     else if (rc == 0)
         t->running++; /* held for the thread from now, so the stop waits for it */
     pthread_mutex_unlock(&t->lock);
@@ -182,6 +202,13 @@ static void dispatch(struct tpc *t, int fd)
     if (t->cfg->pool > 0)
         return;
 
+    /* The peer address waits in a table indexed by fd: the fd number is not reused until this
+     * connection's thread closes it, and pthread_create orders the write before the thread's
+     * read. (A malloc'd copy would make the thread free() it; see conn_thread.) */
+    if ((size_t)fd < t->npeers) {
+        t->peers[fd].len = accepted->peer_len;
+        memcpy(&t->peers[fd].addr, &accepted->peer, sizeof t->peers[fd].addr);
+    }
     pthread_t tid;
     rc = pthread_create(&tid, &t->attr, conn_thread, (void *)(intptr_t)fd);
     if (rc != 0) {
@@ -203,7 +230,9 @@ static int accept_batch(struct tpc *t)
     const struct tpc_config *cfg = t->cfg;
 
     for (;;) {
-        int fd = accept4(cfg->listen_fd, NULL, NULL, SOCK_CLOEXEC);
+        struct tpc_conn accepted = {.peer_len = sizeof accepted.peer};
+        int fd = accept4(cfg->listen_fd, (struct sockaddr *)&accepted.peer, &accepted.peer_len,
+                         SOCK_CLOEXEC);
         if (fd < 0) {
             if (errno == EINTR || errno == ECONNABORTED)
                 continue;
@@ -218,7 +247,8 @@ static int accept_batch(struct tpc *t)
         }
         configure_socket(cfg, fd);
         srvstats_opened(t->stats);
-        dispatch(t, fd);
+        accepted.fd = fd;
+        dispatch(t, &accepted);
     }
 }
 
@@ -271,7 +301,7 @@ static long stop_all(struct tpc *t)
     for (struct tpc_conn *c = t->live; c; c = c->next)
         shutdown(c->fd, SHUT_RDWR);
     while (t->qlen > 0) {
-        close(t->queue[t->qhead]);
+        close(t->queue[t->qhead].fd);
         srvstats_closed(t->stats, 0, 0);
         t->qhead = (t->qhead + 1) % t->qcap;
         t->qlen--;
@@ -304,6 +334,18 @@ int tpc_run(const struct tpc_config *cfg, int stop_fd, struct srv_stats *stats,
     t->cfg = cfg;
     t->stats = stats;
     runtime = t;
+    /* One malloc arena for the whole process: glibc gives each thread that allocates its own
+     * arena (64 MiB of address space, up to 8 per core), which would show up in VSZ per
+     * connection as if it were the thread's cost. The handlers here allocate little. */
+    mallopt(M_ARENA_MAX, 1);
+    struct rlimit nofile;
+    if (getrlimit(RLIMIT_NOFILE, &nofile) == 0 && nofile.rlim_cur != RLIM_INFINITY &&
+        nofile.rlim_cur <= 1u << 20) {
+        t->npeers = (size_t)nofile.rlim_cur;
+        t->peers = calloc(t->npeers, sizeof *t->peers);
+        if (t->peers == NULL)
+            t->npeers = 0;
+    }
     pthread_mutex_init(&t->lock, NULL);
     pthread_condattr_init(&cattr);
     pthread_condattr_setclock(&cattr, CLOCK_MONOTONIC);
@@ -335,6 +377,8 @@ int tpc_run(const struct tpc_config *cfg, int stop_fd, struct srv_stats *stats,
         pthread_attr_setdetachstate(&t->attr, PTHREAD_CREATE_DETACHED);
     }
 
+    if (cfg->on_ready)
+        cfg->on_ready(cfg->arg);
     accept_loop(t, stop_fd);
     ret = 0;
 out:
@@ -356,6 +400,7 @@ out:
     if (result->handlers_unfinished > 0)
         return ret; /* t is still in use by those handlers; the process exits soon */
     free(t->queue);
+    free(t->peers);
     pthread_attr_destroy(&t->attr);
     pthread_cond_destroy(&t->changed);
     pthread_mutex_destroy(&t->lock);

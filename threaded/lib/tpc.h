@@ -5,6 +5,7 @@
 #define TVSA_TPC_H
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/socket.h>
 
 #include "srvstats.h"
 
@@ -15,6 +16,9 @@ struct tpc_conn {
     uint64_t bytes_in;   /* the handler adds what it reads and writes; the runtime flushes */
     uint64_t bytes_out;  /* them into srv_stats when the connection closes */
     void *user;          /* free for the handler */
+    struct sockaddr_storage peer; /* the address accept() returned (still right after a
+                                   * reset, when getpeername() fails) */
+    socklen_t peer_len;
     struct tpc_conn *prev, *next; /* runtime's registry of live connections (under its lock) */
 };
 
@@ -27,10 +31,14 @@ struct tpc_config {
     long pool;            /* 0: a detached thread per connection; N: N workers and a queue */
     long stack_kb;        /* 0: system default */
     long max_conns;       /* 0: no cap; beyond it a connection is accepted and closed at once */
-    long idle_timeout_s;  /* 0: none; else reads block at most this long (then the handler
-                           * sees EAGAIN and should return) */
+    long idle_timeout_s;  /* 0: none; else reads and writes block at most this long (then the
+                           * handler sees EAGAIN and should return) */
     tpc_handler_fn handler;
     void *arg;
+    /* Called once on the accepting thread when the runtime is ready to serve (pool workers
+     * started), before the first accept: where a server prints its listening line. May be
+     * NULL. */
+    void (*on_ready)(void *arg);
 };
 
 struct tpc_result {
@@ -43,7 +51,10 @@ struct tpc_result {
 
 /* Accepts and serves until stop_fd is readable, then stops accepting, shuts every connection
  * down, drops queued ones, and waits (up to 900 ms) for the handlers. Returns 0, or -1 with
- * err filled if the runtime could not start. One runtime per process at a time. */
+ * err filled if the runtime could not start (on_ready was then not called). One runtime per
+ * process at a time. cfg, stats and arg must outlive the process's last handler: if
+ * handlers_unfinished > 0, they are still running when this returns (keep those objects
+ * static, not on main's stack). Sets glibc's arena count to one (see tpc.c). */
 int tpc_run(const struct tpc_config *cfg, int stop_fd, struct srv_stats *stats,
             struct tpc_result *result, char *err, size_t errlen);
 
