@@ -147,13 +147,15 @@ static void abuse_thread_free(void *p)
 }
 
 /* The engine gives thread i the slots i, i + threads, i + 2 * threads... of the step: the
- * first --good of them are the good clients, so they are spread over the threads. */
+ * last --good of them are the good clients, so they are spread over the threads and connect
+ * after the abusers, as they would to a server already under attack (a pool of workers the
+ * abusers have filled then makes them wait). */
 static enum role role_of(const struct lg_conn *c)
 {
     const struct abuse_thread *at = lg_thread_state(c);
     unsigned idx = at ? at->idx : 0;
     uint64_t slot = (uint64_t)lg_conn_index(c) * settings.nthreads + idx;
-    return slot < (uint64_t)settings.good ? ROLE_GOOD : ROLE_ABUSER;
+    return slot >= (uint64_t)settings.abusers ? ROLE_GOOD : ROLE_ABUSER;
 }
 
 static uint64_t rng_next(struct abuse_conn *s)
@@ -392,6 +394,8 @@ static void abuse_json(const struct lg_config *cfg, const struct lg_stats *st, d
                   "closed_after_ms", lg_latency_json(&st->aux)));
 }
 
+static const char *const abuse_keys[] = {"kind", "good", "abusers", "interval-ms", "line", NULL};
+
 const struct lg_scenario scn_abuse = {
     .name = "abuse",
     .summary = "--abusers misbehave (--kind slowloris|garbage|reset|flood), --good echo",
@@ -410,4 +414,5 @@ const struct lg_scenario scn_abuse = {
     .json_step = abuse_json,
     .on_lost = abuse_lost,
     .fixed_connections = abuse_connections,
+    .opt_keys = abuse_keys,
 };

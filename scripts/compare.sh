@@ -149,6 +149,14 @@ for s in chat udp dns; do
     fi
 done
 if [[ $QUICK -eq 1 ]]; then EXTRA_STEPS=100; else EXTRA_STEPS=100,1000; fi
+
+# One abuse row (issue 7): slowloris clients hold connections open while a few well-behaved echo
+# clients measure service. A pool of 50 workers is the model it hurts.
+ABUSE_KIND=
+if grep -qE "^ +abuse +" <<<"$LOADGEN_HELP"; then ABUSE_KIND=slowloris; fi
+ABUSE_ABUSERS=200
+ABUSE_GOOD=4
+if [[ $QUICK -eq 1 ]]; then ABUSE_DURATION=2; else ABUSE_DURATION=5; fi
 EXTRA_DURATION=$ECHO_DURATION
 
 # ---------------------------------------------------------------------------------------------
@@ -242,6 +250,7 @@ steps_in() { local s=$1; echo $(( $(tr -cd , <<<"$s" | wc -c) + 1 )); }
 TOTAL_STEPS=0
 for m in "${MODELS[@]}"; do
     TOTAL_STEPS=$((TOTAL_STEPS + $(steps_in "$ECHO_STEPS") + $(steps_in "$HOLD_STEPS") + 3))
+    [[ -n $ABUSE_KIND ]] && TOTAL_STEPS=$((TOTAL_STEPS + 1))
 done
 for s in "${EXTRA_SCENARIOS[@]}"; do
     TOTAL_STEPS=$((TOTAL_STEPS + 2 * $(steps_in "$EXTRA_STEPS")))
@@ -313,8 +322,11 @@ run() {
     local dur=10 a prev=
     for a in "$@"; do [[ $prev == --duration ]] && dur=$a; prev=$a; done
     local limit=$(( $(steps_in "$steps") * (${dur%.*} + STEP_SLACK_S) + 60 ))
+    # STEPS "-": the scenario opens its own connections (abuse), so no --connections.
+    local conns=(--connections "$steps")
+    [[ $steps == - ]] && conns=()
     local cmd=(timeout -k 10 "$limit" taskset -c "$lcpus" "$BIN/loadgen" --target "127.0.0.1:$SERVER_PORT"
-               --connections "$steps" --threads "$lthreads" --server-pid "$SERVER_PID"
+               "${conns[@]}" --threads "$lthreads" --server-pid "$SERVER_PID"
                --json "$json" --quiet "$@")
     echo "${cmd[*]}" >"$OUT/logs/$tag.loadgen.cmd"
     "${cmd[@]}" </dev/null >/dev/null 2>"$OUT/logs/$tag.loadgen.log" &
@@ -425,7 +437,9 @@ write_plan() {
     PLAN_FIXED_RATE=$FIXED_RATE PLAN_FIXED_MODE=$FIXED_MODE PLAN_CPU_CONNS=$CPU_CONNS \
     PLAN_CPU_WORK=$CPU_WORK_US PLAN_SERVER_CPUS=$SERVER_CPUS PLAN_LOADGEN_CPUS=$LOADGEN_CPUS \
     PLAN_ALL_CPUS=$ALL_CPUS PLAN_EXTRA="${EXTRA_SCENARIOS[*]}" PLAN_EXTRA_STEPS=$EXTRA_STEPS \
-    PLAN_EXTRA_DURATION=$EXTRA_DURATION \
+    PLAN_EXTRA_DURATION=$EXTRA_DURATION PLAN_ABUSE_KIND=$ABUSE_KIND \
+    PLAN_ABUSE_ABUSERS=$ABUSE_ABUSERS PLAN_ABUSE_GOOD=$ABUSE_GOOD \
+    PLAN_ABUSE_DURATION=$ABUSE_DURATION \
     PLAN_MODELS="$(for m in "${MODELS[@]}"; do echo "$m ${MODEL_BIN[$m]} ${MODEL_ARGS[$m]}"; done)" \
     python3 - "$OUT/plan.json" <<'PY'
 import json, os, sys
@@ -457,6 +471,8 @@ plan = {
         "cpu": {"connections": int(e["PLAN_CPU_CONNS"]), "work_us": int(e["PLAN_CPU_WORK"]),
                 "duration_s": float(e["PLAN_CPU_DURATION"])},
     },
+    "abuse": {"kind": e["PLAN_ABUSE_KIND"] or None, "abusers": int(e["PLAN_ABUSE_ABUSERS"]),
+              "good": int(e["PLAN_ABUSE_GOOD"]), "duration_s": float(e["PLAN_ABUSE_DURATION"])},
     "extra": {"scenarios": e["PLAN_EXTRA"].split(), "connections": steps(e["PLAN_EXTRA_STEPS"]),
               "duration_s": float(e["PLAN_EXTRA_DURATION"]),
               "models": {"threaded": "threaded-NAME", "async": "async-NAME"}},
@@ -505,6 +521,14 @@ for m in "${MODELS[@]}"; do
     run "$m" cpu "$ALL_CPUS" "$ALL_CPUS" "$CPU_CONNS" "$(server_of "$m") --work-us $CPU_WORK_US" -- \
         --scenario echo --duration "$CPU_DURATION" --size "$MSG_SIZE" --timeout "$REQ_TIMEOUT_MS"
 done
+
+if [[ -n $ABUSE_KIND ]]; then
+    for m in "${MODELS[@]}"; do
+        run "$m" abuse "$SERVER_CPUS" "$LOADGEN_CPUS" - "$(server_of "$m")" -- \
+            --scenario abuse --kind "$ABUSE_KIND" --abusers "$ABUSE_ABUSERS" --good "$ABUSE_GOOD" \
+            --duration "$ABUSE_DURATION" --size "$MSG_SIZE" --timeout "$REQ_TIMEOUT_MS"
+    done
+fi
 
 for s in "${EXTRA_SCENARIOS[@]}"; do
     run threaded "$s" "$SERVER_CPUS" "$LOADGEN_CPUS" "$EXTRA_STEPS" "threaded-$s" -- \

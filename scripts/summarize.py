@@ -560,6 +560,19 @@ def extra_table(res):
         f = ctx_figures(res, m)
         row.append(fmt_us(f["p99"]) if f else NA)
     lines.append(md_row(row))
+    ab = get(res.plan, "abuse") or {}
+    if ab.get("kind"):
+        row = ["Under %s (%s abusers): the %s good clients" % (ab["kind"], fmt_int(ab.get("abusers")),
+                                                             fmt_int(ab.get("good")))]
+        for m, _ in MODELS:
+            s = get(res.steps("abuse", m), -1)
+            if s is None:
+                row.append(NA)
+                continue
+            row.append("%s req/s, p99 %s, %s timeouts, %s errors" % (
+                fmt_rate(get(s, "requests", "per_sec")), fmt_us(get(s, "latency_us", "p99")),
+                fmt_int(get(s, "requests", "timeouts")), fmt_int(get(s, "requests", "errors"))))
+        lines.append(md_row(row))
     row = ["Server threads at the largest hold step"]
     for m, _ in MODELS:
         s = hold_step(res, m)
