@@ -23,9 +23,6 @@
 
 #define SERVER_NAME "async-chat"
 #define ACCEPT_PAUSE_MS 100
-/* A client closed for a too-long line gets this long to take its notice before it is cut,
- * and as long again to close its side (see CLIENT_LINGERING). */
-#define FLUSH_TIMEOUT_S 5
 
 static const struct opts_spec spec = {
     SERVER_NAME, "Chat room: one thread, one libevent loop, a bounded output queue per client.",
@@ -35,8 +32,8 @@ static const struct opts_spec spec = {
 enum client_state {
     CLIENT_IN_ROOM,   /* reading, receiving broadcasts */
     CLIENT_LEAVING,   /* out of the room; its leave notice and free are pending (reap list) */
-    CLIENT_FLUSHING,  /* out of the room after a too-long line: the notice drains */
-    CLIENT_LINGERING, /* notice sent, our side shut: input is discarded until EOF, then free */
+    CLIENT_FLUSHING,  /* out of the room (EOF, idle, too-long line): its output drains */
+    CLIENT_LINGERING, /* too-long notice sent, our side shut: input is discarded until EOF */
 };
 
 struct server;
@@ -48,6 +45,11 @@ struct client {
     char name[CHAT_NAME_MAX];
     uint64_t bytes_in, bytes_out;  /* bytes_out counts what was queued; unsent is taken off */
     size_t in_seen;                /* input bytes already counted in bytes_in */
+    /* Flushing and lingering: one absolute deadline (CHAT_FLUSH_TIMEOUT_S from entering
+     * FLUSHING) that frees the client when it fires. Not a bufferevent timeout: those are
+     * inactivity timeouts, which every byte the client sends or takes would reset. */
+    struct event *deadline_ev;
+    int linger_after;              /* flushed -> LINGERING (too-long line), else freed */
     struct client *prev, *next;    /* in exactly one of the server's three lists, by state */
 };
 
@@ -69,6 +71,7 @@ struct server {
     size_t msg_cap;
     int stop_fd;
     int stopping;                  /* a stop arrived during a naive flush: broadcast no more */
+    unsigned long accept_pauses;   /* so the EMFILE message is rate-limited */
     uint64_t lines_broadcast, dropped_backlog, closed_too_long, closed_idle;
 };
 
@@ -106,9 +109,11 @@ static void list_push(struct client_list *l, struct client *c)
 static void client_write_cb(struct bufferevent *bev, void *arg);
 static void client_event_cb(struct bufferevent *bev, short what, void *arg);
 static void client_discard_cb(struct bufferevent *bev, void *arg);
+static void client_deadline_cb(evutil_socket_t fd, short what, void *arg);
 
 /* The only place a client changes state. In the room -> leaving (then freed), or in the room
- * -> flushing -> lingering (then freed). Moves it to the state's list and sets its callbacks. */
+ * -> flushing [-> lingering] (then freed). Moves it to the state's list and sets its callbacks.
+ * 0, or -1 with nothing changed (an illegal change, or no memory for the deadline timer). */
 static int client_set_state(struct client *c, enum client_state next)
 {
     struct server *s = c->srv;
@@ -120,6 +125,15 @@ static int client_set_state(struct client *c, enum client_state next)
         fprintf(stderr, SERVER_NAME ": bad state change %d -> %d\n", c->state, next);
         return -1;
     }
+    if (next == CLIENT_FLUSHING) {
+        c->deadline_ev = evtimer_new(s->base, client_deadline_cb, c);
+        if (c->deadline_ev == NULL || evtimer_add(c->deadline_ev, &s->flush_tv) < 0) {
+            if (c->deadline_ev)
+                event_free(c->deadline_ev);
+            c->deadline_ev = NULL;
+            return -1;
+        }
+    }
     list_unlink(list_of(s, c->state), c);
     c->state = next;
     list_push(list_of(s, next), c);
@@ -128,22 +142,23 @@ static int client_set_state(struct client *c, enum client_state next)
         bufferevent_disable(c->bev, EV_READ | EV_WRITE);
         break;
     case CLIENT_FLUSHING:
-        /* Read nothing more; the write callback (low watermark 0) says when the notice is out,
-         * the write timeout gives up on a client that never takes it. */
+        /* Read nothing more; the write callback (low watermark 0) says when the output is out;
+         * the deadline gives up on a client that never takes it, and --idle-timeout still
+         * covers a write that makes no progress. */
         bufferevent_disable(c->bev, EV_READ);
         bufferevent_setcb(c->bev, NULL, client_write_cb, client_event_cb, c);
-        bufferevent_set_timeouts(c->bev, NULL, &s->flush_tv);
+        bufferevent_set_timeouts(c->bev, NULL, s->o->idle_timeout_s > 0 ? &s->idle_tv : NULL);
         break;
     case CLIENT_LINGERING:
         /* Closing a socket with unread input sends a reset, which may destroy the notice
          * before the client reads it. So: FIN first, then discard input until the client's
-         * EOF (or the timeout), then close. */
+         * EOF (or the deadline set on entering FLUSHING), then close. */
         shutdown(bufferevent_getfd(c->bev), SHUT_WR);
         evbuffer_drain(bufferevent_get_input(c->bev),
                        evbuffer_get_length(bufferevent_get_input(c->bev)));
         c->in_seen = 0;
         bufferevent_setcb(c->bev, client_discard_cb, NULL, client_event_cb, c);
-        bufferevent_set_timeouts(c->bev, &s->flush_tv, NULL);
+        bufferevent_set_timeouts(c->bev, NULL, NULL);
         bufferevent_disable(c->bev, EV_WRITE);
         bufferevent_enable(c->bev, EV_READ);
         break;
@@ -161,6 +176,8 @@ static void client_free(struct client *c)
     c->bytes_out -= evbuffer_get_length(bufferevent_get_output(c->bev));
     c->bytes_in += evbuffer_get_length(bufferevent_get_input(c->bev)) - c->in_seen;
     bufferevent_free(c->bev); /* BEV_OPT_CLOSE_ON_FREE closes the fd */
+    if (c->deadline_ev)
+        event_free(c->deadline_ev);
     srvstats_closed(&s->stats, c->bytes_in, c->bytes_out);
     free(c);
 }
@@ -244,20 +261,45 @@ static void reap(struct server *s)
     }
 }
 
-/* A line over --max-line: the client gets the notice, leaves, and is closed once it drained. */
-static void too_long(struct client *c)
+/* c leaves the room (the others hear it now) and keeps its queued output, which drains until
+ * the flush deadline; then it lingers (linger_after) or is freed. Without memory for the
+ * deadline it leaves at once instead (reap announces it). Never frees c. */
+static void leave_and_flush(struct client *c, int linger_after)
 {
     struct server *s = c->srv;
-    char note[64], left[CHAT_NAME_MAX + 32];
-    size_t n = chat_fmt_too_long(note, sizeof note);
+    char left[CHAT_NAME_MAX + 32];
 
-    s->closed_too_long++;
-    client_set_state(c, CLIENT_FLUSHING);
-    if (evbuffer_add(bufferevent_get_output(c->bev), note, n) == 0)
-        c->bytes_out += n;
+    if (client_set_state(c, CLIENT_FLUSHING) < 0) {
+        client_set_state(c, CLIENT_LEAVING);
+        return;
+    }
+    c->linger_after = linger_after;
     size_t m = chat_fmt_left(left, sizeof left, c->name);
     if (m <= sizeof left)
         broadcast(s, c, left, m);
+}
+
+/* A flushing client's output is all out: linger after a too-long line, else free it. */
+static void client_flushed(struct client *c)
+{
+    if (c->linger_after)
+        client_set_state(c, CLIENT_LINGERING);
+    else
+        client_free(c);
+}
+
+/* A line over --max-line: the client gets the notice, leaves, and is closed once it drained
+ * and lingered. */
+static void too_long(struct client *c)
+{
+    struct server *s = c->srv;
+    char note[64];
+    size_t n = chat_fmt_too_long(note, sizeof note);
+
+    s->closed_too_long++;
+    if (evbuffer_add(bufferevent_get_output(c->bev), note, n) == 0)
+        c->bytes_out += n;
+    leave_and_flush(c, 1);
 }
 
 static void client_read_cb(struct bufferevent *bev, void *arg)
@@ -298,12 +340,20 @@ static void client_read_cb(struct bufferevent *bev, void *arg)
     reap(s);
 }
 
-/* Only armed while flushing: the too-long notice has gone out. */
+/* Only armed while flushing: the output has gone out. */
 static void client_write_cb(struct bufferevent *bev, void *arg)
 {
     struct client *c = arg;
     if (c->state == CLIENT_FLUSHING && evbuffer_get_length(bufferevent_get_output(bev)) == 0)
-        client_set_state(c, CLIENT_LINGERING);
+        client_flushed(c);
+}
+
+/* The flush deadline passed, flushing or lingering: the client is closed, done or not. */
+static void client_deadline_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    client_free(arg);
 }
 
 /* Lingering: what the client still sends is counted and thrown away. */
@@ -324,14 +374,25 @@ static void client_event_cb(struct bufferevent *bev, short what, void *arg)
     (void)bev;
 
     if (c->state == CLIENT_FLUSHING || c->state == CLIENT_LINGERING) {
-        client_free(c); /* EOF, error or timeout: the notice went, or never will */
+        if ((what & BEV_EVENT_TIMEOUT) && (what & BEV_EVENT_WRITING))
+            s->closed_idle++;
+        client_free(c); /* EOF, error or write timeout: the output went, or never will */
         return;
     }
     if (c->state != CLIENT_IN_ROOM)
         return;
-    if ((what & BEV_EVENT_TIMEOUT) && (what & BEV_EVENT_READING))
-        s->closed_idle++;
-    client_set_state(c, CLIENT_LEAVING);
+    if (what & BEV_EVENT_TIMEOUT)
+        s->closed_idle++; /* --idle-timeout: nothing read, or a write made no progress */
+    if ((what & BEV_EVENT_EOF) || ((what & BEV_EVENT_TIMEOUT) && (what & BEV_EVENT_READING))) {
+        /* It said goodbye or went quiet: like the threaded writer, send it what is queued
+         * (until the flush deadline) before closing. */
+        leave_and_flush(c, 0);
+        if (c->state == CLIENT_FLUSHING &&
+            evbuffer_get_length(bufferevent_get_output(c->bev)) == 0)
+            client_flushed(c);
+    } else {
+        client_set_state(c, CLIENT_LEAVING); /* error, or a write timeout: nothing to flush */
+    }
     reap(s);
 }
 
@@ -341,8 +402,6 @@ static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct socka
     struct server *s = arg;
     char note[CHAT_NAME_MAX + 32];
     (void)l;
-    (void)sa;
-    (void)salen;
 
     if (s->stopping ||
         (s->o->max_conns > 0 && srvstats_current(&s->stats) >= (uint64_t)s->o->max_conns)) {
@@ -365,9 +424,13 @@ static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct socka
     c->srv = s;
     c->bev = bev;
     c->state = CLIENT_IN_ROOM;
-    sock_peer_name(fd, c->name, sizeof c->name);
+    /* The accept address: getpeername() fails once the client has reset. */
+    sock_addr_name(sa, (socklen_t)salen, c->name, sizeof c->name);
     bufferevent_setcb(bev, client_read_cb, NULL, client_event_cb, c);
-    bufferevent_set_timeouts(bev, s->o->idle_timeout_s > 0 ? &s->idle_tv : NULL, NULL);
+    /* --idle-timeout: nothing read for that long, or a write that made no progress for that
+     * long (a client that sends but never reads). */
+    const struct timeval *idle = s->o->idle_timeout_s > 0 ? &s->idle_tv : NULL;
+    bufferevent_set_timeouts(bev, idle, idle);
     srvstats_opened(&s->stats);
     if (bufferevent_enable(bev, EV_READ | EV_WRITE) < 0) {
         list_push(&s->room, c); /* never announced: freed without a notice */
@@ -388,8 +451,9 @@ static void accept_error_cb(struct evconnlistener *l, void *arg)
     int err = EVUTIL_SOCKET_ERROR();
 
     /* Out of fds: a readable listener would wake us forever. Pause accepting, retry later. */
-    fprintf(stderr, SERVER_NAME ": accept: %s; pausing accepts for %d ms\n",
-            evutil_socket_error_to_string(err), ACCEPT_PAUSE_MS);
+    if (s->accept_pauses++ % 100 == 0)
+        fprintf(stderr, SERVER_NAME ": accept: %s; pausing accepts for %d ms (%lu times)\n",
+                evutil_socket_error_to_string(err), ACCEPT_PAUSE_MS, s->accept_pauses);
     evconnlistener_disable(l);
     struct timeval tv = {0, ACCEPT_PAUSE_MS * 1000};
     event_add(s->resume_accept_ev, &tv);
@@ -433,7 +497,7 @@ int main(int argc, char **argv)
     s.o = &o;
     s.max_backlog = (size_t)o.max_backlog_kib * 1024;
     s.idle_tv.tv_sec = o.idle_timeout_s;
-    s.flush_tv.tv_sec = FLUSH_TIMEOUT_S;
+    s.flush_tv.tv_sec = CHAT_FLUSH_TIMEOUT_S;
     s.msg_cap = CHAT_MSG_CAP(o.max_line);
 
     s.stop_fd = stopsig_install(err, sizeof err);

@@ -8,6 +8,10 @@
 #define CHAT_NAME_MAX 64
 /* A buffer this big holds any message about a line of up to max_line bytes. */
 #define CHAT_MSG_CAP(max_line) ((size_t)(max_line) + CHAT_NAME_MAX + 32)
+/* Both servers: once a client is out of the room (its EOF, an idle timeout, a too-long line),
+ * what is still queued for it and the discarding of its late input (after a too-long line)
+ * together get this long, from one absolute deadline; then it is closed whatever it does. */
+#define CHAT_FLUSH_TIMEOUT_S 5
 
 /* The formatters write one whole message, '\n' included and no NUL, into dst[0..cap) and
  * return its length. When the length is more than cap they write nothing (like snprintf's

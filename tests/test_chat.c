@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/time.h>
 #include <unistd.h>
@@ -577,6 +578,276 @@ static void test_chat_naive_freezes(void **state)
     close(r);
 }
 
+/* ---- review fixes (issue 4 follow-up) ------------------------------------------------------ */
+
+#define CLOSE_WAIT_MS 8000   /* a 5 s flush/linger deadline, plus slack for a loaded machine */
+#define TRICKLE_MS 300
+
+/* Sends buf; 1 if the socket still takes data, 0 once the server has closed it (EPIPE or
+ * ECONNRESET: our first send after its close drew a reset). */
+static int still_open(int fd, const void *buf, size_t len)
+{
+    if (send(fd, buf, len, MSG_NOSIGNAL | MSG_DONTWAIT) >= 0 || errno == EAGAIN)
+        return 1;
+    if (errno != EPIPE && errno != ECONNRESET)
+        fail_msg("send: %s", strerror(errno));
+    return 0;
+}
+
+/* A client that sent a too-long line and then keeps trickling bytes (more often than any
+ * inactivity timeout) is still closed by the flush/linger deadline. */
+static void test_chat_too_long_trickle(void **state)
+{
+    struct testsrv s;
+    char big[5000], bit[100], got[256];
+
+    start(&s, server_of(state), NULL);
+    int a = client(s.port, 0);
+    memset(big, 'x', sizeof big);
+    memset(bit, 'y', sizeof bit);
+    assert_int_equal(send(a, big, sizeof big, MSG_NOSIGNAL), (ssize_t)sizeof big);
+    if (testsrv_read_line(a, got, sizeof got, LINE_WAIT_MS) < 0)
+        fail_msg("no too-long notice");
+    assert_string_equal(got, "*** line too long ***");
+
+    uint64_t t0 = mono_now_us(), until = t0 + CLOSE_WAIT_MS * 1000ull;
+    int open = 1;
+    while (open && mono_now_us() < until) {
+        usleep(TRICKLE_MS * 1000);
+        open = still_open(a, bit, sizeof bit);
+    }
+    if (open)
+        fail_msg("still open %d ms after the too-long line, with input every %d ms",
+                 CLOSE_WAIT_MS, TRICKLE_MS);
+    print_message("%s: closed %llu ms after the notice\n", server_of(state),
+                  (unsigned long long)((mono_now_us() - t0) / 1000));
+    json_t *stopped = stop(&s);
+    assert_int_equal(counter(stopped, "closed_too_long"), 1);
+    json_decref(stopped);
+    close(a);
+}
+
+/* Clients that connect and reset before the server accepts them (the server is stopped with
+ * SIGSTOP meanwhile, so the reset surely comes first): their notices, if any, carry a real
+ * IP:PORT, never "?" (getpeername fails after a reset; the accept address does not). */
+static void test_chat_reset_names(void **state)
+{
+    struct testsrv s;
+    char a_name[64], line[256];
+    enum { RESETS = 10 };
+
+    start(&s, server_of(state), NULL);
+    int a = join(s.port, 0, NULL, 0, a_name, sizeof a_name);
+    assert_int_equal(kill(s.pid, SIGSTOP), 0);
+    for (int i = 0; i < RESETS; i++) {
+        struct linger lg = {1, 0};
+        int fd = client(s.port, 0);
+        setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
+        close(fd); /* a reset, at once */
+    }
+    assert_int_equal(kill(s.pid, SIGCONT), 0);
+
+    /* Read notices until the room has been quiet for a second. */
+    int notices = 0;
+    uint64_t until = mono_now_us() + 10000000ull;
+    while (mono_now_us() < until && testsrv_read_line(a, line, sizeof line, 1000) >= 0) {
+        struct chat_msg m;
+        enum chat_kind k = chat_parse((const uint8_t *)line, strlen(line), &m);
+        if (k != CHAT_JOINED && k != CHAT_LEFT)
+            fail_msg("unexpected line: %s", line);
+        if (m.name_len < 11 || memcmp(m.name, "127.0.0.1:", 10) != 0)
+            fail_msg("a notice without a proper IP:PORT: \"%s\"", line);
+        notices++;
+    }
+    print_message("%s: %d notices for %d reset clients\n", server_of(state), notices, RESETS);
+    json_decref(stop(&s));
+    close(a);
+}
+
+/* --idle-timeout covers writing too: a client that keeps sending (so reads never time out)
+ * but never reads is closed once a write to it has waited that long, well before its backlog
+ * (64 MiB here) would drop it. */
+static void test_chat_idle_write(void **state)
+{
+    struct testsrv s;
+    char x_name[64], b_name[64], want[128];
+    static const char *const args[] = {"--idle-timeout", "1", "--max-backlog", "65536", NULL};
+    struct bytebuf bbuf = BYTEBUF_INIT;
+    int b_eof = 0;
+
+    start(&s, server_of(state), args);
+    int x, b;
+    pair(s.port, 4096, &x, x_name, &b, b_name, sizeof x_name);
+    snprintf(want, sizeof want, "*** %s left ***", x_name);
+
+    struct flood_tx tx = {.fd = b};
+    flood_tx_make(&tx);
+    uint64_t t0 = mono_now_us(), until = t0 + 15000000ull, next_tick = t0;
+    int left = 0;
+    while (!left && mono_now_us() < until) {
+        struct pollfd p = {b, POLLIN, 0};
+        poll(&p, 1, 20);
+        flood_tx_write(&tx, UINT64_MAX); /* at most FLOOD_BURST per 20 ms: ~3 MB/s */
+        left = drain_until(b, &bbuf, want, &b_eof);
+        assert_false(b_eof);
+        if (mono_now_us() >= next_tick) {
+            still_open(x, "\n", 1); /* x keeps talking: never idle on the read side */
+            next_tick += 200000;
+        }
+    }
+    if (!left)
+        fail_msg("a client that never reads was not closed (%llu bytes sent to it)",
+                 (unsigned long long)tx.bytes);
+    print_message("%s: closed after %llu ms, %llu bytes sent its way\n", server_of(state),
+                  (unsigned long long)((mono_now_us() - t0) / 1000),
+                  (unsigned long long)tx.bytes);
+
+    json_t *stopped = stop(&s);
+    assert_int_equal(counter(stopped, "closed_idle"), 1);
+    assert_int_equal(counter(stopped, "dropped_backlog"), 0);
+    json_decref(stopped);
+    bytebuf_free(&bbuf);
+    close(x);
+    close(b);
+}
+
+/* A client that closes its sending side still gets what was queued for it: 4 MB of lines it
+ * had not read yet, every one, in order, then the close. Others see it leave at once. */
+static void test_chat_eof_flushes(void **state)
+{
+    struct testsrv s;
+    char x_name[64], b_name[64], c_name[64];
+    static const char *const args[] = {"--max-backlog", "16384", NULL};
+    const uint64_t lines = 4000; /* 4 MB */
+
+    start(&s, server_of(state), args);
+    int x, b;
+    pair(s.port, 4096, &x, x_name, &b, b_name, sizeof x_name);
+    int c = join(s.port, 0, (int[]){x, b}, 2, c_name, sizeof c_name);
+
+    struct flood_tx tx = {.fd = b};
+    struct flood_rx crx = {.fd = c, .sender = b_name, .watch_left = x_name};
+    struct flood_rx xrx = {.fd = x, .sender = b_name};
+    flood_tx_make(&tx);
+    uint64_t until = mono_now_us() + 20000000ull;
+    while (crx.next_seq < lines) {
+        if (mono_now_us() > until)
+            fail_msg("the flood did not get through: %llu of %llu lines",
+                     (unsigned long long)crx.next_seq, (unsigned long long)lines);
+        uint64_t limit = crx.next_seq * FLOOD_LINE + FLOOD_WINDOW;
+        if (limit > lines * FLOOD_LINE)
+            limit = lines * FLOOD_LINE;
+        struct pollfd p[2] = {{b, tx.bytes < limit ? POLLOUT : 0, 0}, {c, POLLIN, 0}};
+        poll(p, 2, 50);
+        flood_tx_write(&tx, limit);
+        flood_rx_read(&crx);
+        assert_false(crx.eof);
+    }
+    /* Every line went to x's queue too (one broadcast serves everyone). x says goodbye. */
+    assert_int_equal(shutdown(x, SHUT_WR), 0);
+    while (!crx.saw_left) {
+        if (mono_now_us() > until)
+            fail_msg("the others never saw x leave");
+        struct pollfd p = {c, POLLIN, 0};
+        poll(&p, 1, 50);
+        flood_rx_read(&crx);
+        assert_false(crx.eof);
+    }
+    until = mono_now_us() + CLOSE_WAIT_MS * 1000ull;
+    while (!xrx.eof && mono_now_us() < until) {
+        struct pollfd p = {x, POLLIN, 0};
+        poll(&p, 1, 50);
+        flood_rx_read(&xrx);
+    }
+    print_message("%s: x got %llu of %llu lines after its EOF\n", server_of(state),
+                  (unsigned long long)xrx.next_seq, (unsigned long long)lines);
+    assert_true(xrx.eof);
+    assert_int_equal(xrx.next_seq, lines);
+
+    json_decref(stop(&s));
+    bytebuf_free(&crx.buf);
+    bytebuf_free(&xrx.buf);
+    close(x);
+    close(b);
+    close(c);
+}
+
+/* threaded only: threads_created counts every client's writer thread as well as its reader. */
+static void test_chat_threads_counted(void **state)
+{
+    struct testsrv s;
+    char x_name[64], y_name[64];
+
+    start(&s, server_of(state), NULL);
+    int x, y;
+    pair(s.port, 0, &x, x_name, &y, y_name, sizeof x_name);
+    close(x);
+    expect_notice(y, x_name, "left");
+    json_t *stopped = stop(&s);
+    assert_int_equal(counter(stopped, "threads_created"), 4);
+    json_decref(stopped);
+    close(y);
+}
+
+/* threaded only: a --pool whose workers cannot start (a 256 MiB address space for 64 stacks
+ * of 8 MiB) exits 1 without ever printing "listening". */
+static void test_chat_pool_fails_unannounced(void **state)
+{
+    struct testsrv s;
+    static const char *const args[] = {"--pool", "64", "--stack-kb", "8192", NULL};
+    const char *san = getenv("TVSA_SANITIZED");
+
+    if (san && *san)
+        skip(); /* sanitizers cannot run under a small address-space limit */
+    if (testsrv_start_rlimit(&s, server_of(state), args, RLIMIT_AS, 256ul << 20) == 0) {
+        int status;
+        json_decref(testsrv_stop(&s, SIGKILL, 2000, &status));
+        fail_msg("printed its listening line, then could not serve");
+    }
+}
+
+/* async only: out of fds, the server pauses accepting and retries every 100 ms; its log line
+ * says so once per 100 pauses, not ten times a second. The server's stderr goes to a file for
+ * this test (it inherits ours while we start it). */
+static void test_chat_accept_pause_log(void **state)
+{
+    struct testsrv s;
+    char path[] = "/tmp/test_chat_stderr_XXXXXX", buf[16384];
+    enum { CLIENTS = 24 };
+    int fds[CLIENTS];
+
+    int log_fd = mkstemp(path);
+    assert_true(log_fd >= 0);
+    unlink(path);
+    int saved = dup(STDERR_FILENO);
+    assert_true(saved >= 0);
+    dup2(log_fd, STDERR_FILENO);
+    int rc = testsrv_start_rlimit(&current, server_of(state), NULL, RLIMIT_NOFILE, 16);
+    dup2(saved, STDERR_FILENO);
+    close(saved);
+    if (rc < 0)
+        fail_msg("%s did not start with 16 fds", server_of(state));
+    s = current;
+
+    for (int i = 0; i < CLIENTS; i++)
+        fds[i] = client(s.port, 0); /* the kernel completes them; the server cannot take all */
+    usleep(1500 * 1000);             /* about 15 pauses of 100 ms */
+    for (int i = 0; i < CLIENTS; i++)
+        close(fds[i]);
+    json_decref(stop(&s));
+
+    ssize_t n = pread(log_fd, buf, sizeof buf - 1, 0);
+    close(log_fd);
+    assert_true(n >= 0);
+    buf[n] = '\0';
+    int lines = 0;
+    for (const char *p = buf; (p = strstr(p, "pausing accepts")) != NULL; p++)
+        lines++;
+    print_message("%s: %d accept-pause log lines in 1.5 s out of fds\n", server_of(state), lines);
+    assert_true(lines >= 1); /* it did run out of fds */
+    assert_true(lines <= 2);
+}
+
 /* ---- the loadgen chat scenario ----------------------------------------------------------- */
 
 static json_t *chat_figures(json_t *doc, json_t **step_out)
@@ -646,7 +917,11 @@ int main(int argc, char **argv)
         BOTH(test_chat_notices_and_format), BOTH(test_chat_too_long),
         BOTH(test_chat_max_conns),          BOTH(test_chat_idle_timeout),
         BOTH(test_chat_stalled_reader),     BOTH(test_chat_naive_freezes),
-        BOTH(test_chat_loadgen_zero_loss),
+        BOTH(test_chat_loadgen_zero_loss),  BOTH(test_chat_too_long_trickle),
+        BOTH(test_chat_reset_names),        BOTH(test_chat_idle_write),
+        BOTH(test_chat_eof_flushes),        ON("threaded-chat", test_chat_threads_counted),
+        ON("threaded-chat", test_chat_pool_fails_unannounced),
+        ON("async-chat", test_chat_accept_pause_log),
     };
     if (argc > 1)
         cmocka_set_test_filter(argv[1]); /* a glob: async-chat?test_chat_too_long */

@@ -16,6 +16,7 @@
 #include "chat.h"
 #include "frame.h"
 #include "lib/tpc.h"
+#include "mono.h"
 #include "opts.h"
 #include "report.h"
 #include "sock.h"
@@ -24,9 +25,6 @@
 
 #define SERVER_NAME "threaded-chat"
 #define READ_CHUNK 16384
-/* A leaving client's writer gets this long to send what is still queued (the too-long notice,
- * say) before its socket is shut down under it. */
-#define FLUSH_TIMEOUT_S 5
 /* A writer's send buffer bigger than this is given back after use, so a burst does not pin
  * memory for the rest of the connection. */
 #define KEEP_SEND_BUF (256 * 1024)
@@ -38,8 +36,9 @@ static const struct opts_spec spec = {
 };
 
 /* Why a writer thread per client rather than one thread polling its socket both ways: the
- * reader and the writer stay plain blocking loops, the model this server stands for; the
- * reader keeps the runtime's --idle-timeout (SO_RCVTIMEO) as it is; and a sender hands a line
+ * reader and the writer stay plain blocking loops, the model this server stands for; both keep
+ * the runtime's --idle-timeout as it is (SO_RCVTIMEO for the reader, SO_SNDTIMEO for the
+ * writer, whose send then fails with EAGAIN and drops the client); and a sender hands a line
  * over with a lock, a non-blocking send or an append, and a signal, never a wake-up fd per
  * client. The cost is a second thread (stack) per client, part of what the threaded column
  * measures. */
@@ -66,14 +65,22 @@ struct client {
 
 static const struct server_opts *opts;  /* set by main before the runtime starts; read-only */
 static size_t max_backlog;               /* bytes; likewise */
-static pthread_attr_t writer_attr;       /* likewise */
+/* Likewise, and never destroyed: a handler that misses the stop deadline may still start a
+ * writer with it after tpc_run returned. */
+static pthread_attr_t writer_attr;
+/* The runtime's configuration and counters: static, since handlers that miss the stop
+ * deadline still use them after tpc_run returns. Written by main before tpc_run only. */
+static struct tpc_config cfg;
+static struct srv_stats stats;
 
 /* The room: every member, and every member's prev/next, under room_lock. */
 static pthread_mutex_t room_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct client *room;
 
+/* Counters for the stopped line: added to by any reader or writer thread, without a lock
+ * (atomics); read by main once tpc_run returned. */
 static atomic_uint_fast64_t lines_broadcast, dropped_backlog, closed_too_long, closed_idle,
-    writer_start_failures;
+    writer_start_failures, writers_created;
 
 /* Writer thread: takes the whole queue at once, sends it with blocking writes outside the lock,
  * repeats until the reader says closing (and the queue is empty) or the client is dropped. */
@@ -97,6 +104,7 @@ static void *writer_main(void *arg)
         size_t len;
         const uint8_t *p = bytebuf_peek(&sending, &len);
         int rc = sock_send_all(c->conn->fd, p, len);
+        int send_errno = errno;
         bytebuf_consume(&sending, len);
         if (sending.cap > KEEP_SEND_BUF)
             bytebuf_free(&sending);
@@ -104,7 +112,10 @@ static void *writer_main(void *arg)
         pthread_mutex_lock(&c->lock);
         c->inflight = 0;
         if (rc < 0) {
-            /* The peer is gone or was shut down: wake the reader so the client leaves. */
+            /* The peer is gone, was shut down, or (EAGAIN: SO_SNDTIMEO, --idle-timeout) has
+             * taken nothing for that long: wake the reader so the client leaves. */
+            if (send_errno == EAGAIN || send_errno == EWOULDBLOCK)
+                atomic_fetch_add(&closed_idle, 1);
             c->dropped = 1;
             shutdown(c->conn->fd, SHUT_RDWR);
             break;
@@ -230,7 +241,7 @@ static int read_loop(struct client *c)
     struct bytebuf in = BYTEBUF_INIT;
     size_t max_line = (size_t)opts->max_line;
     size_t msg_cap = CHAT_MSG_CAP(max_line);
-    char *msg = malloc(msg_cap); /* on the heap: --stack-kb may be as small as 16 KiB */
+    char *msg = malloc(msg_cap); /* on the heap: --stack-kb may be as small as 32 KiB */
     int too_long = 0;
 
     while (msg != NULL) {
@@ -272,14 +283,14 @@ static int read_loop(struct client *c)
     return too_long;
 }
 
-/* Queued mode, after the client left the room: lets the writer send what is left (up to
- * FLUSH_TIMEOUT_S), then shuts the socket under it if need be, and joins it. */
-static void writer_finish(struct client *c)
+/* Queued mode, after the client left the room: lets the writer send what is left until
+ * deadline_ns (mono_now_ns), then shuts the socket under it if need be, and joins it. */
+static void writer_finish(struct client *c, uint64_t deadline_ns)
 {
-    struct timespec deadline;
+    /* c->changed waits on CLOCK_MONOTONIC, mono_now_ns's clock. */
+    struct timespec deadline = {(time_t)(deadline_ns / 1000000000u),
+                                (long)(deadline_ns % 1000000000u)};
 
-    clock_gettime(CLOCK_MONOTONIC, &deadline);
-    deadline.tv_sec += FLUSH_TIMEOUT_S;
     pthread_mutex_lock(&c->lock);
     c->closing = 1;
     pthread_cond_signal(&c->changed);
@@ -294,16 +305,21 @@ static void writer_finish(struct client *c)
 
 /* After the too-long notice: closing a socket with unread input sends a reset, which may
  * destroy the notice before the client reads it. So: FIN first, then discard what the client
- * still sends until its EOF (at most FLUSH_TIMEOUT_S), then let the runtime close. */
-static void linger(struct tpc_conn *conn)
+ * still sends until its EOF or deadline_ns (mono_now_ns), whichever comes first, however often
+ * it sends; then let the runtime close. */
+static void linger(struct tpc_conn *conn, uint64_t deadline_ns)
 {
-    struct timeval tv = {1, 0};
     char sink[4096];
-    time_t until = time(NULL) + FLUSH_TIMEOUT_S;
 
     shutdown(conn->fd, SHUT_WR);
-    setsockopt(conn->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-    while (time(NULL) < until) {
+    for (;;) {
+        uint64_t now = mono_now_ns();
+        if (now >= deadline_ns)
+            break;
+        /* Each read waits at most until the deadline (a zero SO_RCVTIMEO would mean never). */
+        uint64_t left_us = (deadline_ns - now) / 1000u + 1;
+        struct timeval tv = {(time_t)(left_us / 1000000u), (suseconds_t)(left_us % 1000000u)};
+        setsockopt(conn->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
         ssize_t n = read(conn->fd, sink, sizeof sink);
         if (n < 0 && errno == EINTR)
             continue;
@@ -333,7 +349,9 @@ static void chat_handler(struct tpc_conn *conn, void *arg)
     if (c == NULL)
         return;
     c->conn = conn;
-    sock_peer_name(conn->fd, c->name, sizeof c->name);
+    /* The accept address: getpeername() fails once the client has reset. */
+    sock_addr_name((const struct sockaddr *)&conn->peer, conn->peer_len, c->name,
+                   sizeof c->name);
     pthread_mutex_init(&c->lock, NULL);
     pthread_condattr_init(&ca);
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
@@ -347,6 +365,7 @@ static void chat_handler(struct tpc_conn *conn, void *arg)
             client_free(c);
             return;
         }
+        atomic_fetch_add(&writers_created, 1);
     }
 
     room_join(c);
@@ -365,18 +384,35 @@ static void chat_handler(struct tpc_conn *conn, void *arg)
             c->bytes_out += n;
         }
     }
+    /* One deadline for all that is left: the flush, then (too long) the linger. */
+    uint64_t deadline_ns = mono_now_ns() + CHAT_FLUSH_TIMEOUT_S * 1000000000ull;
     if (queued)
-        writer_finish(c);
+        writer_finish(c, deadline_ns);
     if (too_long)
-        linger(conn);
+        linger(conn, deadline_ns);
     conn->bytes_out += c->bytes_out;
     client_free(c);
+}
+
+/* tpc's on_ready: the runtime can serve (pool workers started), so say we listen. */
+static void print_listening(void *arg)
+{
+    const struct server_opts *o = arg;
+
+    report_emit(stdout,
+                report_listening(SERVER_NAME, "threaded", o->bind, sock_local_port(cfg.listen_fd),
+                                 json_pack("{s:s, s:I, s:I, s:I, s:I}", "broadcast",
+                                           o->broadcast == OPTS_BROADCAST_NAIVE ? "naive"
+                                                                                : "queued",
+                                           "max_line", (json_int_t)o->max_line,
+                                           "max_backlog_kib", (json_int_t)o->max_backlog_kib,
+                                           "pool", (json_int_t)o->pool, "stack_kb",
+                                           (json_int_t)o->stack_kb)));
 }
 
 int main(int argc, char **argv)
 {
     static struct server_opts o;
-    struct srv_stats stats = {0};
     struct tpc_result res;
     char err[256];
 
@@ -402,20 +438,11 @@ int main(int argc, char **argv)
         close(stop_fd);
         return 1;
     }
-    report_emit(stdout,
-                report_listening(SERVER_NAME, "threaded", o.bind, sock_local_port(listen_fd),
-                                 json_pack("{s:s, s:I, s:I, s:I, s:I}", "broadcast",
-                                           o.broadcast == OPTS_BROADCAST_NAIVE ? "naive"
-                                                                               : "queued",
-                                           "max_line", (json_int_t)o.max_line,
-                                           "max_backlog_kib", (json_int_t)o.max_backlog_kib,
-                                           "pool", (json_int_t)o.pool, "stack_kb",
-                                           (json_int_t)o.stack_kb)));
 
-    struct tpc_config cfg = {
+    cfg = (struct tpc_config){
         .listen_fd = listen_fd, .pool = o.pool, .stack_kb = o.stack_kb,
         .max_conns = o.max_conns, .idle_timeout_s = o.idle_timeout_s,
-        .handler = chat_handler, .arg = NULL,
+        .handler = chat_handler, .arg = &o, .on_ready = print_listening,
     };
     rc = tpc_run(&cfg, stop_fd, &stats, &res, err, sizeof err);
     close(listen_fd);
@@ -425,6 +452,7 @@ int main(int argc, char **argv)
         return 1;
     }
 
+    /* threads_created: the runtime's readers (or pool workers) and our writers. */
     report_emit(stdout,
                 report_stopped(
                     SERVER_NAME, "threaded", &stats,
@@ -434,10 +462,9 @@ int main(int argc, char **argv)
                               (json_int_t)atomic_load(&closed_too_long), "closed_idle",
                               (json_int_t)atomic_load(&closed_idle), "writer_start_failures",
                               (json_int_t)atomic_load(&writer_start_failures), "threads_created",
-                              (json_int_t)res.threads_created, "thread_create_failures",
-                              (json_int_t)res.thread_create_failures, "handlers_unfinished",
-                              (json_int_t)res.handlers_unfinished, "thread_stack_bytes",
-                              (json_int_t)res.thread_stack_bytes)));
-    pthread_attr_destroy(&writer_attr);
+                              (json_int_t)(res.threads_created + atomic_load(&writers_created)),
+                              "thread_create_failures", (json_int_t)res.thread_create_failures,
+                              "handlers_unfinished", (json_int_t)res.handlers_unfinished,
+                              "thread_stack_bytes", (json_int_t)res.thread_stack_bytes)));
     return 0;
 }
