@@ -1,4 +1,5 @@
 /* Unit tests of the socket helpers (real sockets on 127.0.0.1). */
+#include <arpa/inet.h>
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -105,6 +106,46 @@ static void test_udp_reuseport(void **state)
     close(b);
 }
 
+static void test_addr_name(void **state)
+{
+    (void)state;
+    char buf[64];
+    struct sockaddr_in sin = {.sin_family = AF_INET, .sin_port = htons(9002)};
+    inet_pton(AF_INET, "127.0.0.5", &sin.sin_addr);
+    assert_int_equal(sock_addr_name((struct sockaddr *)&sin, sizeof sin, buf, sizeof buf), 0);
+    assert_string_equal(buf, "127.0.0.5:9002");
+    struct sockaddr_in6 sin6 = {.sin6_family = AF_INET6, .sin6_port = htons(53)};
+    inet_pton(AF_INET6, "::1", &sin6.sin6_addr);
+    assert_int_equal(sock_addr_name((struct sockaddr *)&sin6, sizeof sin6, buf, sizeof buf), 0);
+    assert_string_equal(buf, "[::1]:53");
+    /* Too short for its family, or an unknown family: "?" and -1, never a read past it. */
+    assert_int_equal(sock_addr_name((struct sockaddr *)&sin, 4, buf, sizeof buf), -1);
+    assert_string_equal(buf, "?");
+    struct sockaddr unix_like = {.sa_family = AF_UNIX};
+    assert_int_equal(sock_addr_name(&unix_like, sizeof unix_like, buf, sizeof buf), -1);
+    assert_string_equal(buf, "?");
+}
+
+static void test_listen_tcp_udp_same_port(void **state)
+{
+    (void)state;
+    char err[256] = "";
+    int t = -1, u = -1;
+    assert_int_equal(sock_listen_tcp_udp("127.0.0.1", 0, 20, &t, &u, err, sizeof err), 0);
+    assert_true(sock_local_port(t) > 0);
+    assert_int_equal(sock_local_port(t), sock_local_port(u));
+    assert_int_not_equal(int_opt(t, SOL_SOCKET, SO_ACCEPTCONN), 0);
+    assert_int_equal(int_opt(u, SOL_SOCKET, SO_TYPE), SOCK_DGRAM);
+    /* The same port again is taken for TCP: an error, nothing left open. */
+    int t2 = -1, u2 = -1;
+    assert_int_equal(
+        sock_listen_tcp_udp("127.0.0.1", sock_local_port(t), 20, &t2, &u2, err, sizeof err), -1);
+    assert_int_equal(t2, -1);
+    assert_int_equal(u2, -1);
+    close(t);
+    close(u);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -112,6 +153,8 @@ int main(void)
         cmocka_unit_test(test_connect_peer_name_nodelay_send),
         cmocka_unit_test(test_errors_fill_message),
         cmocka_unit_test(test_udp_reuseport),
+        cmocka_unit_test(test_addr_name),
+        cmocka_unit_test(test_listen_tcp_udp_same_port),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
