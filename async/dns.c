@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "dnsstats.h"
+#include "lib/bevflow.h"
 #include "lib/evlisten.h"
 #include "dnswire.h"
 #include "opts.h"
@@ -35,18 +36,11 @@ static const struct opts_spec spec = {
     9053, OPTS_ZONE,
 };
 
-enum conn_state {
-    CONN_READING,        /* reading queries, answering */
-    CONN_BACKPRESSURED,  /* replies over HIGH_WATER unsent: not reading until LOW_WATER */
-    CONN_DRAINING,       /* the client sent EOF: send the replies still queued, then close */
-};
-
 struct server;
 
 struct conn {
+    struct bevflow flow;       /* first: the bufferevent's callbacks get the conn (bevflow.h) */
     struct server *srv;
-    struct bufferevent *bev;
-    enum conn_state state;
     uint64_t bytes_in, bytes_out;
     struct conn *prev, *next;  /* every live connection, so the stop can close them all */
 };
@@ -136,12 +130,10 @@ static void udp_cb(evutil_socket_t fd, short what, void *arg)
 
 /* ---- TCP ---------------------------------------------------------------------------------- */
 
-static void bev_read_cb(struct bufferevent *bev, void *arg);
-static void bev_write_cb(struct bufferevent *bev, void *arg);
-static void bev_event_cb(struct bufferevent *bev, short what, void *arg);
-
-static void conn_free(struct conn *c)
+/* Unlinks, closes and frees a connection (bevflow's finish callback). */
+static void conn_free(void *arg)
 {
+    struct conn *c = arg;
     struct server *s = c->srv;
     if (c->prev)
         c->prev->next = c->next;
@@ -149,40 +141,10 @@ static void conn_free(struct conn *c)
         s->conns = c->next;
     if (c->next)
         c->next->prev = c->prev;
-    c->bytes_out -= evbuffer_get_length(bufferevent_get_output(c->bev)); /* never sent */
-    bufferevent_free(c->bev); /* BEV_OPT_CLOSE_ON_FREE closes the fd */
+    c->bytes_out -= evbuffer_get_length(bufferevent_get_output(c->flow.bev)); /* never sent */
+    bufferevent_free(c->flow.bev); /* BEV_OPT_CLOSE_ON_FREE closes the fd */
     srvstats_closed(&s->stats, c->bytes_in, c->bytes_out);
     free(c);
-}
-
-/* The only place a connection changes state. Draining is final; back-pressure comes and goes.
- * The write callback and watermark are armed only while output must drain. */
-static void conn_set_state(struct conn *c, enum conn_state next)
-{
-    int legal = (c->state == CONN_READING && next != CONN_READING) ||
-                (c->state == CONN_BACKPRESSURED && next != CONN_BACKPRESSURED);
-    if (!legal) {
-        fprintf(stderr, SERVER_NAME ": bad state change %d -> %d\n", c->state, next);
-        return;
-    }
-    c->state = next;
-    switch (next) {
-    case CONN_READING:
-        bufferevent_setcb(c->bev, bev_read_cb, NULL, bev_event_cb, c);
-        bufferevent_setwatermark(c->bev, EV_WRITE, 0, 0);
-        bufferevent_enable(c->bev, EV_READ);
-        break;
-    case CONN_BACKPRESSURED:
-        bufferevent_disable(c->bev, EV_READ);
-        bufferevent_setwatermark(c->bev, EV_WRITE, LOW_WATER, 0);
-        bufferevent_setcb(c->bev, bev_read_cb, bev_write_cb, bev_event_cb, c);
-        break;
-    case CONN_DRAINING:
-        bufferevent_disable(c->bev, EV_READ);
-        bufferevent_setwatermark(c->bev, EV_WRITE, 0, 0);
-        bufferevent_setcb(c->bev, NULL, bev_write_cb, bev_event_cb, c);
-        break;
-    }
 }
 
 /* Answers every whole query in the input; a partial one waits for more bytes. */
@@ -215,32 +177,7 @@ static void bev_read_cb(struct bufferevent *bev, void *arg)
             c->bytes_out += n + 2;
         }
     }
-    if (c->state == CONN_READING &&
-        evbuffer_get_length(bufferevent_get_output(bev)) >= HIGH_WATER)
-        conn_set_state(c, CONN_BACKPRESSURED);
-}
-
-static void bev_write_cb(struct bufferevent *bev, void *arg)
-{
-    struct conn *c = arg;
-    (void)bev;
-    if (c->state == CONN_DRAINING)
-        conn_free(c);
-    else if (c->state == CONN_BACKPRESSURED)
-        conn_set_state(c, CONN_READING);
-}
-
-static void bev_event_cb(struct bufferevent *bev, short what, void *arg)
-{
-    struct conn *c = arg;
-    /* A client that half-closes after its last query still gets every answer, as from the
-     * threaded server, which writes each answer before it reads again. */
-    if ((what & BEV_EVENT_EOF) && c->state != CONN_DRAINING &&
-        evbuffer_get_length(bufferevent_get_output(bev)) > 0) {
-        conn_set_state(c, CONN_DRAINING);
-        return;
-    }
-    conn_free(c); /* EOF with nothing queued, error, or idle timeout */
+    bevflow_check_output(&c->flow);
 }
 
 static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
@@ -267,18 +204,14 @@ static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct socka
         return;
     }
     c->srv = s;
-    c->bev = bev;
-    c->state = CONN_READING;
+    c->flow.bev = bev; /* so conn_free can free it even if bevflow_start fails */
     c->next = s->conns;
     if (s->conns)
         s->conns->prev = c;
     s->conns = c;
     srvstats_opened(&s->stats);
-    bufferevent_setcb(bev, bev_read_cb, NULL, bev_event_cb, c);
-    /* Read and write: a client that sends and never reads is idle too (its answers wait). */
-    const struct timeval *idle = s->o->idle_timeout_s > 0 ? &s->idle_tv : NULL;
-    bufferevent_set_timeouts(bev, idle, idle);
-    if (bufferevent_enable(bev, EV_READ) < 0)
+    if (bevflow_start(&c->flow, bev, bev_read_cb, conn_free, HIGH_WATER, LOW_WATER,
+                      s->o->idle_timeout_s > 0 ? &s->idle_tv : NULL) < 0)
         conn_free(c);
 }
 

@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "burn.h"
+#include "lib/bevflow.h"
 #include "lib/evlisten.h"
 #include "bytebuf.h"
 #include "opts.h"
@@ -35,6 +36,7 @@ static const struct opts_spec spec = {
     9000, OPTS_API | OPTS_WORK,
 };
 
+/* --api event's connection states (--api bufferevent's are bevflow's, the same three). */
 enum conn_state {
     CONN_READING,        /* reading, echoing */
     CONN_BACKPRESSURED,  /* output over HIGH_WATER: not reading until it drains to LOW_WATER */
@@ -44,9 +46,9 @@ enum conn_state {
 struct server;
 
 struct conn {
+    struct bevflow flow;        /* --api bufferevent; first: its callbacks get the conn */
     struct server *srv;
-    enum conn_state state;
-    struct bufferevent *bev;    /* --api bufferevent */
+    enum conn_state state;      /* --api event */
     int fd;                     /* --api event: the socket, its events and our own buffer */
     struct event *rev, *wev;
     struct bytebuf out;
@@ -75,10 +77,10 @@ static void conn_free(struct conn *c)
         s->conns = c->next;
     if (c->next)
         c->next->prev = c->prev;
-    if (c->bev) {
+    if (c->flow.bev) {
         /* Queued but unsent bytes never went out. */
-        c->bytes_out -= evbuffer_get_length(bufferevent_get_output(c->bev));
-        bufferevent_free(c->bev); /* BEV_OPT_CLOSE_ON_FREE closes the fd */
+        c->bytes_out -= evbuffer_get_length(bufferevent_get_output(c->flow.bev));
+        bufferevent_free(c->flow.bev); /* BEV_OPT_CLOSE_ON_FREE closes the fd */
     } else {
         if (c->rev)
             event_free(c->rev);
@@ -113,58 +115,6 @@ static const struct timeval *idle_timeout(const struct server *s)
 }
 
 /* ---- --api bufferevent ------------------------------------------------------------------ */
-
-static void bev_read_cb(struct bufferevent *bev, void *arg);
-static void bev_write_cb(struct bufferevent *bev, void *arg);
-static void bev_event_cb(struct bufferevent *bev, short what, void *arg);
-
-/* Applies a state to a bufferevent connection. The write callback and watermark are armed
- * only while it waits for its output to drain, so a plain echo costs no extra callback. */
-static void bev_apply_state(struct conn *c)
-{
-    switch (c->state) {
-    case CONN_READING:
-        bufferevent_setcb(c->bev, bev_read_cb, NULL, bev_event_cb, c);
-        bufferevent_setwatermark(c->bev, EV_WRITE, 0, 0);
-        bufferevent_enable(c->bev, EV_READ);
-        break;
-    case CONN_BACKPRESSURED:
-        bufferevent_disable(c->bev, EV_READ);
-        bufferevent_setwatermark(c->bev, EV_WRITE, LOW_WATER, 0);
-        bufferevent_setcb(c->bev, bev_read_cb, bev_write_cb, bev_event_cb, c);
-        break;
-    case CONN_DRAINING:
-        bufferevent_disable(c->bev, EV_READ);
-        bufferevent_setwatermark(c->bev, EV_WRITE, 0, 0);
-        bufferevent_setcb(c->bev, NULL, bev_write_cb, bev_event_cb, c);
-        break;
-    }
-}
-
-/* Applies a state to a raw connection: only the read event changes. */
-static void raw_apply_state(struct conn *c)
-{
-    if (c->state == CONN_READING)
-        event_add(c->rev, idle_timeout(c->srv));
-    else
-        event_del(c->rev);
-}
-
-/* The only place a connection changes state. Draining is final; back-pressure comes and goes. */
-static void conn_set_state(struct conn *c, enum conn_state next)
-{
-    int legal = (c->state == CONN_READING && next != CONN_READING) ||
-                (c->state == CONN_BACKPRESSURED && next != CONN_BACKPRESSURED);
-    if (!legal) {
-        fprintf(stderr, SERVER_NAME ": bad state change %d -> %d\n", c->state, next);
-        return;
-    }
-    c->state = next;
-    if (c->bev)
-        bev_apply_state(c);
-    else
-        raw_apply_state(c);
-}
 
 /* Uppercases every byte of buf in place, chain by chain, without copying. */
 static void evbuffer_upper(struct evbuffer *buf)
@@ -213,43 +163,43 @@ static void bev_read_cb(struct bufferevent *bev, void *arg)
     }
     if (evbuffer_get_length(in) > 0)
         evbuffer_add_buffer(out, in); /* moves the chains, no copy */
-    if (evbuffer_get_length(out) >= HIGH_WATER)
-        conn_set_state(c, CONN_BACKPRESSURED);
+    bevflow_check_output(&c->flow);
 }
 
-static void bev_write_cb(struct bufferevent *bev, void *arg)
+/* bevflow's finish callback. */
+static void bev_conn_finish(void *arg)
 {
-    struct conn *c = arg;
-    (void)bev;
-    if (c->state == CONN_DRAINING)
-        conn_free(c);
-    else if (c->state == CONN_BACKPRESSURED)
-        conn_set_state(c, CONN_READING);
-}
-
-static void bev_event_cb(struct bufferevent *bev, short what, void *arg)
-{
-    struct conn *c = arg;
-    if ((what & BEV_EVENT_EOF) && c->state != CONN_DRAINING &&
-        evbuffer_get_length(bufferevent_get_output(bev)) > 0) {
-        conn_set_state(c, CONN_DRAINING); /* half-close: the client still gets its replies */
-        return;
-    }
-    conn_free(c); /* EOF with nothing queued, error, or idle timeout */
+    conn_free(arg);
 }
 
 static int bev_conn_start(struct server *s, struct conn *c, evutil_socket_t fd)
 {
-    c->bev = bufferevent_socket_new(s->base, fd, BEV_OPT_CLOSE_ON_FREE);
-    if (c->bev == NULL)
+    struct bufferevent *bev = bufferevent_socket_new(s->base, fd, BEV_OPT_CLOSE_ON_FREE);
+    if (bev == NULL)
         return -1;
-    bufferevent_setcb(c->bev, bev_read_cb, NULL, bev_event_cb, c);
-    /* Read and write: a client that sends and never reads is idle too (its output waits). */
-    bufferevent_set_timeouts(c->bev, idle_timeout(s), idle_timeout(s));
-    return bufferevent_enable(c->bev, EV_READ);
+    c->flow.bev = bev; /* owned from here: conn_free frees it even if the start fails */
+    return bevflow_start(&c->flow, bev, bev_read_cb, bev_conn_finish, HIGH_WATER, LOW_WATER,
+                         idle_timeout(s));
 }
 
 /* ---- --api event ------------------------------------------------------------------------ */
+
+/* The only place an --api event connection changes state: only the read event changes.
+ * Draining is final; back-pressure comes and goes. */
+static void conn_set_state(struct conn *c, enum conn_state next)
+{
+    int legal = (c->state == CONN_READING && next != CONN_READING) ||
+                (c->state == CONN_BACKPRESSURED && next != CONN_BACKPRESSURED);
+    if (!legal) {
+        fprintf(stderr, SERVER_NAME ": bad state change %d -> %d\n", c->state, next);
+        return;
+    }
+    c->state = next;
+    if (next == CONN_READING)
+        event_add(c->rev, idle_timeout(c->srv));
+    else
+        event_del(c->rev);
+}
 
 /* Sends what is queued. 0, or -1 when the connection failed. */
 static int raw_flush(struct conn *c)
@@ -377,7 +327,7 @@ static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct socka
     srvstats_opened(&s->stats);
     int rc = s->o->api == OPTS_API_EVENT ? raw_conn_start(s, c, fd) : bev_conn_start(s, c, fd);
     if (rc < 0) {
-        int owned = c->bev != NULL || c->fd >= 0; /* then conn_free closes it */
+        int owned = c->flow.bev != NULL || c->fd >= 0; /* then conn_free closes it */
         if (!owned)
             evutil_closesocket(fd);
         conn_free(c);
