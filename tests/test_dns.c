@@ -21,34 +21,6 @@
 #include "dnswire.h"
 #include "testsrv.h"
 
-/* The server a test started and has not stopped yet: if an assertion fails mid-test, the
- * teardown kills it, so a failing test never leaves a server running. */
-static pid_t live_pid;
-
-static int start_srv(struct testsrv *s, const char *name, const char *const *args)
-{
-    int rc = testsrv_start(s, name, args);
-    live_pid = rc == 0 ? s->pid : 0;
-    return rc;
-}
-
-static json_t *stop_srv(struct testsrv *s, int sig, int timeout_ms, int *status)
-{
-    live_pid = 0;
-    return testsrv_stop(s, sig, timeout_ms, status);
-}
-
-static int kill_leftover(void **state)
-{
-    (void)state;
-    if (live_pid > 0) {
-        kill(live_pid, SIGKILL);
-        waitpid(live_pid, NULL, 0);
-        live_pid = 0;
-    }
-    return 0;
-}
-
 static const char *const servers[] = {"threaded-dns", "async-dns"};
 
 static const char zone_text[] =
@@ -85,14 +57,14 @@ static int teardown(void **state)
 static void start(struct testsrv *srv, const char *name)
 {
     const char *args[] = {"--zone", zone_path, NULL};
-    if (start_srv(srv, name, args) < 0)
+    if (testsrv_start(srv, name, args) < 0)
         fail_msg("%s did not start", name);
 }
 
 static void stop(struct testsrv *srv)
 {
     int status = -2;
-    json_t *st = stop_srv(srv, SIGTERM, 3000, &status);
+    json_t *st = testsrv_stop(srv, SIGTERM, 3000, &status);
     assert_int_equal(status, 0);
     assert_non_null(st);
     assert_non_null(json_object_get(st, "rcodes"));
@@ -424,7 +396,7 @@ static void test_sample_zone_default(void **state)
     const char *names[] = {"www.example.test", NULL};
     for (size_t s = 0; s < 2; s++) {
         struct testsrv srv;
-        assert_int_equal(start_srv(&srv, servers[s], NULL), 0);
+        assert_int_equal(testsrv_start(&srv, servers[s], NULL), 0);
         assert_int_equal(dnsq(srv.port, NULL, names, out, sizeof out), 0);
         assert_string_equal(out, "www.example.test 192.0.2.10\nwww.example.test 192.0.2.11\n");
         stop(&srv);
@@ -464,6 +436,19 @@ static void liar(int fd, int honest)
 
 /* dnsq matches replies on id and name: lies are ignored (a timeout when nothing else comes),
  * the honest reply after them is taken. A port where nobody answers times out too. */
+/* The lying server test_dnsq_matching_and_timeout forks, while it runs. */
+static pid_t liar_pid;
+
+static int teardown_liar(void **state)
+{
+    if (liar_pid > 0) {
+        kill(liar_pid, SIGKILL);
+        waitpid(liar_pid, NULL, 0);
+        liar_pid = 0;
+    }
+    return testsrv_teardown(state);
+}
+
 static void test_dnsq_matching_and_timeout(void **state)
 {
     (void)state;
@@ -485,7 +470,7 @@ static void test_dnsq_matching_and_timeout(void **state)
                 liar(fd, mode == 2);
                 _exit(0);
             }
-            live_pid = child; /* killed by the teardown if an assertion fails */
+            liar_pid = child; /* killed by the teardown if an assertion fails */
         }
         for (int m = 0; m < 2; m++) {
             const char *argv[] = {"dnsq", "--server", server, "--timeout", "150", "--retries",
@@ -513,7 +498,7 @@ static void test_dnsq_matching_and_timeout(void **state)
             json_decref(j);
         }
         if (child > 0) {
-            live_pid = 0;
+            liar_pid = 0;
             kill(child, SIGKILL);
             waitpid(child, NULL, 0);
         }
@@ -611,17 +596,17 @@ static void test_loadgen_dns(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_teardown(test_dnsq_answers, kill_leftover),
-        cmocka_unit_test_teardown(test_truncation_falls_back_to_tcp, kill_leftover),
-        cmocka_unit_test_teardown(test_raw_udp, kill_leftover),
-        cmocka_unit_test_teardown(test_raw_tcp_pipelined_and_split, kill_leftover),
-        cmocka_unit_test_teardown(test_tcp_half_close_gets_every_answer, kill_leftover),
-        cmocka_unit_test_teardown(test_garbage_never_kills, kill_leftover),
-        cmocka_unit_test_teardown(test_zone_errors_exit_2, kill_leftover),
-        cmocka_unit_test_teardown(test_sample_zone_default, kill_leftover),
-        cmocka_unit_test_teardown(test_dnsq_matching_and_timeout, kill_leftover),
-        cmocka_unit_test_teardown(test_dig, kill_leftover),
-        cmocka_unit_test_teardown(test_loadgen_dns, kill_leftover),
+        cmocka_unit_test_teardown(test_dnsq_answers, testsrv_teardown),
+        cmocka_unit_test_teardown(test_truncation_falls_back_to_tcp, testsrv_teardown),
+        cmocka_unit_test_teardown(test_raw_udp, testsrv_teardown),
+        cmocka_unit_test_teardown(test_raw_tcp_pipelined_and_split, testsrv_teardown),
+        cmocka_unit_test_teardown(test_tcp_half_close_gets_every_answer, testsrv_teardown),
+        cmocka_unit_test_teardown(test_garbage_never_kills, testsrv_teardown),
+        cmocka_unit_test_teardown(test_zone_errors_exit_2, testsrv_teardown),
+        cmocka_unit_test_teardown(test_sample_zone_default, testsrv_teardown),
+        cmocka_unit_test_teardown(test_dnsq_matching_and_timeout, teardown_liar),
+        cmocka_unit_test_teardown(test_dig, testsrv_teardown),
+        cmocka_unit_test_teardown(test_loadgen_dns, testsrv_teardown),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

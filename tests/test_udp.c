@@ -20,34 +20,6 @@
 #include "testsrv.h"
 #include "upper.h"
 
-/* The server a test started and has not stopped yet: if an assertion fails mid-test, the
- * teardown kills it, so a failing test never leaves a server running. */
-static pid_t live_pid;
-
-static int start_srv(struct testsrv *s, const char *name, const char *const *args)
-{
-    int rc = testsrv_start(s, name, args);
-    live_pid = rc == 0 ? s->pid : 0;
-    return rc;
-}
-
-static json_t *stop_srv(struct testsrv *s, int sig, int timeout_ms, int *status)
-{
-    live_pid = 0;
-    return testsrv_stop(s, sig, timeout_ms, status);
-}
-
-static int kill_leftover(void **state)
-{
-    (void)state;
-    if (live_pid > 0) {
-        kill(live_pid, SIGKILL);
-        waitpid(live_pid, NULL, 0);
-        live_pid = 0;
-    }
-    return 0;
-}
-
 static const char *const servers[] = {"threaded-udp", "async-udp"};
 static const size_t sizes[] = {1, 2, 3, 63, 64, 100, 511, 512, 1024, 1400, 1472, 1473, 1500,
                                2048, 4000, 4096, 6000, 7999, 8000};
@@ -111,7 +83,7 @@ static void test_exact_echo(void **state)
     for (size_t s = 0; s < sizeof servers / sizeof servers[0]; s++) {
         struct testsrv srv;
         int status = -2;
-        if (start_srv(&srv, servers[s], NULL) < 0)
+        if (testsrv_start(&srv, servers[s], NULL) < 0)
             fail_msg("%s did not start", servers[s]);
         int fd = udp_socket(srv.port);
         assert_true(fd >= 0);
@@ -145,7 +117,7 @@ static void test_exact_echo(void **state)
             close(fds[k]);
         }
         close(fd);
-        json_t *stopped = stop_srv(&srv, SIGTERM, 3000, &status);
+        json_t *stopped = testsrv_stop(&srv, SIGTERM, 3000, &status);
         assert_int_equal(status, 0);
         assert_non_null(stopped);
         assert_string_equal(json_string_value(json_object_get(stopped, "server")), servers[s]);
@@ -169,7 +141,7 @@ static void test_largest_datagram(void **state)
         struct testsrv srv;
         int status;
         static uint8_t out[65507], in[70000];
-        assert_int_equal(start_srv(&srv, servers[s], NULL), 0);
+        assert_int_equal(testsrv_start(&srv, servers[s], NULL), 0);
         int fd = udp_socket(srv.port);
         int big = 1 << 20;
         setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &big, sizeof big);
@@ -179,7 +151,7 @@ static void test_largest_datagram(void **state)
         assert_int_equal(r, (ssize_t)sizeof out);
         assert_true(upper_matches(out, in, sizeof out));
         close(fd);
-        json_decref(stop_srv(&srv, SIGINT, 3000, &status));
+        json_decref(testsrv_stop(&srv, SIGINT, 3000, &status));
         assert_int_equal(status, 0);
     }
 }
@@ -190,7 +162,7 @@ static void test_threads_flag(void **state)
     struct testsrv srv;
     int status;
     const char *args[] = {"--threads", "3", "--stack-kb", "64", NULL};
-    assert_int_equal(start_srv(&srv, "threaded-udp", args), 0);
+    assert_int_equal(testsrv_start(&srv, "threaded-udp", args), 0);
     assert_int_equal(json_integer_value(json_object_get(srv.listening, "threads")), 3);
     /* main + 3; a sanitizer (make check) may add a thread of its own. */
     long threads = testsrv_proc_status(srv.pid, "Threads");
@@ -201,7 +173,7 @@ static void test_threads_flag(void **state)
     int fd = udp_socket(srv.port);
     echo_one(fd, 10, 1);
     close(fd);
-    json_t *st = stop_srv(&srv, SIGTERM, 3000, &status);
+    json_t *st = testsrv_stop(&srv, SIGTERM, 3000, &status);
     assert_int_equal(status, 0);
     assert_int_equal(json_integer_value(json_object_get(st, "threads")), 3);
     json_decref(st);
@@ -234,7 +206,7 @@ static void test_loadgen_udp(void **state)
         struct testsrv srv;
         int status;
         char target[32], pid[16];
-        assert_int_equal(start_srv(&srv, servers[s], NULL), 0);
+        assert_int_equal(testsrv_start(&srv, servers[s], NULL), 0);
         snprintf(target, sizeof target, "127.0.0.1:%d", srv.port);
         snprintf(pid, sizeof pid, "%d", (int)srv.pid);
         const char *argv[] = {"loadgen", "--scenario", "udp", "--target", target,
@@ -256,7 +228,7 @@ static void test_loadgen_udp(void **state)
         assert_true(sent >= received && received >= completed);
         assert_true(json_integer_value(json_object_get(dg, "lost")) * 100 <= sent);
         json_decref(j);
-        json_t *st = stop_srv(&srv, SIGTERM, 3000, &status);
+        json_t *st = testsrv_stop(&srv, SIGTERM, 3000, &status);
         assert_int_equal(status, 0);
         assert_true(json_integer_value(json_object_get(st, "datagrams_received")) >= sent);
         json_decref(st);
@@ -266,11 +238,11 @@ static void test_loadgen_udp(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_teardown(test_exact_echo, kill_leftover),
-        cmocka_unit_test_teardown(test_largest_datagram, kill_leftover),
-        cmocka_unit_test_teardown(test_threads_flag, kill_leftover),
-        cmocka_unit_test_teardown(test_bad_flags, kill_leftover),
-        cmocka_unit_test_teardown(test_loadgen_udp, kill_leftover),
+        cmocka_unit_test_teardown(test_exact_echo, testsrv_teardown),
+        cmocka_unit_test_teardown(test_largest_datagram, testsrv_teardown),
+        cmocka_unit_test_teardown(test_threads_flag, testsrv_teardown),
+        cmocka_unit_test_teardown(test_bad_flags, testsrv_teardown),
+        cmocka_unit_test_teardown(test_loadgen_udp, testsrv_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
