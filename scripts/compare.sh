@@ -161,7 +161,8 @@ EXTRA_DURATION=$ECHO_DURATION
 
 # ---------------------------------------------------------------------------------------------
 # Process bookkeeping: every server and loadgen started is stopped on exit, error or Ctrl-C.
-declare -A LIVE_SERVERS=()     # pid -> tag
+# shellcheck source=scripts/lib/servers.sh
+source "$REPO/scripts/lib/servers.sh"    # TVSA_LIVE: every server started and not stopped
 LOADGEN_PID=
 
 on_exit() {
@@ -172,10 +173,7 @@ on_exit() {
         kill -TERM "$LOADGEN_PID" 2>/dev/null || true
         wait "$LOADGEN_PID" 2>/dev/null || true
     fi
-    local pid
-    for pid in "${!LIVE_SERVERS[@]}"; do
-        stop_server "$pid" || true
-    done
+    tvsa_stop_all
     [[ $rc -ne 0 ]] && log "stopped early (exit $rc); partial results in $OUT"
     exit "$rc"
 }
@@ -200,47 +198,20 @@ PY
 # start_server TAG CPUS BINARY ARGS...: starts it on port 0 with stdout/stderr in servers/,
 # waits for the listening line and sets SERVER_PID and SERVER_PORT.
 start_server() {
-    local tag=$1 cpus=$2; shift 2
-    local base=$OUT/servers/$tag
-    taskset -c "$cpus" "$@" --port 0 >"$base.stdout" 2>"$base.stderr" </dev/null &
-    local pid=$!
-    LIVE_SERVERS[$pid]=$tag
-    local i
-    for ((i = 0; i < 100; i++)); do
-        if grep -q '"event":"listening"' "$base.stdout" 2>/dev/null; then
-            break
-        fi
-        kill -0 "$pid" 2>/dev/null || break
-        sleep 0.1
-    done
-    if ! grep -m1 '"event":"listening"' "$base.stdout" >"$base.listening.json" 2>/dev/null; then
-        log "$tag: no listening line from $* (see $base.stderr)"
+    local tag=$1
+    if ! tvsa_server_start "$OUT/servers" "$@"; then
+        log "$tag: no listening line from ${*:3} (see servers/$tag.stderr)"
         return 1
     fi
-    SERVER_PORT=$(json_get "$base.listening.json" port)
-    SERVER_PID=$(json_get "$base.listening.json" pid)
-    # taskset execs the server, so the pid it reports is the one we started.
-    [[ $SERVER_PID == "$pid" ]] || log "$tag: listening pid $SERVER_PID differs from $pid"
-    SERVER_PID=$pid
+    SERVER_PID=$TVSA_SERVER_PID
+    SERVER_PORT=$TVSA_SERVER_PORT
 }
 
-# stop_server PID: SIGTERM, up to 10 s for the stopped line and the exit, then SIGKILL.
-# Saves the stopped line to servers/TAG.stopped.json. Returns the server's exit status.
+# stop_server PID: stops it, keeps servers/TAG.stopped.json. Returns the server's exit status.
 stop_server() {
-    local pid=$1 tag=${LIVE_SERVERS[$1]} i rc=0
-    kill -TERM "$pid" 2>/dev/null || true
-    for ((i = 0; i < 100; i++)); do
-        kill -0 "$pid" 2>/dev/null || break
-        sleep 0.1
-    done
-    if kill -0 "$pid" 2>/dev/null; then
-        log "$tag: still running 10 s after SIGTERM, killing it"
-        kill -KILL "$pid" 2>/dev/null || true
-    fi
-    wait "$pid" 2>/dev/null || rc=$?
-    unset "LIVE_SERVERS[$pid]"
-    grep -m1 '"event":"stopped"' "$OUT/servers/$tag.stdout" >"$OUT/servers/$tag.stopped.json" \
-        2>/dev/null || { rm -f "$OUT/servers/$tag.stopped.json"; log "$tag: no stopped line"; }
+    local tag=${TVSA_LIVE[$1]} rc=0
+    tvsa_server_stop "$1" || rc=$?
+    [[ -f $OUT/servers/$tag.stopped.json ]] || log "$tag: no stopped line"
     return "$rc"
 }
 

@@ -89,7 +89,8 @@ TSV=$OUT/summary.tsv
 
 # ---------------------------------------------------------------------------------------------
 # Processes: every server and client started is stopped on exit, error or Ctrl-C.
-declare -A LIVE=()      # pid -> tag
+# shellcheck source=scripts/lib/servers.sh
+source "$REPO/scripts/lib/servers.sh"    # TVSA_LIVE: every server started and not stopped
 on_exit() {
     local rc=$? pid
     trap - EXIT INT TERM
@@ -97,9 +98,7 @@ on_exit() {
         kill -TERM "$LOADGEN_PID" 2>/dev/null || true
         wait "$LOADGEN_PID" 2>/dev/null || true
     fi
-    for pid in "${!LIVE[@]}"; do
-        stop_server "$pid" >/dev/null 2>&1 || true
-    done
+    tvsa_stop_all >/dev/null 2>&1
     [[ $rc -ne 0 ]] && log "stopped early (exit $rc); partial results in $OUT"
     exit "$rc"
 }
@@ -107,38 +106,19 @@ trap on_exit EXIT
 trap 'log "interrupted"; exit 130' INT TERM
 
 # start_server TAG CPUS BINARY ARGS...: starts it on port 0, waits for its listening line, sets
-# PORT and PID (the same approach as scripts/compare.sh).
+# PID and PORT; dies if the server does not come up.
 start_server() {
     local tag=$1 cpus=$2; shift 2
-    local base=$OUT/servers/$tag i
     echo "taskset -c $cpus $* --port 0" >>"$OUT/commands.txt"
-    taskset -c "$cpus" "$@" --port 0 >"$base.stdout" 2>"$base.stderr" </dev/null &
-    PID=$!
-    LIVE[$PID]=$tag
-    for ((i = 0; i < 300; i++)); do      # 30 s: a loaded machine starts processes slowly
-        grep -q '"event":"listening"' "$base.stdout" 2>/dev/null && break
-        kill -0 "$PID" 2>/dev/null || break
-        sleep 0.1
-    done
-    grep -q '"event":"listening"' "$base.stdout" || die "$tag: no listening line (see $base.stderr)"
-    PORT=$(sed -n 's/.*"event":"listening".*"port":\([0-9]*\).*/\1/p' "$base.stdout" | head -n1)
+    tvsa_server_start "$OUT/servers" "$tag" "$cpus" "$@" ||
+        die "$tag: no listening line (see $OUT/servers/$tag.stderr)"
+    PID=$TVSA_SERVER_PID
+    PORT=$TVSA_SERVER_PORT
 }
 
-# stop_server PID: SIGTERM, up to 10 s for the stopped line, then SIGKILL.
+# stop_server PID: SIGTERM, up to 10 s, then SIGKILL; returns the exit status.
 stop_server() {
-    local pid=$1 i rc=0
-    kill -TERM "$pid" 2>/dev/null || true
-    for ((i = 0; i < 100; i++)); do
-        kill -0 "$pid" 2>/dev/null || break
-        sleep 0.1
-    done
-    if kill -0 "$pid" 2>/dev/null; then
-        log "${LIVE[$pid]}: still running 10 s after SIGTERM, killing it"
-        kill -KILL "$pid" 2>/dev/null || true
-    fi
-    wait "$pid" 2>/dev/null || rc=$?
-    unset "LIVE[$pid]"
-    return "$rc"
+    tvsa_server_stop "$1"
 }
 
 # loadgen TAG CPUS ARGS...: one loadgen run against 127.0.0.1:$PORT, sampling $PID, JSON in
@@ -648,7 +628,8 @@ t.listen(1024)
 print(u.getsockname()[1], flush=True)
 time.sleep(120)' >"$OUT/servers/silent.stdout" 2>"$OUT/servers/silent.stderr" </dev/null &
     PID=$!
-    LIVE[$PID]=silent
+    TVSA_LIVE[$PID]=silent
+    TVSA_LIVE_DIR[$PID]=$OUT/servers
     local i
     for ((i = 0; i < 300; i++)); do
         [[ -s $OUT/servers/silent.stdout ]] && break

@@ -83,6 +83,8 @@ except (OSError, ValueError) as e:
 extra = ((plan or {}).get("extra") or {}).get("scenarios") or []
 expected = {"%s-%s" % (s, m) for s in scenarios for m in models}
 expected |= {"%s-%s" % (s, m) for s in extra for m in ("threaded", "async")}
+if ((plan or {}).get("abuse") or {}).get("kind"):    # the abuse row, one run per model
+    expected |= {"abuse-%s" % m for m in models}
 got = {r.get("tag") for r in runs}
 for tag in sorted(expected - got):
     print("runs.jsonl: no run %s" % tag)
@@ -91,6 +93,9 @@ for tag in sorted(got - expected):
 for r in runs:
     if r.get("tag") in expected and "machine_busy_cpu_s" not in r:
         print("runs.jsonl: %s has no machine CPU figure" % r.get("tag"))
+if ((plan or {}).get("abuse") or {}).get("kind"):
+    for m in models:
+        load("loadgen/abuse-%s.json" % m)
 for s in extra:            # the other servers: their files exist (load prints what is missing)
     for m in ("threaded", "async"):
         load("loadgen/%s-%s.json" % (s, m))
@@ -111,6 +116,9 @@ if [[ -f $summary ]]; then
         grep -q "^| $row |" "$summary" || fail "summary.md: no row '$row'"
     done
     grep -q 'except for the CPU-bound row' "$summary" || fail "summary.md: pinning not stated"
+    if "${TVSA_BIN:-bin}/loadgen" --help 2>&1 | grep -qE '^ +abuse +'; then
+        grep -q '^| Under slowloris' "$summary" || fail "summary.md: no abuse row"
+    fi
 else
     fail "missing: summary.md"
 fi
