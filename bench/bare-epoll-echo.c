@@ -96,13 +96,29 @@ static void on_writable(int ep, int fd)
     }
 }
 
+/* A --port value: decimal lo..65535 and nothing else (atoi would take "9x" or "-1" or
+ * "70000" and bind something else). The port, or -1. */
+static int parse_port(const char *s, int lo)
+{
+    char *end;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (errno || end == s || *end != '\0' || v < lo || v > 65535)
+        return -1;
+    return (int)v;
+}
+
 int main(int argc, char **argv)
 {
     const char *bind_addr = "127.0.0.1";
     int port = 9000;
     for (int i = 1; i < argc; i++) {
-        if (strcmp(argv[i], "--port") == 0 && i + 1 < argc)
-            port = atoi(argv[++i]);
+        if (strcmp(argv[i], "--port") == 0 && i + 1 < argc) {
+            if ((port = parse_port(argv[++i], 0)) < 0) {
+                fprintf(stderr, "bare-epoll-echo: bad --port '%s' (want 0..65535)\n", argv[i]);
+                return 2;
+            }
+        }
         else if (strcmp(argv[i], "--bind") == 0 && i + 1 < argc)
             bind_addr = argv[++i];
         else {
@@ -150,6 +166,11 @@ int main(int argc, char **argv)
                     struct epoll_event ce = {.events = EPOLLIN, .data.fd = c};
                     epoll_ctl(ep, EPOLL_CTL_ADD, c, &ce);
                 }
+                /* Out of fds: the listening socket stays readable (level-triggered), so
+                 * without a pause the loop would spin; let connections close meanwhile, as
+                 * bare-thread-echo does. */
+                if (errno == EMFILE || errno == ENFILE)
+                    usleep(1000);
                 continue;
             }
             if (evs[i].events & EPOLLOUT)

@@ -45,13 +45,29 @@ out:
     return NULL;
 }
 
+/* A --port value: decimal lo..65535 and nothing else (atoi would take "9x" or "-1" or
+ * "70000" and bind something else). The port, or -1. */
+static int parse_port(const char *s, int lo)
+{
+    char *end;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (errno || end == s || *end != '\0' || v < lo || v > 65535)
+        return -1;
+    return (int)v;
+}
+
 int main(int argc, char **argv)
 {
     const char *bind_addr = "127.0.0.1";
     int port = 9000;
     for (int i = 1; i < argc; i++) {
-        if (strcmp(argv[i], "--port") == 0 && i + 1 < argc)
-            port = atoi(argv[++i]);
+        if (strcmp(argv[i], "--port") == 0 && i + 1 < argc) {
+            if ((port = parse_port(argv[++i], 0)) < 0) {
+                fprintf(stderr, "bare-thread-echo: bad --port '%s' (want 0..65535)\n", argv[i]);
+                return 2;
+            }
+        }
         else if (strcmp(argv[i], "--bind") == 0 && i + 1 < argc)
             bind_addr = argv[++i];
         else {

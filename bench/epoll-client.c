@@ -38,6 +38,18 @@ static double tv_s(struct timeval tv)
     return (double)tv.tv_sec + (double)tv.tv_usec / 1e6;
 }
 
+/* A --port value: decimal lo..65535 and nothing else (atoi would take "9x" or "-1" or
+ * "70000" and bind something else). The port, or -1. */
+static int parse_port(const char *s, int lo)
+{
+    char *end;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (errno || end == s || *end != '\0' || v < lo || v > 65535)
+        return -1;
+    return (int)v;
+}
+
 int main(int argc, char **argv)
 {
     const char *host = "127.0.0.1";
@@ -45,8 +57,12 @@ int main(int argc, char **argv)
     long nconns = 100, size = 64;
     double duration = 5;
     for (int i = 1; i + 1 < argc; i += 2) {
-        if (strcmp(argv[i], "--port") == 0)
-            port = atoi(argv[i + 1]);
+        if (strcmp(argv[i], "--port") == 0) {
+            if ((port = parse_port(argv[i + 1], 1)) < 0) {
+                fprintf(stderr, "epoll-client: bad --port '%s' (want 1..65535)\n", argv[i + 1]);
+                return 2;
+            }
+        }
         else if (strcmp(argv[i], "--host") == 0)
             host = argv[i + 1];
         else if (strcmp(argv[i], "--connections") == 0)

@@ -4,6 +4,10 @@
 #include <stdio.h>
 #include <string.h>
 
+/* Compression pointers one name may follow. Real encoders need a handful (a name points at
+ * a suffix written earlier, which may itself end in a pointer); 16 leaves room and bounds a
+ * name's cost. (Belongs in dnswire.h's contract; kept here while that file is not ours.) */
+
 static uint16_t get16(const uint8_t *p)
 {
     return (uint16_t)((p[0] << 8) | p[1]);
@@ -43,7 +47,9 @@ int dnswire_decode_header(const uint8_t *buf, size_t len, struct dnswire_header 
 
 /* Why the loop below ends: every pointer must point strictly before the start of the label
  * run that contains it, so the start offset strictly decreases with each jump; and the output
- * is capped at 255 bytes, so plain labels are bounded too. */
+ * is capped at 255 bytes, so plain labels are bounded too. Why it ends soon: a name may take
+ * at most DNSWIRE_MAX_JUMPS pointers, or a 64 KiB message of chained pointers would cost
+ * every name thousands of jumps (quadratic work for the whole message). */
 int dnswire_read_name(const uint8_t *msg, size_t len, size_t *pos, struct dnswire_name *out,
                       char *err, size_t errlen)
 {
@@ -72,9 +78,14 @@ int dnswire_read_name(const uint8_t *msg, size_t len, size_t *pos, struct dnswir
                 snprintf(err, errlen, "compression pointer at %zu into the header", p);
                 return -1;
             }
+            if (jumped == DNSWIRE_MAX_JUMPS) {
+                snprintf(err, errlen, "name at %zu takes more than %d compression pointers",
+                         *pos, DNSWIRE_MAX_JUMPS);
+                return -1;
+            }
             if (!jumped)
                 resume = p + 2;
-            jumped = 1;
+            jumped++;
             p = run_start = target;
             continue;
         }

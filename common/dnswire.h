@@ -77,10 +77,15 @@ enum dnswire_status {
     DNSWIRE_EMALFORMED = -2, /* the header is valid (m->h filled), the rest is not */
 };
 
+/* Compression pointers one name may follow: with no cap, a 64 KiB message of chained pointers
+ * costs quadratic work (tens of ms a message), a denial of service on a server. */
+#define DNSWIRE_MAX_JUMPS 16
+
 /* Decodes the whole of buf[0..len): header, every question and every resource record of the
  * three sections (answers kept in m->an, the others only validated). Names may be compressed;
- * pointers must point strictly before the name that uses them, so no loop is possible. Bytes
- * after the last record are an error. Returns a dnswire_status; err gets the reason. */
+ * pointers must point strictly before the name that uses them, so no loop is possible, and a
+ * name may follow at most DNSWIRE_MAX_JUMPS of them. Bytes after the last record are an error.
+ * Returns a dnswire_status; err gets the reason. */
 int dnswire_decode(const uint8_t *buf, size_t len, struct dnswire_msg *m, char *err,
                    size_t errlen);
 

@@ -66,11 +66,13 @@ uint64_t hist_percentile(const struct hist *h, double p)
         p = 0.0;
     if (p > 100.0)
         p = 100.0;
-    /* The rank of the wanted value, 1-based: ceil(p% of total), at least 1. */
-    double r = p / 100.0 * (double)h->total;
-    uint64_t rank = (uint64_t)r;
-    if ((double)rank < r)
-        rank++;
+    /* The rank of the wanted value, 1-based: ceil(p% of total), at least 1, in integers
+     * (p in parts per million), so 99.9% of 1000 is rank 999, not a float's 999.0000000001
+     * rounded up to 1000. */
+    uint64_t ppm = (uint64_t)(p * 10000.0 + 0.5);
+    /* total = q x 1e6 + r: the product never overflows (r x ppm < 1e12). */
+    uint64_t q = h->total / 1000000u, r = h->total % 1000000u;
+    uint64_t rank = q * ppm + (r * ppm + 999999u) / 1000000u;
     if (rank == 0)
         rank = 1;
     uint64_t seen = 0;

@@ -26,7 +26,8 @@ void hist_reset(struct hist *h);
 void hist_record(struct hist *h, uint64_t us);
 /* Adds every count of src to dst: the same as having recorded src's values into dst. */
 void hist_merge(struct hist *dst, const struct hist *src);
-/* The value at or below which p percent (0..100) of the recorded values lie, as the midpoint
+/* The value at or below which p percent (0..100, to 1e-4 %) of the recorded values lie: the
+ * value of rank ceil(p% x total) (at least 1), reported as the midpoint
  * of its bucket (within 1/128 of the true value; never above the exact max). 0 when empty. */
 uint64_t hist_percentile(const struct hist *h, double p);
 /* Arithmetic mean of the recorded values, 0 when empty. */

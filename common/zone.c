@@ -6,6 +6,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+
+/* A zone file larger than this is refused: the file is read whole into memory, and a zone
+ * served by a test bed has no business being bigger. */
+#define ZONE_FILE_MAX (64u * 1024 * 1024)
 
 /* Names sorted (by wire length, then bytes, lowercased); each owns a run of addrs. */
 struct zone_entry {
@@ -226,6 +231,16 @@ struct zone *zone_load_file(const char *path, char *err, size_t errlen)
         snprintf(err, errlen, "%s: %s", path, strerror(errno));
         return NULL;
     }
+    /* A FIFO, a device (/dev/zero) or a directory would be read without end, or block. */
+    struct stat sb;
+    if (fstat(fileno(f), &sb) < 0 || !S_ISREG(sb.st_mode)) {
+        snprintf(err, errlen, "%s: not a regular file", path);
+        goto out;
+    }
+    if ((unsigned long long)sb.st_size > ZONE_FILE_MAX) {
+        snprintf(err, errlen, "%s: larger than %u MiB", path, ZONE_FILE_MAX / (1024 * 1024));
+        goto out;
+    }
     for (;;) {
         if (cap - len < 4096) {
             char *nb = realloc(buf, cap ? cap * 2 : 65536);
@@ -240,6 +255,10 @@ struct zone *zone_load_file(const char *path, char *err, size_t errlen)
         len += r;
         if (r == 0)
             break;
+        if (len > ZONE_FILE_MAX) { /* it grew while being read */
+            snprintf(err, errlen, "%s: larger than %u MiB", path, ZONE_FILE_MAX / (1024 * 1024));
+            goto out;
+        }
     }
     if (ferror(f)) {
         snprintf(err, errlen, "%s: read error", path);

@@ -18,7 +18,8 @@ extern const char zone_sample_text[];
  * ("line 7: bad IPv4 address '1.2.3'"). An empty zone is valid. */
 struct zone *zone_parse(const char *text, size_t len, char *err, size_t errlen);
 
-/* Reads and parses a file (err names the file and the line). NULL on error. */
+/* Reads and parses a file (err names the file and the line). Refuses anything but a regular
+ * file, and files over 64 MiB. NULL on error. */
 struct zone *zone_load_file(const char *path, char *err, size_t errlen);
 
 void zone_free(struct zone *z);

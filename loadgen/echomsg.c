@@ -56,7 +56,8 @@ enum lg_verdict echomsg_data(struct lg_conn *c, const uint8_t *p, size_t n, int 
     size_t size = (size_t)lg_conn_config(c)->size;
     *finished = 0;
     if (!lg_request_pending(c)) {
-        lg_conn_stats(c)->mismatches++;
+        if (lg_counting(c))
+            lg_conn_stats(c)->mismatches++;
         return LG_CLOSE;
     }
     size_t m = n < size - s->got ? n : size - s->got;
@@ -65,12 +66,13 @@ enum lg_verdict echomsg_data(struct lg_conn *c, const uint8_t *p, size_t n, int 
     s->got += m;
     if (s->got < size)
         return LG_OK;
-    lg_request_done(c, !s->bad);
     *finished = 1;
     if (m < n) {
-        /* More than was asked for: the stream is out of step. */
-        lg_conn_stats(c)->mismatches++;
+        /* More than was asked for: the stream is out of step. The request is one mismatch
+         * (lg_request_done counts it), however many of its bytes also differed. */
+        lg_request_done(c, 0);
         return LG_CLOSE;
     }
+    lg_request_done(c, !s->bad);
     return LG_OK;
 }

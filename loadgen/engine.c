@@ -61,6 +61,7 @@ struct lg_thread {
     pthread_cond_t cv;
     enum cmd cmd;
     long arg;
+    double arg_rate;           /* CMD_TARGET: this thread's share of --rate */
     int done;
     struct lg_status reply_status;
     struct lg_stats reply_stats;
@@ -68,8 +69,12 @@ struct lg_thread {
     /* Everything below is owned by the thread's loop. */
     struct lg_conn *conns;
     unsigned nalloc, target;
-    unsigned *queue;           /* ring of slot indices waiting for a connect */
+    unsigned *queue;           /* ring of slot indices waiting for a connect now */
     unsigned qhead, qlen;
+    /* Ring of slots to reconnect after a pause (RETRY_DELAY_NS, so in not_before order): kept
+     * apart so a delayed retry at the head never holds up immediate reconnects (churn). */
+    unsigned *delayed;
+    unsigned dhead, dlen;
     unsigned nopen, nconnecting, failed_since_target;
     unsigned max_connecting;
     double tokens, token_rate, token_cap; /* connect pacing (token_rate 0 = unlimited) */
@@ -78,7 +83,8 @@ struct lg_thread {
     int measuring, probing;
     struct lg_stats stats;
     /* open loop */
-    double rate;               /* requests/s of this thread, 0 = closed loop */
+    double rate;               /* requests/s of this thread (its connections' share of --rate;
+                                * 0 = closed loop, or no connections) */
     uint64_t ol_t0, ol_k;      /* intended time of request k: ol_t0 + k / rate */
     struct lg_conn **idle;
     unsigned nidle;
@@ -145,6 +151,8 @@ static int counting(const struct lg_thread *t)
     return t->measuring || t->probing;
 }
 
+int lg_counting(const struct lg_conn *c) { return counting(c->t); }
+
 static void on_write(evutil_socket_t fd, short what, void *arg);
 
 int lg_send(struct lg_conn *c, const void *p, size_t n)
@@ -161,6 +169,11 @@ int lg_send(struct lg_conn *c, const void *p, size_t n)
         }
         if (counting(c->t))
             c->t->stats.bytes_out += (uint64_t)w;
+        /* UDP: a datagram the socket refuses now is dropped, never queued, or the queue's
+         * bytes would go out merged into one datagram with the next. Its request is then lost
+         * (the --timeout counts it), as on a network that drops it. */
+        if (c->t->scn->transport == LG_UDP)
+            return 0;
         b += w;
         n -= (size_t)w;
         if (n == 0)
@@ -231,6 +244,7 @@ void lg_stats_add(struct lg_stats *dst, const struct lg_stats *src)
     dst->errors += src->errors;
     dst->timeouts += src->timeouts;
     dst->mismatches += src->mismatches;
+    dst->unsent_at_stop += src->unsent_at_stop;
     dst->connects_ok += src->connects_ok;
     dst->connects_failed += src->connects_failed;
     for (int i = 0; i < LG_ERRNO_MAX; i++)
@@ -380,12 +394,19 @@ static void on_scn_timer(evutil_socket_t fd, short what, void *arg)
 
 /* ---- connections ------------------------------------------------------------------------- */
 
+/* A slot is in at most one of the two rings (c->queued), so each holds at most nalloc. */
 static void queue_push(struct lg_thread *t, struct lg_conn *c, uint64_t delay_ns)
 {
     if (c->queued)
         return;
     c->queued = 1;
-    c->not_before_ns = delay_ns ? mono_now_ns() + delay_ns : 0;
+    if (delay_ns) {
+        c->not_before_ns = mono_now_ns() + delay_ns;
+        t->delayed[(t->dhead + t->dlen) % t->nalloc] = c->idx;
+        t->dlen++;
+        return;
+    }
+    c->not_before_ns = 0;
     t->queue[(t->qhead + t->qlen) % t->nalloc] = c->idx;
     t->qlen++;
 }
@@ -433,8 +454,10 @@ static void conn_established(struct lg_conn *c)
     t->nconnecting--;
     t->nopen++;
     conn_set_state(c, CONN_OPEN);
-    t->stats.connects_ok++;
-    hist_record(&t->stats.connect, (mono_now_ns() - c->connect_start_ns) / 1000);
+    if (counting(t)) {
+        t->stats.connects_ok++;
+        hist_record(&t->stats.connect, (mono_now_ns() - c->connect_start_ns) / 1000);
+    }
     event_assign(c->rev, t->base, c->fd, EV_READ | EV_PERSIST, on_read, c);
     event_assign(c->wev, t->base, c->fd, EV_WRITE, on_write, c);
     event_add(c->rev, NULL);
@@ -525,17 +548,22 @@ static void conn_open(struct lg_conn *c)
 /* Starts queued connects while the in-flight bound and the rate allow. */
 static void pump_connects(struct lg_thread *t)
 {
-    uint64_t now = 0;
+    /* Delayed retries whose pause is over join the back of the immediate queue. */
+    if (t->dlen > 0) {
+        uint64_t now = mono_now_ns();
+        while (t->dlen > 0 && t->conns[t->delayed[t->dhead]].not_before_ns <= now) {
+            unsigned idx = t->delayed[t->dhead];
+            t->dhead = (t->dhead + 1) % t->nalloc;
+            t->dlen--;
+            t->conns[idx].not_before_ns = 0;
+            t->queue[(t->qhead + t->qlen) % t->nalloc] = idx;
+            t->qlen++;
+        }
+    }
     while (t->qlen > 0 && t->nconnecting < t->max_connecting) {
         if (t->token_rate > 0 && t->tokens < 1.0)
             return;
         struct lg_conn *c = &t->conns[t->queue[t->qhead]];
-        if (c->not_before_ns) {
-            if (now == 0)
-                now = mono_now_ns();
-            if (c->not_before_ns > now)
-                return;
-        }
         t->qhead = (t->qhead + 1) % t->nalloc;
         t->qlen--;
         c->queued = 0;
@@ -643,11 +671,12 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
 
 /* ---- commands from main ------------------------------------------------------------------ */
 
-static void do_target(struct lg_thread *t, unsigned n)
+static void do_target(struct lg_thread *t, unsigned n, double rate)
 {
     if (n > t->nalloc)
         n = t->nalloc;
     t->target = n;
+    t->rate = rate;
     t->failed_since_target = 0;
     /* Connect failures count from the set-up of a step to its end, not just its window. */
     t->stats.connects_failed = 0;
@@ -668,7 +697,7 @@ static void fill_status(struct lg_thread *t, struct lg_status *st)
     st->target = t->target;
     st->open = t->nopen;
     st->connecting = t->nconnecting;
-    st->queued = t->qlen;
+    st->queued = t->qlen + t->dlen;
     st->failed = t->failed_since_target;
     st->pending = pending;
 }
@@ -696,8 +725,27 @@ static void do_start(struct lg_thread *t)
     }
 }
 
+/* Open loop, at the stop: every request already due but not sent (every connection busy, a
+ * stalled server) is recorded in the corrected histogram as having waited until now. Left
+ * out, a stall would hide its worst latencies (coordinated omission at the window's end). */
+static void ol_record_unsent(struct lg_thread *t)
+{
+    if (t->rate <= 0 || t->scn->drive != LG_DRIVE_LOOP)
+        return;
+    uint64_t now = mono_now_ns();
+    for (uint64_t k = t->ol_k;; k++) {
+        uint64_t due = ol_intended(t, k);
+        if (due > now)
+            break;
+        hist_record(&t->stats.latency, (now - due) / 1000);
+        t->stats.unsent_at_stop++;
+    }
+}
+
 static void do_stop(struct lg_thread *t)
 {
+    if (t->measuring)
+        ol_record_unsent(t);
     t->measuring = 0;
     evtimer_del(t->rate_ev);
     if (!t->scn->probe_at_end)
@@ -720,10 +768,11 @@ static void on_ctl(evutil_socket_t fd, short what, void *arg)
     pthread_mutex_lock(&t->mu);
     enum cmd cmd = t->cmd;
     long a = t->arg;
+    double rate = t->arg_rate;
     pthread_mutex_unlock(&t->mu);
 
     switch (cmd) {
-    case CMD_TARGET: do_target(t, (unsigned)a); break;
+    case CMD_TARGET: do_target(t, (unsigned)a, rate); break;
     case CMD_START: do_start(t); break;
     case CMD_STOP: do_stop(t); break;
     case CMD_QUIT:
@@ -796,8 +845,15 @@ static void sum_status(struct lg_engine *e, struct lg_status *st)
 void lg_engine_set_target(struct lg_engine *e, long n)
 {
     long args[e->nthreads];
-    for (unsigned i = 0; i < e->nthreads; i++)
+    for (unsigned i = 0; i < e->nthreads; i++) {
         args[i] = n / (long)e->nthreads + ((long)i < n % (long)e->nthreads);
+        /* Open loop: a thread sends its connections' share of the rate, so the total is
+         * --rate however unevenly the connections are spread (none: no requests). */
+        struct lg_thread *t = &e->threads[i];
+        pthread_mutex_lock(&t->mu);
+        t->arg_rate = e->cfg->rate > 0 && n > 0 ? e->cfg->rate * (double)args[i] / (double)n : 0;
+        pthread_mutex_unlock(&t->mu);
+    }
     broadcast(e, CMD_TARGET, args);
 }
 
@@ -851,6 +907,7 @@ static void thread_free(struct lg_thread *t)
     }
     free(t->conns);
     free(t->queue);
+    free(t->delayed);
     free(t->idle);
     if (t->ctl_ev)
         event_free(t->ctl_ev);
@@ -886,8 +943,10 @@ static int thread_setup(struct lg_engine *e, struct lg_thread *t, unsigned idx, 
     }
     t->conns = calloc(nalloc, sizeof *t->conns);
     t->queue = calloc(nalloc, sizeof *t->queue);
+    t->delayed = calloc(nalloc, sizeof *t->delayed);
     t->idle = calloc(nalloc, sizeof *t->idle);
-    if (t->base == NULL || t->conns == NULL || t->queue == NULL || t->idle == NULL)
+    if (t->base == NULL || t->conns == NULL || t->queue == NULL || t->delayed == NULL ||
+        t->idle == NULL)
         goto fail;
     t->ctl_ev = event_new(t->base, -1, 0, on_ctl, t);
     t->tick_ev = event_new(t->base, -1, EV_PERSIST, on_tick, t);
@@ -916,7 +975,6 @@ static int thread_setup(struct lg_engine *e, struct lg_thread *t, unsigned idx, 
     if (t->token_cap < 1.0)
         t->token_cap = 1.0;
     t->tokens = t->token_cap;
-    t->rate = cfg->rate > 0 ? cfg->rate / n : 0;
     t->last_tick_ns = mono_now_ns();
     struct timeval tick = {0, TICK_MS * 1000};
     event_add(t->tick_ev, &tick);

@@ -25,6 +25,10 @@
 #define FD_RESERVE 64         /* fds beyond the connections: stdio, event bases, pipes */
 #define SETTLE_POLL_MS 50
 #define PROBE_WAIT_MS 5000    /* hold's probes, when --timeout is 0 */
+#define LG_MAX_REQUEST_BYTES (2ULL << 30) /* --size x the largest step, at most */
+#define BASELINE_POLL_MS 20   /* the server's thread count, polled before the baseline... */
+#define BASELINE_STABLE 4     /* ...until this many samples in a row agree... */
+#define BASELINE_MAX_MS 2000  /* ...or this long */
 
 static const struct option longopts[] = {
     {"target", required_argument, NULL, 't'},
@@ -46,6 +50,8 @@ static const struct option longopts[] = {
     {"kind", required_argument, NULL, 'K'},
     {"abusers", required_argument, NULL, 'A'},
     {"good", required_argument, NULL, 'G'},
+    {"senders", required_argument, NULL, 'M'},
+    {"stalled", required_argument, NULL, 'L'},
     {"quiet", no_argument, NULL, 'q'},
     {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0},
@@ -66,7 +72,8 @@ static void usage(FILE *out)
             "  --threads N             event-loop threads (default: online CPUs)\n"
             "  --size BYTES            request size (default 64)\n"
             "  --think-ms MS           closed loop: pause after each reply (default 0)\n"
-            "  --rate R                open loop: R requests/s over all connections\n"
+            "  --rate R                open loop: R requests/s over all connections (chat: lines/s\n"
+            "                          over all senders, = --opt rate=R)\n"
             "  --connect-rate N        connects/s (default unlimited)\n"
             "  --max-connecting N      connects in flight at once (default 256)\n"
             "  --connect-timeout MS    default 2000\n"
@@ -74,7 +81,12 @@ static void usage(FILE *out)
             "  --source-ips A-B        bind connections over 127.0.0.1-127.0.0.8 style ranges\n"
             "  --server-pid PID        sample the server's /proc figures\n"
             "  --json FILE             write the JSON there (default stdout)\n"
-            "  --opt KEY=VALUE         scenario-specific setting (repeatable)\n"
+            "  --opt KEY=VALUE         scenario-specific setting (repeatable); a key the scenario\n"
+            "                          does not read is refused. dns, dns-tcp: names=FILE,\n"
+            "                          zone=FILE; chat: senders, stalled, rate; abuse: below\n"
+            "  --senders M             chat: clients that send (default 1; = --opt senders=M)\n"
+            "  --stalled K             chat: extra clients that join and never read (default 0;\n"
+            "                          = --opt stalled=K)\n"
             "  --kind K                abuse: slowloris|garbage|reset|flood (= --opt kind=K)\n"
             "  --abusers N             abuse: misbehaving connections (default 50; = --opt abusers=N)\n"
             "  --good N                abuse: well-behaved echo connections that measure the\n"
@@ -189,14 +201,20 @@ static int parse_source_ips(struct lg_config *cfg, const char *s, char *err, siz
 /* Parses argv into cfg. Returns 0, 1 for --help, or -1 with err filled. */
 static int parse_args(int argc, char **argv, struct lg_config *cfg, char *err, size_t errlen)
 {
-    const char *scenario = "echo";
+    const char *scenario = "echo", *rate_arg = NULL;
+    const char *opt_flag[LG_MAX_OPTS]; /* the flag each setting came from, for messages */
+    char name[48];
     long v;
-    int opt, conns_given = 0;
+    int opt, li, conns_given = 0;
     config_defaults(cfg);
     optind = 1;
     opterr = 0;
-    while ((opt = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
-        const char *name = optind > 1 ? argv[optind - 1] : "?";
+    while ((li = -1, opt = getopt_long(argc, argv, "", longopts, &li)) != -1) {
+        /* The option's own name, never its value (--rate 0 is "--rate: bad value '0'"). */
+        if (li >= 0)
+            snprintf(name, sizeof name, "--%s", longopts[li].name);
+        else
+            snprintf(name, sizeof name, "%.40s", optind > 1 ? argv[optind - 1] : "?");
         switch (opt) {
         case 't':
             if (parse_target(cfg, optarg, err, errlen) < 0)
@@ -227,6 +245,7 @@ static int parse_args(int argc, char **argv, struct lg_config *cfg, char *err, s
         case 'r':
             if (parse_double(optarg, 0.001, 1e9, &cfg->rate) < 0)
                 goto bad_value;
+            rate_arg = optarg;
             break;
         case 'R':
             if (opts_parse_long(optarg, 1, 10000000, &cfg->connect_rate) < 0)
@@ -262,6 +281,7 @@ static int parse_args(int argc, char **argv, struct lg_config *cfg, char *err, s
                 return -1;
             }
             *eq = '\0';
+            opt_flag[cfg->nopts] = "--opt";
             cfg->opt_key[cfg->nopts] = optarg;
             cfg->opt_val[cfg->nopts++] = eq + 1;
             break;
@@ -269,12 +289,15 @@ static int parse_args(int argc, char **argv, struct lg_config *cfg, char *err, s
         case 'K':
         case 'A':
         case 'G':
-            /* Shorthands for --opt kind=, abusers=, good= (the abuse scenario reads them). */
+        case 'M':
+        case 'L':
+            /* Shorthands for --opt kind=, abusers=, good= (abuse), senders=, stalled= (chat). */
             if (cfg->nopts == LG_MAX_OPTS) {
                 snprintf(err, errlen, "%s: more than %d scenario settings", name, LG_MAX_OPTS);
                 return -1;
             }
-            cfg->opt_key[cfg->nopts] = opt == 'K' ? "kind" : opt == 'A' ? "abusers" : "good";
+            opt_flag[cfg->nopts] = longopts[li].name;
+            cfg->opt_key[cfg->nopts] = longopts[li].name;
             cfg->opt_val[cfg->nopts++] = optarg;
             break;
         case 'q': cfg->quiet = 1; break;
@@ -299,6 +322,35 @@ static int parse_args(int argc, char **argv, struct lg_config *cfg, char *err, s
         snprintf(err, errlen, "--scenario: unknown scenario '%s'", scenario);
         return -1;
     }
+    if (rate_arg && cfg->scn->rate_opt) {
+        /* The scenario's own rate (chat: lines/s), not the engine's request loop. */
+        if (lg_config_opt(cfg, cfg->scn->rate_opt) != NULL) {
+            snprintf(err, errlen, "--rate and --opt %s= both given", cfg->scn->rate_opt);
+            return -1;
+        }
+        if (cfg->nopts == LG_MAX_OPTS) {
+            snprintf(err, errlen, "--rate: more than %d scenario settings", LG_MAX_OPTS);
+            return -1;
+        }
+        opt_flag[cfg->nopts] = "--rate";
+        cfg->opt_key[cfg->nopts] = cfg->scn->rate_opt;
+        cfg->opt_val[cfg->nopts++] = rate_arg;
+        cfg->rate = 0;
+    }
+    for (int i = 0; i < cfg->nopts; i++) {
+        int known = 0;
+        for (int k = 0; cfg->scn->opt_keys && cfg->scn->opt_keys[k] && !known; k++)
+            known = strcmp(cfg->scn->opt_keys[k], cfg->opt_key[i]) == 0;
+        if (!known) {
+            if (strcmp(opt_flag[i], "--opt") == 0)
+                snprintf(err, errlen, "--opt %s: the %s scenario has no such setting",
+                         cfg->opt_key[i], cfg->scn->name);
+            else
+                snprintf(err, errlen, "--%s: not a setting of the %s scenario", opt_flag[i],
+                         cfg->scn->name);
+            return -1;
+        }
+    }
     if (cfg->rate > 0 && cfg->scn->drive != LG_DRIVE_LOOP) {
         snprintf(err, errlen, "--rate: the %s scenario does not send a request loop",
                  cfg->scn->name);
@@ -314,6 +366,17 @@ static int parse_args(int argc, char **argv, struct lg_config *cfg, char *err, s
         }
         cfg->connections[0] = cfg->scn->fixed_connections(cfg);
         cfg->nsteps = 1;
+    }
+    /* Every connection keeps a request of --size bytes (or more) in its state: refuse a
+     * run whose requests alone would take more memory than a test machine has to spare. */
+    long most = 0;
+    for (int i = 0; i < cfg->nsteps; i++)
+        if (cfg->connections[i] > most)
+            most = cfg->connections[i];
+    if ((unsigned long long)most * (unsigned long long)cfg->size > LG_MAX_REQUEST_BYTES) {
+        snprintf(err, errlen, "--size %ld x --connections %ld: more than %llu GiB of requests",
+                 cfg->size, most, LG_MAX_REQUEST_BYTES >> 30);
+        return -1;
     }
     return 0;
 }
@@ -379,6 +442,27 @@ static int probe_target(const struct lg_config *cfg, char *err, size_t errlen)
     return 0;
 }
 
+/* The server's baseline once its thread count has settled (the probe connection's thread
+ * gone): Threads polled until BASELINE_STABLE samples in a row agree, BASELINE_MAX_MS at
+ * most. 0, or -1 with err filled. */
+static int baseline_sample(const struct lg_config *cfg, struct proc_sample *base, char *err,
+                           size_t errlen)
+{
+    long prev = -1;
+    int same = 0;
+    for (int waited = 0; waited <= BASELINE_MAX_MS; waited += BASELINE_POLL_MS) {
+        long threads = procstat_threads((pid_t)cfg->server_pid);
+        if (threads < 0)
+            break;
+        same = threads == prev ? same + 1 : 0;
+        prev = threads;
+        if (same + 1 >= BASELINE_STABLE)
+            break;
+        poll(NULL, 0, BASELINE_POLL_MS);
+    }
+    return procstat_sample((pid_t)cfg->server_pid, base, err, errlen);
+}
+
 /* ---- JSON --------------------------------------------------------------------------------- */
 
 static json_t *config_json(const struct lg_config *cfg)
@@ -434,18 +518,21 @@ static json_t *server_json(const struct proc_sample *base, const struct proc_sam
                            const struct proc_sample *s1, long established, uint64_t completed,
                            double duration)
 {
-    uint64_t vol = s1->ctx_voluntary - s0->ctx_voluntary;
-    uint64_t invol = s1->ctx_involuntary - s0->ctx_involuntary;
+    /* Per thread, over the threads alive at both samples: a thread that exits mid-step
+     * (a ramp down of a threaded server) takes its switches out of the total. */
+    uint64_t vol, invol;
+    int incomplete = procstat_ctx_delta(s0, s1, &vol, &invol);
     double sw = (double)(vol + invol);
     double cpu = (s1->user_s - s0->user_s) + (s1->sys_s - s0->sys_s);
     double kstack = (double)(s1->kernel_stack_kib - base->kernel_stack_kib) * 1024.0;
     double smem = (double)(s1->sock_mem_pages - base->sock_mem_pages) * (double)sysconf(_SC_PAGESIZE);
     return json_pack(
-        "{s:I, s:I, s:I, s:{s:I, s:I}, s:{s:f, s:f}, s:f, s:f, s:f, s:f, s:f,"
+        "{s:I, s:I, s:I, s:{s:I, s:I}, s:b, s:{s:f, s:f}, s:f, s:f, s:f, s:f, s:f,"
         " s:{s:f, s:f, s:f}, s:{s:I, s:I, s:I}}",
         "rss_kib", (json_int_t)s1->rss_kib, "vsz_kib", (json_int_t)s1->vsz_kib,
         "threads", (json_int_t)s1->threads,
         "ctx_switches", "voluntary", (json_int_t)vol, "involuntary", (json_int_t)invol,
+        "ctx_switches_incomplete", incomplete,
         "cpu_s", "user", s1->user_s - s0->user_s, "sys", s1->sys_s - s0->sys_s,
         "rss_per_conn_bytes", per_conn((double)(s1->rss_kib - base->rss_kib) * 1024.0, established),
         "vsz_per_conn_bytes", per_conn((double)(s1->vsz_kib - base->vsz_kib) * 1024.0, established),
@@ -496,6 +583,12 @@ static json_t *step_json(const struct lg_config *cfg, const struct step_result *
         "interrupted", r->interrupted);
     if (step == NULL)
         return NULL;
+    /* Next to the percentiles: what they leave out (timed out) or put in without a reply
+     * (due but never sent by the stop, recorded as stop - intended). */
+    json_t *lat = json_object_get(step, "latency_us");
+    json_object_set_new(lat, "timeouts", json_integer((json_int_t)st->timeouts));
+    if (cfg->rate > 0)
+        json_object_set_new(lat, "unsent_at_stop", json_integer((json_int_t)st->unsent_at_stop));
     if (cfg->rate > 0) {
         json_object_set_new(step, "latency_raw_us", lg_latency_json(&st->latency_raw));
         json_object_set_new(step, "rate", json_pack("{s:f, s:f}", "target", cfg->rate,
@@ -678,21 +771,33 @@ int main(int argc, char **argv)
     struct proc_sample base;
     memset(&base, 0, sizeof base);
     if (check_fd_limit(&cfg, err, sizeof err) < 0 || check_json_path(&cfg, err, sizeof err) < 0 ||
-        probe_target(&cfg, err, sizeof err) < 0 ||
         (cfg.server_pid &&
          procstat_sample((pid_t)cfg.server_pid, &base, err, sizeof err) < 0)) {
         fprintf(stderr, "loadgen: %s\n", err);
+        procstat_free(&base);
         return 2;
     }
+    procstat_free(&base);
     int stopfd = stopsig_install(err, sizeof err);
     if (stopfd < 0) {
         fprintf(stderr, "loadgen: %s\n", err);
         return 1;
     }
+    /* The engine's threads first, then the probe connection, then the baseline: loadgen's
+     * own start-up and the probe (a thread in a threaded server, until it exits) must not
+     * count as the first step's memory. */
     struct lg_engine *e = lg_engine_start(&cfg, err, sizeof err);
     if (e == NULL) {
         fprintf(stderr, "loadgen: %s\n", err);
+        close(stopfd);
         return 1;
+    }
+    if (probe_target(&cfg, err, sizeof err) < 0 ||
+        (cfg.server_pid && baseline_sample(&cfg, &base, err, sizeof err) < 0)) {
+        fprintf(stderr, "loadgen: %s\n", err);
+        lg_engine_free(e);
+        close(stopfd);
+        return 2;
     }
 
     json_t *steps = json_array();
@@ -707,6 +812,8 @@ int main(int argc, char **argv)
             json_array_append_new(steps, step_json(&cfg, r, &base));
             summary(&cfg, r);
         }
+        procstat_free(&r->s0);
+        procstat_free(&r->s1);
     }
     lg_engine_free(e);
 
@@ -718,6 +825,7 @@ int main(int argc, char **argv)
     json_decref(doc);
     free(scratch);
     free(r);
+    procstat_free(&base);
     close(stopfd);
     if (interrupted)
         return 130;

@@ -27,8 +27,14 @@ static long read_key(const char *path, const char *key)
     return v;
 }
 
-/* Context switches summed over every live thread. Threads that already exited are missed:
- * the servers' `stopped` line carries getrusage totals for that. */
+static int cmp_task(const void *a, const void *b)
+{
+    long x = ((const struct proc_task *)a)->tid, y = ((const struct proc_task *)b)->tid;
+    return x < y ? -1 : x > y;
+}
+
+/* Context switches of every live thread, kept per tid and summed. Threads that already
+ * exited are missed: the servers' `stopped` line carries getrusage totals for that. */
 static void sum_task_switches(pid_t pid, struct proc_sample *s)
 {
     char path[96];
@@ -36,6 +42,7 @@ static void sum_task_switches(pid_t pid, struct proc_sample *s)
     DIR *d = opendir(path);
     if (d == NULL)
         return;
+    size_t cap = 0;
     struct dirent *de;
     while ((de = readdir(d)) != NULL) {
         if (de->d_name[0] == '.')
@@ -45,16 +52,57 @@ static void sum_task_switches(pid_t pid, struct proc_sample *s)
         FILE *f = fopen(sp, "r");
         if (f == NULL)
             continue; /* the thread exited meanwhile */
+        struct proc_task pt = {.tid = strtol(de->d_name, NULL, 10)};
         char line[256];
         while (fgets(line, sizeof line, f)) {
             if (strncmp(line, "voluntary_ctxt_switches:", 24) == 0)
-                s->ctx_voluntary += strtoull(line + 24, NULL, 10);
+                pt.voluntary = strtoull(line + 24, NULL, 10);
             else if (strncmp(line, "nonvoluntary_ctxt_switches:", 27) == 0)
-                s->ctx_involuntary += strtoull(line + 27, NULL, 10);
+                pt.involuntary = strtoull(line + 27, NULL, 10);
         }
         fclose(f);
+        s->ctx_voluntary += pt.voluntary;
+        s->ctx_involuntary += pt.involuntary;
+        if (s->ntasks == cap) {
+            size_t ncap = cap ? cap * 2 : 64;
+            struct proc_task *nt = realloc(s->tasks, ncap * sizeof *nt);
+            if (nt == NULL)
+                continue; /* the totals stay right; the per-thread delta will say incomplete */
+            s->tasks = nt;
+            cap = ncap;
+        }
+        s->tasks[s->ntasks++] = pt;
     }
     closedir(d);
+    if (s->ntasks > 1)
+        qsort(s->tasks, s->ntasks, sizeof *s->tasks, cmp_task);
+}
+
+int procstat_ctx_delta(const struct proc_sample *s0, const struct proc_sample *s1,
+                       uint64_t *voluntary, uint64_t *involuntary)
+{
+    uint64_t vol = 0, invol = 0;
+    size_t i = 0, j = 0, both = 0;
+    while (i < s0->ntasks && j < s1->ntasks) {
+        const struct proc_task *a = &s0->tasks[i], *b = &s1->tasks[j];
+        if (a->tid < b->tid) {
+            i++;
+        } else if (a->tid > b->tid) {
+            j++;
+        } else {
+            /* Guard against a tid reused by a new thread between the samples. */
+            if (b->voluntary >= a->voluntary && b->involuntary >= a->involuntary) {
+                vol += b->voluntary - a->voluntary;
+                invol += b->involuntary - a->involuntary;
+                both++;
+            }
+            i++;
+            j++;
+        }
+    }
+    *voluntary = vol;
+    *involuntary = invol;
+    return both != s0->ntasks || both != s1->ntasks;
 }
 
 /* utime and stime (fields 14 and 15) of /proc/PID/stat; the name (field 2) may hold spaces
@@ -100,6 +148,20 @@ static long sock_mem_pages(void)
     }
     fclose(f);
     return total;
+}
+
+long procstat_threads(pid_t pid)
+{
+    char path[64];
+    snprintf(path, sizeof path, "/proc/%d/status", (int)pid);
+    return read_key(path, "Threads");
+}
+
+void procstat_free(struct proc_sample *s)
+{
+    free(s->tasks);
+    s->tasks = NULL;
+    s->ntasks = 0;
 }
 
 int procstat_sample(pid_t pid, struct proc_sample *s, char *err, size_t errlen)

@@ -6,16 +6,35 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+/* One thread's context switches, from /proc/PID/task/TID/status. */
+struct proc_task {
+    long tid;
+    uint64_t voluntary, involuntary;
+};
+
 struct proc_sample {
     long rss_kib, vsz_kib, threads;   /* /proc/PID/status VmRSS, VmSize, Threads */
     uint64_t ctx_voluntary;           /* summed over /proc/PID/task/ * /status */
     uint64_t ctx_involuntary;
+    struct proc_task *tasks;          /* per thread, sorted by tid (malloc'd; procstat_free) */
+    size_t ntasks;
     double user_s, sys_s;             /* /proc/PID/stat utime, stime */
     long kernel_stack_kib;            /* /proc/meminfo KernelStack (system-wide) */
     long sock_mem_pages;              /* /proc/net/sockstat TCP+UDP mem (system-wide) */
 };
 
-/* Samples pid and the system-wide figures. 0, or -1 with err filled (no such process...). */
+/* Samples pid and the system-wide figures. 0, or -1 with err filled (no such process...).
+ * Release it with procstat_free. */
 int procstat_sample(pid_t pid, struct proc_sample *s, char *err, size_t errlen);
+/* The Threads line of /proc/PID/status alone (cheap, for polling), or -1. */
+long procstat_threads(pid_t pid);
+/* Frees what a sample holds (a zeroed sample is fine too). */
+void procstat_free(struct proc_sample *s);
+
+/* Context switches between two samples, summed only over the threads present in both (a
+ * thread that exited or started in between would make the totals' difference wrong, even
+ * negative). Returns 1 when some thread of either sample was left out, else 0. */
+int procstat_ctx_delta(const struct proc_sample *s0, const struct proc_sample *s1,
+                       uint64_t *voluntary, uint64_t *involuntary);
 
 #endif

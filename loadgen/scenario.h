@@ -73,7 +73,10 @@ struct lg_stats {
     uint64_t connects_failed;
     uint64_t failed_by_errno[LG_ERRNO_MAX];
     uint64_t bytes_out, bytes_in;
-    struct hist latency;      /* intended send -> reply (open loop: coordinated omission corrected) */
+    struct hist latency;      /* intended send -> reply (open loop: coordinated omission corrected;
+                               * also each request due but unsent at the step's stop, as
+                               * stop - intended) */
+    uint64_t unsent_at_stop;  /* open loop: those due-but-unsent requests */
     struct hist latency_raw;  /* actual send -> reply */
     struct hist connect;      /* connect() -> established */
     struct hist aux;          /* the scenario's own */
@@ -123,6 +126,11 @@ struct lg_scenario {
     /* The scenario sets the connection count itself (one step) from its options, called
      * after check; --connections is then refused. */
     long (*fixed_connections)(const struct lg_config *cfg);
+    /* The --opt KEYs it reads (NULL-terminated; NULL = none): any other key is bad input. */
+    const char *const *opt_keys;
+    /* Self-driven scenarios with a rate of their own: --rate R is taken as --opt RATE_OPT=R
+     * (NULL: --rate is refused unless drive is LG_DRIVE_LOOP). */
+    const char *rate_opt;
 };
 
 /* ---- what the engine offers a scenario (loadgen/engine.c) ---- */
@@ -147,6 +155,9 @@ size_t lg_conn_unsent(const struct lg_conn *c);
 void lg_conn_timer(struct lg_conn *c, uint64_t delay_us);
 /* 1 while a step's measurement runs: a self-driven scenario starts requests only then. */
 int lg_measuring(const struct lg_conn *c);
+/* 1 while figures count: the measurement window, and the end-of-step probes (probe_at_end).
+ * A scenario adds to lg_conn_stats only then, like the engine's own counters. */
+int lg_counting(const struct lg_conn *c);
 void *lg_conn_state(const struct lg_conn *c);         /* the state_size bytes */
 void *lg_thread_state(const struct lg_conn *c);       /* what thread_init returned */
 struct lg_stats *lg_conn_stats(const struct lg_conn *c);

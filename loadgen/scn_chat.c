@@ -42,6 +42,11 @@ static long n_senders = 1, n_stalled;
 static double opt_rate = CHAT_DEFAULT_RATE; /* lines/s over all senders */
 /* Stalled clients connected: written by thread 0 in its thread_init only. */
 static atomic_long stalled_open;
+/* Each sender's name as the server gives it (its local address, IPv4 << 16 | port): for sender
+ * g, [2g] now and [2g + 1] before its last reopen (lines of the old connection may still be on
+ * their way). Allocated by check() in main; written by the sender's thread when it (re)opens,
+ * read by every receiving thread: atomics, no lock. */
+static _Atomic uint64_t *sender_addr;
 
 /* Per-connection state: this struct, then n_senders expected sequence numbers, then the
  * partial-line buffer. Kept across reopens. */
@@ -93,9 +98,8 @@ static int chat_check(const struct lg_config *cfg, char *err, size_t errlen)
         snprintf(err, errlen, "--opt stalled=K: want an integer 0..%d", CHAT_MAX_STALLED);
         return -1;
     }
-    /* --rate is the engine's request loop, which this scenario does not use; loadgen's main
-     * refuses it for self-driven scenarios, so the line rate is --opt rate=R (--rate is taken
-     * too, should main ever pass it). */
+    /* The line rate: --opt rate=R, or --rate R, which main passes as --opt rate=R (rate_opt)
+     * since this scenario does not use the engine's request loop. */
     const char *r = lg_config_opt(cfg, "rate");
     if (r != NULL) {
         char *end;
@@ -115,6 +119,11 @@ static int chat_check(const struct lg_config *cfg, char *err, size_t errlen)
         }
     if (cfg->size < 40 || cfg->size > 65536) {
         snprintf(err, errlen, "chat: --size (the line's text) must be 40..65536 bytes");
+        return -1;
+    }
+    if (sender_addr == NULL && (sender_addr = calloc(2 * (size_t)n_senders,
+                                                     sizeof *sender_addr)) == NULL) {
+        snprintf(err, errlen, "chat: out of memory");
         return -1;
     }
     return 0;
@@ -237,7 +246,8 @@ static enum lg_verdict send_line(struct lg_conn *c, struct chat_conn *cs)
     struct lg_stats *st = lg_conn_stats(c);
 
     if (lg_conn_unsent(c) > CHAT_MAX_UNSENT) {
-        st->counter[CTR_NOT_SENT]++;
+        if (lg_counting(c))
+            st->counter[CTR_NOT_SENT]++;
         return LG_OK;
     }
     int n = snprintf(line, sizeof line, "%ld %llu %llu ", global_index(c),
@@ -249,7 +259,8 @@ static enum lg_verdict send_line(struct lg_conn *c, struct chat_conn *cs)
     if (lg_send(c, line, size + 1) < 0)
         return LG_ERROR;
     cs->seq++;
-    st->counter[CTR_SENT]++;
+    if (lg_counting(c))
+        st->counter[CTR_SENT]++;
     return LG_OK;
 }
 
@@ -275,25 +286,63 @@ static enum lg_verdict chat_timer(struct lg_conn *c)
 
 /* ---- receiving ---------------------------------------------------------------------------- */
 
-/* Parses "G SEQ NS " at the start of a line's text. 0, or -1. */
+/* Parses "G SEQ NS " at the start of a line's text and checks that the rest is the 'x'
+ * padding send_line wrote. 0, or -1. */
 static int parse_text(const uint8_t *t, size_t len, long *g, uint64_t *seq, uint64_t *ns)
 {
     char head[80];
     size_t n = len < sizeof head - 1 ? len : sizeof head - 1;
     unsigned long long s, tns;
+    int used = -1;
     memcpy(head, t, n);
     head[n] = '\0';
-    if (sscanf(head, "%ld %llu %llu ", g, &s, &tns) != 3)
+    if (sscanf(head, "%ld %llu %llu %n", g, &s, &tns, &used) != 3 || used <= 0)
         return -1;
+    for (size_t i = (size_t)used; i < len; i++)
+        if (t[i] != 'x')
+            return -1;
     *seq = s;
     *ns = tns;
     return 0;
 }
 
-/* One complete line (without its '\n'). */
+/* "A.B.C.D:PORT" as IPv4 << 16 | port, or 0. */
+static uint64_t name_key(const char *name, size_t len)
+{
+    char buf[32];
+    unsigned a, b, c, d, port;
+    int used = -1;
+    if (len >= sizeof buf)
+        return 0;
+    memcpy(buf, name, len);
+    buf[len] = '\0';
+    if (sscanf(buf, "%u.%u.%u.%u:%u%n", &a, &b, &c, &d, &port, &used) != 5 ||
+        used != (int)len || a > 255 || b > 255 || c > 255 || d > 255 || port > 65535)
+        return 0;
+    return ((uint64_t)a << 40) | ((uint64_t)b << 32) | ((uint64_t)c << 24) |
+           ((uint64_t)d << 16) | port;
+}
+
+/* A sender's connection (re)opened: its name in the room is its local address. */
+static void note_sender_addr(struct lg_conn *c)
+{
+    long g = global_index(c);
+    struct sockaddr_in sa;
+    socklen_t len = sizeof sa;
+    if (g >= n_senders || getsockname(lg_conn_fd(c), (struct sockaddr *)&sa, &len) < 0 ||
+        sa.sin_family != AF_INET)
+        return;
+    uint64_t key = ((uint64_t)ntohl(sa.sin_addr.s_addr) << 16) | ntohs(sa.sin_port);
+    uint64_t old = atomic_exchange(&sender_addr[2 * g], key);
+    atomic_store(&sender_addr[2 * g + 1], old);
+}
+
+/* One complete line (without its '\n'). Sequence numbers are followed at all times; the
+ * figures count only in the measurement window (a late line still moves `expect` on). */
 static void on_line(struct lg_conn *c, struct chat_conn *cs, const uint8_t *p, size_t len)
 {
     struct lg_stats *st = lg_conn_stats(c);
+    int counts = lg_counting(c);
     struct chat_msg m;
     long g;
     uint64_t seq, ns;
@@ -301,27 +350,36 @@ static void on_line(struct lg_conn *c, struct chat_conn *cs, const uint8_t *p, s
     switch (chat_parse(p, len, &m)) {
     case CHAT_JOINED:
     case CHAT_LEFT:
-        st->counter[CTR_NOTICES]++;
+        st->counter[CTR_NOTICES] += (uint64_t)counts;
         return;
     case CHAT_LINE:
         break;
     default:
-        st->mismatches++;
+        st->mismatches += (uint64_t)counts;
         return;
     }
     if (parse_text(m.text, m.text_len, &g, &seq, &ns) < 0 || g < 0 || g >= n_senders ||
         m.text_len != (size_t)chat_cfg->size) {
-        st->mismatches++;
+        st->mismatches += (uint64_t)counts;
+        return;
+    }
+    /* The name the server put in front must be sender g's. */
+    uint64_t key = name_key(m.name, m.name_len);
+    if (key == 0 || (key != atomic_load(&sender_addr[2 * g]) &&
+                     key != atomic_load(&sender_addr[2 * g + 1]))) {
+        st->mismatches += (uint64_t)counts;
         return;
     }
     uint64_t *expect = &expect_of(cs)[g];
     if (*expect != 0 && seq + 1 < *expect) {
-        st->counter[CTR_DUP]++;
+        st->counter[CTR_DUP] += (uint64_t)counts;
         return;
     }
-    if (*expect != 0 && seq + 1 > *expect)
+    if (*expect != 0 && seq + 1 > *expect && counts)
         st->counter[CTR_LOST] += seq + 1 - *expect;
     *expect = seq + 2;
+    if (!counts)
+        return;
     uint64_t now = mono_now_ns();
     hist_record(&st->latency, now > ns ? (now - ns) / 1000 : 0);
     st->completed++;
@@ -347,7 +405,8 @@ static enum lg_verdict chat_data(struct lg_conn *c, const uint8_t *p, size_t n)
             off += (size_t)r;
         }
         if (r == FRAME_TOO_LONG) {
-            lg_conn_stats(c)->mismatches++;
+            if (lg_counting(c))
+                lg_conn_stats(c)->mismatches++;
             return LG_ERROR;
         }
         memmove(buf, buf + off, cs->have - off);
@@ -363,6 +422,7 @@ static enum lg_verdict chat_open(struct lg_conn *c)
     struct chat_conn *cs = lg_conn_state(c);
     /* A (re)joined client hears only what is sent from now on. */
     memset(expect_of(cs), 0, (size_t)n_senders * sizeof(uint64_t));
+    note_sender_addr(c);
     cs->have = 0;
     if (lg_measuring(c) && cs->stop_ns > mono_now_ns())
         arm(c, cs);
@@ -400,10 +460,12 @@ static void chat_json(const struct lg_config *cfg, const struct lg_stats *st, do
                   (json_int_t)atomic_load(&stalled_open)));
 }
 
+static const char *const chat_keys[] = {"senders", "stalled", "rate", NULL};
+
 const struct lg_scenario scn_chat = {
     .name = "chat",
-    .summary = "chat room: --opt senders=M send --opt rate=R lines/s in all, every client "
-               "checks every line; --opt stalled=K join and never read",
+    .summary = "chat room: --senders M send --rate R lines/s in all, every client "
+               "checks every line; --stalled K join and never read",
     .transport = LG_TCP,
     .drive = LG_DRIVE_NONE,
     .check = chat_check,
@@ -415,4 +477,6 @@ const struct lg_scenario scn_chat = {
     .on_data = chat_data,
     .on_timer = chat_timer,
     .json_step = chat_json,
+    .opt_keys = chat_keys,
+    .rate_opt = "rate",
 };

@@ -1,6 +1,7 @@
 /* loadgen scenarios dns and dns-tcp: A queries for names from --opt names=FILE (default: the
- * sample zone's names), over UDP (dns) or TCP with the 2-byte length prefix (dns-tcp), closed
- * loop or --rate open loop; rcode counts, lost and late replies, latency. */
+ * zone's names), over UDP (dns) or TCP with the 2-byte length prefix (dns-tcp), closed loop or
+ * --rate open loop; every reply checked against the zone in use (--opt zone=FILE, default the
+ * sample zone): rcode and A set; rcode counts, lost and late replies, latency. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,10 +15,13 @@
 /* lg_stats.counter[] slots. */
 enum { C_NOERROR, C_NXDOMAIN, C_OTHER_RCODE, C_LATE, C_TRUNCATED, C_SENT };
 
-/* The names to ask for: loaded by dns_check in main before any thread starts, read-only
- * after, so the threads share them without a lock. */
+/* The names to ask for and the zone the answers must come from: loaded by dns_check in main
+ * before any thread starts, read-only after, so the threads share them without a lock. */
 static struct dnswire_name *names;
 static size_t nnames;
+static struct zone *zone_in_use;  /* NULL: --opt names without --opt zone, nothing to check
+                                   * the answers against (only id, name and rcode counts) */
+static int dns_loaded;
 
 struct dns_state {
     uint16_t id;                       /* of the query in flight */
@@ -72,38 +76,52 @@ static int load_names(const char *path, char *err, size_t errlen)
     return 0;
 }
 
-static int load_sample_names(char *err, size_t errlen)
+static int load_zone_names(const struct zone *z, char *err, size_t errlen)
 {
-    struct zone *z = zone_parse(zone_sample_text, strlen(zone_sample_text), err, errlen);
     size_t cap = 0;
-    if (z == NULL)
-        return -1;
     for (size_t i = 0; i < zone_names(z); i++) {
         if (nnames == cap) {
             cap = cap ? cap * 2 : 64;
             struct dnswire_name *n = realloc(names, cap * sizeof *names);
             if (n == NULL) {
-                zone_free(z);
+                snprintf(err, errlen, "dns: out of memory");
                 return -1;
             }
             names = n;
         }
         names[nnames++] = *zone_name_at(z, i);
     }
-    zone_free(z);
+    if (nnames == 0) {
+        snprintf(err, errlen, "dns: the zone holds no names (give --opt names=FILE)");
+        return -1;
+    }
     return 0;
 }
 
 static int dns_check(const struct lg_config *cfg, char *err, size_t errlen)
 {
     const char *path = lg_config_opt(cfg, "names");
+    const char *zpath = lg_config_opt(cfg, "zone");
     if (cfg->scn->transport == LG_UDP && cfg->timeout_ms <= 0) {
         snprintf(err, errlen, "dns: needs --timeout > 0 (a lost query would stall its socket)");
         return -1;
     }
-    if (names != NULL)
+    if (dns_loaded)
         return 0;
-    return path ? load_names(path, err, errlen) : load_sample_names(err, errlen);
+    dns_loaded = 1;
+    /* The zone the server answers from: --opt zone=FILE, or the sample zone when the names are
+     * the sample zone's too. A names file alone says nothing of the server's zone. */
+    char zerr[200];
+    if (zpath || path == NULL) {
+        zone_in_use = zpath ? zone_load_file(zpath, zerr, sizeof zerr)
+                            : zone_parse(zone_sample_text, strlen(zone_sample_text), zerr,
+                                         sizeof zerr);
+        if (zone_in_use == NULL) {
+            snprintf(err, errlen, "dns: zone: %s", zerr);
+            return -1;
+        }
+    }
+    return path ? load_names(path, err, errlen) : load_zone_names(zone_in_use, err, errlen);
 }
 
 static size_t dns_state_size(const struct lg_config *cfg)
@@ -149,7 +167,7 @@ static enum lg_verdict dns_send(struct lg_conn *c)
     int len = dnswire_encode_query(q + 2, sizeof q - 2, s->id, &names[s->name_idx],
                                    DNSWIRE_T_A, 0);
     lg_request_start(c, 0);
-    if (lg_measuring(c))
+    if (lg_counting(c))
         lg_conn_stats(c)->counter[C_SENT]++;
     if (cfg->scn->transport == LG_TCP) {
         dnswire_tcp_prefix(q, (size_t)len);
@@ -158,30 +176,76 @@ static enum lg_verdict dns_send(struct lg_conn *c)
     return lg_send(c, q + 2, (size_t)len) < 0 ? LG_ERROR : LG_OK;
 }
 
-/* One whole reply: counts its rcode and finishes the request if it answers the query in
- * flight (id and name); a reply to an earlier, timed-out query is late. */
+/* 1 when the answer section of m (decoded from p) holds exactly the zone's A set for the
+ * question (a truncated reply: a subset of it), 0 otherwise. */
+static int answers_match(const struct dnswire_msg *m, const uint8_t *p, const struct dnswire_a *want,
+                         size_t nwant, int truncated)
+{
+    size_t na = 0;
+    for (size_t i = 0; i < m->nan; i++) {
+        const struct dnswire_rr *rr = &m->an[i];
+        if (rr->type != DNSWIRE_T_A)
+            continue;
+        if (rr->rdlen != 4)
+            return 0;
+        size_t k = 0;
+        while (k < nwant && memcmp(want[k].addr, p + rr->rdata_off, 4) != 0)
+            k++;
+        if (k == nwant)
+            return 0; /* an address the zone does not hold */
+        na++;
+    }
+    return truncated ? na <= nwant : na == nwant && m->nan == m->h.ancount;
+}
+
+/* One whole reply. It answers the query in flight when its id matches; then it is right when
+ * it is a response to the same name whose rcode and A set are the zone's (NXDOMAIN and no
+ * answers for a name the zone lacks). Over UDP a reply with another id is late (an earlier,
+ * timed-out query's); over TCP, where queries go one at a time, it is a mismatch, and so is
+ * a reply too short for a header. */
 static void dns_reply(struct lg_conn *c, const uint8_t *p, size_t n)
 {
     struct dns_state *s = lg_conn_state(c);
     struct lg_stats *st = lg_conn_stats(c);
     struct dnswire_msg *m = lg_thread_state(c);
+    int tcp = lg_conn_config(c)->scn->transport == LG_TCP;
     char err[128];
     struct dnswire_header h;
 
-    if (dnswire_decode_header(p, n, &h) < 0 || !lg_request_pending(c) || h.id != s->id) {
-        if (lg_measuring(c))
+    int have_header = dnswire_decode_header(p, n, &h) == 0;
+    if (have_header && !tcp && (!lg_request_pending(c) || h.id != s->id)) {
+        if (lg_counting(c))
             st->counter[C_LATE]++;
+        return;
+    }
+    if (!have_header || h.id != s->id || !lg_request_pending(c)) {
+        if (lg_request_pending(c))
+            lg_request_done(c, 0);
+        else if (lg_counting(c))
+            st->mismatches++;
         return;
     }
     int ok = m != NULL && dnswire_decode(p, n, m, err, sizeof err) == DNSWIRE_OK &&
              (h.flags & DNSWIRE_F_QR) && m->nq == 1 &&
              dnswire_name_equal(&m->q[0].name, &names[s->name_idx]);
-    if (ok && lg_measuring(c)) {
+    if (ok) {
         unsigned rc = DNSWIRE_RCODE(h.flags);
-        st->counter[rc == DNSWIRE_RC_NOERROR ? C_NOERROR
-                    : rc == DNSWIRE_RC_NXDOMAIN ? C_NXDOMAIN : C_OTHER_RCODE]++;
-        if (h.flags & DNSWIRE_F_TC)
-            st->counter[C_TRUNCATED]++;
+        if (lg_counting(c)) {
+            st->counter[rc == DNSWIRE_RC_NOERROR ? C_NOERROR
+                        : rc == DNSWIRE_RC_NXDOMAIN ? C_NXDOMAIN : C_OTHER_RCODE]++;
+            if (h.flags & DNSWIRE_F_TC)
+                st->counter[C_TRUNCATED]++;
+        }
+        size_t nwant;
+        const struct dnswire_a *want =
+            zone_in_use ? zone_lookup(zone_in_use, &names[s->name_idx], &nwant) : NULL;
+        if (zone_in_use == NULL)
+            ok = 1;
+        else if (want == NULL)
+            ok = rc == DNSWIRE_RC_NXDOMAIN && m->nan == 0;
+        else
+            ok = rc == DNSWIRE_RC_NOERROR &&
+                 answers_match(m, p, want, nwant, (h.flags & DNSWIRE_F_TC) != 0);
     }
     lg_request_done(c, ok);
 }
@@ -211,7 +275,8 @@ static enum lg_verdict dns_tcp_data(struct lg_conn *c, const uint8_t *p, size_t 
         memmove(s->buf, s->buf + off, s->have - off);
         s->have -= off;
         if (s->have == sizeof s->buf) {
-            lg_conn_stats(c)->mismatches++; /* a reply longer than TCP_REPLY_MAX */
+            if (lg_counting(c))
+                lg_conn_stats(c)->mismatches++; /* a reply longer than TCP_REPLY_MAX */
             return LG_ERROR;
         }
     }
@@ -223,6 +288,8 @@ static void dns_json(const struct lg_config *cfg, const struct lg_stats *st, dou
 {
     (void)duration_s;
     json_object_set_new(step, "names", json_integer((json_int_t)nnames));
+    /* Whether the answers were checked against a zone (the sample zone, or --opt zone). */
+    json_object_set_new(step, "answers_checked", json_boolean(zone_in_use != NULL));
     json_object_set_new(step, "transport",
                         json_string(cfg->scn->transport == LG_TCP ? "tcp" : "udp"));
     json_object_set_new(step, "queries",
@@ -238,9 +305,12 @@ static void dns_json(const struct lg_config *cfg, const struct lg_stats *st, dou
                                   (json_int_t)st->counter[C_OTHER_RCODE]));
 }
 
+static const char *const dns_keys[] = {"names", "zone", NULL};
+
 const struct lg_scenario scn_dns = {
     .name = "dns",
-    .summary = "DNS A queries over UDP for --opt names=FILE (default: the sample zone's)",
+    .summary = "DNS A queries over UDP for --opt names=FILE, answers checked against --opt "
+               "zone=FILE (default: the sample zone and its names)",
     .transport = LG_UDP,
     .drive = LG_DRIVE_LOOP,
     .check = dns_check,
@@ -251,6 +321,7 @@ const struct lg_scenario scn_dns = {
     .send_request = dns_send,
     .on_data = dns_udp_data,
     .json_step = dns_json,
+    .opt_keys = dns_keys,
 };
 
 const struct lg_scenario scn_dns_tcp = {
@@ -266,4 +337,5 @@ const struct lg_scenario scn_dns_tcp = {
     .send_request = dns_send,
     .on_data = dns_tcp_data,
     .json_step = dns_json,
+    .opt_keys = dns_keys,
 };

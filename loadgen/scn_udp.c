@@ -8,18 +8,22 @@
 
 #define UDP_MAX 65507   /* the largest IPv4 UDP payload */
 #define SEQ_DIGITS 10   /* a datagram starts with its sequence number in decimal */
+#define LATE_WINDOW 8   /* a reply to one of the last 8 datagrams given up on counts as late */
 
 enum { C_LATE, C_SENT, C_RECEIVED }; /* lg_stats.counter[] slots */
 
 struct udp_state {
-    uint32_t seq;       /* of the datagram in flight */
-    uint8_t msg[];      /* the datagram in flight (--size bytes) */
+    uint32_t seq;       /* of the datagram in flight (each send takes the next one) */
+    uint8_t msg[];      /* the datagram in flight (--size bytes), then --size bytes of
+                         * scratch where an earlier datagram is rebuilt to compare */
 };
 
 static int udp_check(const struct lg_config *cfg, char *err, size_t errlen)
 {
-    if (cfg->size < 1 || cfg->size > UDP_MAX) {
-        snprintf(err, errlen, "udp: --size must be 1..%d (one datagram)", UDP_MAX);
+    /* At least the whole sequence number: with fewer digits a stale reply could match. */
+    if (cfg->size < SEQ_DIGITS || cfg->size > UDP_MAX) {
+        snprintf(err, errlen, "udp: --size must be %d..%d (the sequence number, one datagram)",
+                 SEQ_DIGITS, UDP_MAX);
         return -1;
     }
     if (cfg->timeout_ms <= 0) {
@@ -31,19 +35,18 @@ static int udp_check(const struct lg_config *cfg, char *err, size_t errlen)
 
 static size_t udp_state_size(const struct lg_config *cfg)
 {
-    return sizeof(struct udp_state) + (size_t)cfg->size;
+    return sizeof(struct udp_state) + 2 * (size_t)cfg->size;
 }
 
-/* The sequence number as the first min(size, 10) decimal digits (uppercase leaves digits
+/* The sequence number as the first 10 decimal digits (uppercase leaves digits
  * alone), then lowercase letters that depend on it, so a reply that is not uppercased, or is
  * another datagram's, is caught. */
 static void fill(uint8_t *p, size_t size, uint32_t seq)
 {
     char digits[SEQ_DIGITS + 1];
-    size_t nd = size < SEQ_DIGITS ? size : SEQ_DIGITS;
     snprintf(digits, sizeof digits, "%010u", seq);
-    memcpy(p, digits + SEQ_DIGITS - nd, nd);
-    for (size_t i = nd; i < size; i++)
+    memcpy(p, digits, SEQ_DIGITS);
+    for (size_t i = SEQ_DIGITS; i < size; i++)
         p[i] = (uint8_t)('a' + (seq + i * 7) % 26);
 }
 
@@ -54,7 +57,7 @@ static enum lg_verdict udp_send(struct lg_conn *c)
     s->seq++;
     fill(s->msg, size, s->seq);
     lg_request_start(c, 0);
-    if (lg_measuring(c))
+    if (lg_counting(c))
         lg_conn_stats(c)->counter[C_SENT]++;
     /* A datagram the kernel refuses is lost like one the network drops: --timeout counts it. */
     if (lg_send(c, s->msg, size) < 0)
@@ -62,32 +65,48 @@ static enum lg_verdict udp_send(struct lg_conn *c)
     return LG_OK;
 }
 
-static int all_digits(const uint8_t *p, size_t n)
+/* 1 when the reply is exactly the uppercase of one of the last LATE_WINDOW datagrams before
+ * the one in flight (sent, given up on after --timeout, answered since), or of the last one
+ * sent when it was given up too (pending = 0). */
+static int is_late_reply(struct udp_state *s, size_t size, const uint8_t *p, size_t n,
+                         int pending)
 {
-    for (size_t i = 0; i < n; i++)
-        if (p[i] < '0' || p[i] > '9')
-            return 0;
-    return 1;
+    if (n != size)
+        return 0;
+    uint8_t *scratch = s->msg + size;
+    for (uint32_t k = pending ? 1 : 0; k <= LATE_WINDOW && k < s->seq; k++) {
+        fill(scratch, size, s->seq - k);
+        if (upper_matches(scratch, p, n))
+            return 1;
+    }
+    return 0;
 }
 
+/* A reply is right (the uppercase of the datagram in flight), late (exactly an earlier
+ * datagram's) or a mismatch (anything else: a corrupted digit is not another sequence
+ * number). */
 static enum lg_verdict udp_data(struct lg_conn *c, const uint8_t *p, size_t n)
 {
     struct udp_state *s = lg_conn_state(c);
     struct lg_stats *st = lg_conn_stats(c);
     size_t size = (size_t)lg_conn_config(c)->size;
-    size_t nd = size < SEQ_DIGITS ? size : SEQ_DIGITS;
 
-    if (lg_measuring(c))
+    if (lg_counting(c))
         st->counter[C_RECEIVED]++;
-    /* A reply to a datagram already given up on (past --timeout) is late, not wrong: nothing
-     * is pending, or it carries another datagram's sequence number. */
-    int other_seq = n >= nd && all_digits(p, nd) && memcmp(p, s->msg, nd) != 0;
-    if (!lg_request_pending(c) || other_seq) {
-        if (lg_measuring(c))
+    int pending = lg_request_pending(c);
+    if (pending && n == size && upper_matches(s->msg, p, n)) {
+        lg_request_done(c, 1);
+        return LG_OK;
+    }
+    if (is_late_reply(s, size, p, n, pending)) {
+        if (lg_counting(c))
             st->counter[C_LATE]++;
         return LG_OK;
     }
-    lg_request_done(c, n == size && upper_matches(s->msg, p, n));
+    if (pending)
+        lg_request_done(c, 0);
+    else if (lg_counting(c))
+        st->mismatches++;
     return LG_OK;
 }
 

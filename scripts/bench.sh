@@ -78,44 +78,67 @@ def r(f):
 sys.exit(0 if r(sys.argv[1]) > r(sys.argv[2]) else 1)' "$1" "$2"
 }
 
+# bad_of FILE: errors + mismatches + timeouts of one run's JSON (loadgen or epoll-client); a
+# run that wrote no JSON counts as 1.
+bad_of() {
+    python3 -c 'import json,sys
+try:
+    d = json.load(open(sys.argv[1]))
+except Exception:
+    print(1); sys.exit(0)
+if "steps" in d:
+    r = d["steps"][0]["requests"]
+    print(r["errors"] + r["mismatches"] + r["timeouts"])
+else:
+    print(d["errors"] + d["mismatches"])' "$1"
+}
+
 # loadgen_run NAME CONNS [ARGS...]: drives the running server BENCH_REPEAT times, keeps the
-# best run's JSON in $DIR/NAME.json (a shared machine only ever makes a run slower).
+# best run's JSON in $DIR/NAME.json (a shared machine only ever makes a run slower), and the
+# bad outcomes of *every* run summed in $DIR/NAME.bad: best-of-N must not hide a failing run.
 loadgen_run() {
-    local name=$1 conns=$2; shift 2
+    local name=$1 conns=$2 bad=0; shift 2
     rm -f "$DIR/$name.json"
     for _ in $(seq "$REPEAT"); do
+        rm -f "$DIR/$name.try.json"
         "${PIN_C[@]}" bin/loadgen --target "127.0.0.1:$SERVER_PORT" --connections "$conns" \
             --duration "$SECS" --size 64 --threads 1 --server-pid "$SERVER_PID" --quiet \
             --json "$DIR/$name.try.json" "$@" 2>"$DIR/$name.err"
+        bad=$((bad + $(bad_of "$DIR/$name.try.json")))
         if better "$DIR/$name.try.json" "$DIR/$name.json"; then
             mv "$DIR/$name.try.json" "$DIR/$name.json"
         fi
     done
     rm -f "$DIR/$name.try.json"
+    echo "$bad" >"$DIR/$name.bad"
 }
 
 # epoll_client_run CONNS: the bare client against the running server, best of BENCH_REPEAT.
 epoll_client_run() {
+    local bad=0
     rm -f "$DIR/epoll-client.json"
     for _ in $(seq "$REPEAT"); do
         "${PIN_C[@]}" bin/bench/epoll-client --port "$SERVER_PORT" --connections "$1" \
             --duration "$SECS" --size 64 >"$DIR/epoll-client.try.json"
+        bad=$((bad + $(bad_of "$DIR/epoll-client.try.json")))
         if better "$DIR/epoll-client.try.json" "$DIR/epoll-client.json"; then
             mv "$DIR/epoll-client.try.json" "$DIR/epoll-client.json"
         fi
     done
     rm -f "$DIR/epoll-client.try.json"
+    echo "$bad" >"$DIR/epoll-client.bad"
 }
 
 ROWS=()
-# row NAME: one table line from $DIR/NAME.json.
+# row NAME: one table line from $DIR/NAME.json (the best run); `bad` is summed over all runs.
 row() {
-    local f="$DIR/$1.json"
+    local f="$DIR/$1.json" bad
+    bad=$(cat "$DIR/$1.bad" 2>/dev/null || echo 1)
     ROWS+=("$(jget "$f" '"%-28s %7d %10.0f %8d %9.2f %9.2f %6.2f %5d" % ("'"$1"'",
         s["connections"]["established"], s["requests"]["per_sec"], s["latency_us"]["p99"],
         s["loadgen"]["cpu_us_per_request"], s["server"]["cpu_us_per_request"],
         (s["loadgen"]["cpu_s"]["user"]+s["loadgen"]["cpu_s"]["sys"])/s["duration_s"],
-        s["requests"]["errors"]+s["requests"]["mismatches"]+s["requests"]["timeouts"])')")
+        '"$bad"')')")
 }
 
 echo "bench: ${SECS}s per point (best of $REPEAT), $CONNS connections, 64-byte messages, server on CPU $SCPU," \
@@ -150,7 +173,7 @@ for r in "${ROWS[@]}"; do echo "$r"; done
 ec_rps=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["per_sec"])' "$DIR/epoll-client.json")
 ec_cpu=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["cpu_us_per_request"])' "$DIR/epoll-client.json")
 printf '%-28s %7d %10.0f %8s %9.2f %9s %6s %5s\n' "epoll-client -> async-echo" "$CONNS" "$ec_rps" "-" \
-    "$ec_cpu" "-" "-" "-"
+    "$ec_cpu" "-" "-" "$(cat "$DIR/epoll-client.bad" 2>/dev/null || echo 1)"
 echo
 srvcpu() { jget "$DIR/$1.json" 's["server"]["cpu_us_per_request"]'; }
 echo "async-echo / bare-epoll-echo      $(ratio "$(rps async-echo)" "$(rps bare-epoll-echo)" 0.90)   (goal >= 0.90, req/s)"

@@ -184,6 +184,78 @@ static void test_long_name_through_pointer(void **state)
     free(m);
 }
 
+/* Pointer chains: question 0 at 12 is "a." and question k's name is a pointer to question
+ * k-1's name, so it takes k jumps. A name may take at most 16 (DNSWIRE_MAX_JUMPS in
+ * dnswire.c): 16 decode, 17 are refused. The whole 64 KiB message of such questions (about
+ * 10,900; past 16 KiB each takes ~2,700 jumps, ~25 million in all) is refused at its 18th
+ * question: the work is bounded by 16 jumps a name, checked by counting, not timing. */
+#define CHAIN_MAX_JUMPS 16
+
+static size_t build_chain(uint8_t *buf, size_t cap, unsigned *nq)
+{
+    size_t n = 12;
+    unsigned q = 0;
+    size_t prev = n;
+    memcpy(buf + n, (uint8_t[]){1, 'a', 0, QTAIL}, 7);
+    n += 7;
+    q++;
+    while (n + 6 <= cap && q < 65535) {
+        size_t here = n;
+        buf[n++] = (uint8_t)(0xC0 | (prev >> 8));
+        buf[n++] = (uint8_t)(prev & 0xFF);
+        memcpy(buf + n, (uint8_t[]){QTAIL}, 4);
+        n += 4;
+        /* Pointers hold 14 bits: past 16 KiB every question points at the last reachable
+         * one, a chain of ~2,700 jumps each. */
+        if (here < 0x4000)
+            prev = here;
+        q++;
+    }
+    uint8_t hdr[12] = {HDR(0, 0, 0, 0)};
+    memcpy(buf, hdr, 12);
+    buf[4] = (uint8_t)(q >> 8);
+    buf[5] = (uint8_t)(q & 0xFF);
+    *nq = q;
+    return n;
+}
+
+static void test_pointer_chain_bounded(void **state)
+{
+    (void)state;
+    uint8_t *buf = malloc(DNSWIRE_MAX_MSG);
+    struct dnswire_msg *m = malloc(sizeof *m);
+    assert_non_null(buf);
+    assert_non_null(m);
+    unsigned nq;
+    size_t len = build_chain(buf, DNSWIRE_MAX_MSG, &nq);
+    assert_true(nq > 10000);
+    char err[256];
+    /* Question k (k >= 1) starts at 19 + 6 (k - 1) and takes k jumps. */
+    for (unsigned k = 1; k <= CHAIN_MAX_JUMPS + 1; k++) {
+        size_t pos = 19 + 6 * (size_t)(k - 1);
+        struct dnswire_name name;
+        int rc = dnswire_read_name(buf, len, &pos, &name, err, sizeof err);
+        if (k <= CHAIN_MAX_JUMPS) {
+            if (rc != 0 || name.len != 3)
+                fail_msg("%u jumps: rc %d (%s)", k, rc, err);
+            assert_int_equal(pos, 19 + 6 * (size_t)(k - 1) + 2);
+        } else if (rc != -1 || strstr(err, "pointers") == NULL) {
+            fail_msg("%u jumps accepted", k);
+        }
+    }
+    /* The message with only the questions a name may reach decodes; the whole one does not. */
+    size_t short_len = 19 + 6 * CHAIN_MAX_JUMPS;
+    buf[4] = 0;
+    buf[5] = CHAIN_MAX_JUMPS + 1;
+    assert_int_equal(dnswire_decode(buf, short_len, m, err, sizeof err), DNSWIRE_OK);
+    buf[4] = (uint8_t)(nq >> 8);
+    buf[5] = (uint8_t)(nq & 0xFF);
+    assert_int_equal(dnswire_decode(buf, len, m, err, sizeof err), DNSWIRE_EMALFORMED);
+    assert_non_null(strstr(err, "pointers"));
+    free(m);
+    free(buf);
+}
+
 /* A response as a real server writes it: owner names and a CNAME target compressed. */
 static const uint8_t response[] = {
     0xab, 0xcd, 0x85, 0x80, 0, 1, 0, 3, 0, 0, 0, 0,
@@ -426,6 +498,7 @@ int main(void)
         cmocka_unit_test(test_table),
         cmocka_unit_test(test_name_limits),
         cmocka_unit_test(test_long_name_through_pointer),
+        cmocka_unit_test(test_pointer_chain_bounded),
         cmocka_unit_test(test_compressed_response),
         cmocka_unit_test(test_prefixes_before_guard_page),
         cmocka_unit_test(test_name_from_text),

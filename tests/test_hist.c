@@ -10,13 +10,11 @@
 
 #include "hist.h"
 
-/* Exact percentile of a sorted array, with hist_percentile's rank rule. */
-static uint64_t exact_percentile(const uint64_t *sorted, size_t n, double p)
+/* Exact percentile of a sorted array: the value of rank ceil(p% x n) (at least 1), with p
+ * given as a fraction num/den so that no floating point decides the rank. */
+static uint64_t exact_percentile(const uint64_t *sorted, size_t n, uint64_t num, uint64_t den)
 {
-    double r = p / 100.0 * (double)n;
-    size_t rank = (size_t)r;
-    if ((double)rank < r)
-        rank++;
+    size_t rank = (size_t)((num * n + den * 100 - 1) / (den * 100));
     if (rank == 0)
         rank = 1;
     return sorted[rank - 1];
@@ -68,7 +66,11 @@ static uint64_t draw(enum dist d, uint64_t *s)
 static void test_known_distributions(void **state)
 {
     (void)state;
-    static const double ps[] = {0, 1, 10, 50, 90, 99, 99.9, 99.99, 100};
+    /* Percentiles as num/den (99.9 = 999/10) and as hist_percentile takes them. */
+    static const struct { uint64_t num, den; double p; } ps[] = {
+        {0, 1, 0}, {1, 1, 1}, {10, 1, 10}, {50, 1, 50}, {90, 1, 90}, {99, 1, 99},
+        {999, 10, 99.9}, {9999, 100, 99.99}, {100, 1, 100},
+    };
     for (size_t c = 0; c < sizeof dist_cases / sizeof dist_cases[0]; c++) {
         const struct dist_case *dc = &dist_cases[c];
         uint64_t *v = malloc(dc->n * sizeof *v);
@@ -84,11 +86,11 @@ static void test_known_distributions(void **state)
         }
         qsort(v, dc->n, sizeof *v, cmp_u64);
         for (size_t i = 0; i < sizeof ps / sizeof ps[0]; i++) {
-            uint64_t want = exact_percentile(v, dc->n, ps[i]);
-            uint64_t got = hist_percentile(h, ps[i]);
+            uint64_t want = exact_percentile(v, dc->n, ps[i].num, ps[i].den);
+            uint64_t got = hist_percentile(h, ps[i].p);
             double err = want ? fabs((double)got - (double)want) / (double)want : (double)got;
             if (err > 0.01)
-                fail_msg("%s p%g: got %llu want %llu", dc->name, ps[i],
+                fail_msg("%s p%g: got %llu want %llu", dc->name, ps[i].p,
                          (unsigned long long)got, (unsigned long long)want);
         }
         assert_int_equal(h->total, dc->n);
@@ -97,6 +99,55 @@ static void test_known_distributions(void **state)
         free(h);
         free(v);
     }
+}
+
+/* Ranks whose floating-point product lands just above an integer (0.07 x 100 =
+ * 7.000000000000001, 0.999 x 1000 = 999.0000000000001): the percentile is the value of that
+ * integer rank, not the next one. Values are 1..n (or n-1 ones then one high value), so the
+ * references are written out by hand, not computed by any rank rule. */
+struct rank_case {
+    const char *name;
+    unsigned n;          /* values 1..n; with high != 0: n-1 ones and then `high` */
+    uint64_t high;
+    double p;
+    uint64_t want;       /* exact below 128 us, else within the bucket error (1/128) */
+};
+
+static const struct rank_case rank_cases[] = {
+    {"1..1000 p99.9", 1000, 0, 99.9, 999},
+    {"1..1000 p50", 1000, 0, 50, 500},
+    {"1..1000 p99", 1000, 0, 99, 990},
+    {"1..1000 p100", 1000, 0, 100, 1000},
+    {"1..1000 p0", 1000, 0, 0, 1},
+    {"1..100 p7", 100, 0, 7, 7},
+    {"1..100 p14", 100, 0, 14, 14},
+    {"1..100 p28", 100, 0, 28, 28},
+    {"1..100 p29", 100, 0, 29, 29},
+    {"1..100 p56", 100, 0, 56, 56},
+    {"999 ones and 100: p99.9", 1000, 100, 99.9, 1},
+    {"9999 ones and 100: p99.99", 10000, 100, 99.99, 1},
+    {"9999 ones and 100: p100", 10000, 100, 100, 100},
+};
+
+static void test_integer_rank(void **state)
+{
+    (void)state;
+    struct hist *h = calloc(1, sizeof *h);
+    assert_non_null(h);
+    for (size_t i = 0; i < sizeof rank_cases / sizeof rank_cases[0]; i++) {
+        const struct rank_case *rc = &rank_cases[i];
+        hist_reset(h);
+        for (unsigned v = 1; v <= rc->n; v++)
+            hist_record(h, rc->high == 0 ? v : v < rc->n ? 1 : rc->high);
+        uint64_t got = hist_percentile(h, rc->p);
+        int ok = rc->want < HIST_LINEAR
+                     ? got == rc->want
+                     : fabs((double)got - (double)rc->want) <= (double)rc->want / 128.0;
+        if (!ok)
+            fail_msg("%s: got %llu want %llu", rc->name, (unsigned long long)got,
+                     (unsigned long long)rc->want);
+    }
+    free(h);
 }
 
 /* Every value from 0 to 60 s maps to a bucket whose reported value is within 1/128 of it,
@@ -189,6 +240,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_known_distributions),
+        cmocka_unit_test(test_integer_rank),
         cmocka_unit_test(test_bucket_bounds),
         cmocka_unit_test(test_extremes),
         cmocka_unit_test(test_merge_equals_single),

@@ -8,6 +8,7 @@
 #include <cmocka.h>
 
 #include <errno.h>
+#include <fcntl.h>
 #include <jansson.h>
 #include <netinet/in.h>
 #include <poll.h>
@@ -269,6 +270,403 @@ static void test_mismatches_counted(void **state)
     json_decref(doc);
 }
 
+/* Replies with a byte too many (tests/extra-echo): each such request is one mismatch, never
+ * also completed, and a reply both wrong and too long is still one mismatch. */
+struct extra_case {
+    const char *name;
+    const char *every, *flip;
+    int good_per_bad;    /* replies between two long ones: completed ~ good_per_bad x bad */
+};
+
+static const struct extra_case extra_cases[] = {
+    {"every reply long", "1", "0", 0},
+    {"every reply long and wrong", "1", "1", 0},
+    {"every 5th reply long", "5", "0", 4},
+};
+
+#define EXTRA_CONNS 10
+
+static void test_extra_bytes_one_mismatch(void **state)
+{
+    (void)state;
+    for (size_t i = 0; i < sizeof extra_cases / sizeof extra_cases[0]; i++) {
+        const struct extra_case *ec = &extra_cases[i];
+        setenv("TVSA_EXTRA_EVERY", ec->every, 1);
+        setenv("TVSA_EXTRA_FLIP", ec->flip, 1);
+        setenv("TVSA_REQ_SIZE", "64", 1);
+        struct testsrv srv;
+        if (testsrv_start(&srv, "tests/extra-echo", NULL) < 0)
+            fail_msg("%s: cannot start tests/extra-echo", ec->name);
+        const char *args[] = {"--connections", "10", "--duration", "0.5", "--size", "64", NULL};
+        json_t *doc;
+        int rc = run_loadgen(srv.port, args, &doc);
+        int st;
+        json_decref(testsrv_stop(&srv, SIGTERM, 5000, &st));
+        if (rc != 0 || doc == NULL)
+            fail_msg("%s: exit %d", ec->name, rc);
+        json_t *step = json_array_get(json_object_get(doc, "steps"), 0);
+        json_int_t mism = json_integer_value(lookup(step, "requests.mismatches"));
+        json_int_t done = json_integer_value(lookup(step, "requests.completed"));
+        json_int_t sent = json_integer_value(lookup(step, "requests.bytes_out")) / 64;
+        json_decref(doc);
+        if (mism < 10)
+            fail_msg("%s: only %lld mismatches", ec->name, (long long)mism);
+        /* Every request sent in the window is answered at most once: completed + mismatches
+         * never exceed the requests sent (plus the ones already in flight at the start). */
+        if (done + mism > sent + EXTRA_CONNS)
+            fail_msg("%s: %lld completed + %lld mismatches > %lld sent", ec->name,
+                     (long long)done, (long long)mism, (long long)sent);
+        long long g = ec->good_per_bad;
+        if (done > g * mism + g * EXTRA_CONNS || done < g * mism - g * EXTRA_CONNS)
+            fail_msg("%s: %lld completed for %lld mismatches, want about %lld x", ec->name,
+                     (long long)done, (long long)mism, g);
+    }
+    unsetenv("TVSA_EXTRA_EVERY");
+    unsetenv("TVSA_EXTRA_FLIP");
+    unsetenv("TVSA_REQ_SIZE");
+}
+
+/* A ramp down against threaded-echo: 190 server threads exit around the start of the second
+ * step. The context-switch figures stay non-negative and unwrapped (per-thread deltas). */
+static void test_ctx_switches_ramp_down(void **state)
+{
+    (void)state;
+    struct testsrv srv;
+    assert_int_equal(testsrv_start(&srv, "threaded-echo", NULL), 0);
+    char pid[16];
+    snprintf(pid, sizeof pid, "%d", (int)srv.pid);
+    const char *args[] = {"--connections", "200,10,200,10", "--duration", "0.3",
+                          "--server-pid", pid, NULL};
+    json_t *doc;
+    int rc = run_loadgen(srv.port, args, &doc);
+    int st;
+    json_decref(testsrv_stop(&srv, SIGTERM, 5000, &st));
+    if (rc != 0 || doc == NULL)
+        fail_msg("exit %d", rc);
+    json_t *steps = json_object_get(doc, "steps");
+    assert_int_equal(json_array_size(steps), 4);
+    for (size_t i = 0; i < json_array_size(steps); i++) {
+        json_t *step = json_array_get(steps, i);
+        static const char *const keys[] = {"server.ctx_switches.voluntary",
+                                           "server.ctx_switches.involuntary"};
+        for (size_t k = 0; k < 2; k++) {
+            json_t *v = lookup(step, keys[k]);
+            assert_non_null(v);
+            json_int_t x = json_integer_value(v);
+            /* A wrapped delta reads as negative, or as a figure no 0.3 s step reaches. */
+            if (x < 0 || x > 100000000)
+                fail_msg("step %zu: %s = %lld", i + 1, keys[k], (long long)x);
+        }
+        assert_true(json_is_boolean(lookup(step, "server.ctx_switches_incomplete")));
+        assert_true(json_number_value(lookup(step, "server.ctx_switches_per_sec")) >= 0);
+    }
+    json_decref(doc);
+}
+
+/* Open loop with more threads than connections (or an uneven spread): the achieved rate is
+ * the asked one, not the connected threads' even share of it. */
+struct rate_case {
+    const char *threads, *connections, *rate;
+};
+
+static const struct rate_case rate_cases[] = {
+    {"2", "1", "1000"},
+    {"4", "3", "1200"},
+};
+
+static void test_open_loop_rate_by_connections(void **state)
+{
+    (void)state;
+    struct testsrv srv;
+    assert_int_equal(testsrv_start(&srv, "async-echo", NULL), 0);
+    for (size_t i = 0; i < sizeof rate_cases / sizeof rate_cases[0]; i++) {
+        const struct rate_case *rc = &rate_cases[i];
+        const char *args[] = {"--threads", rc->threads, "--connections", rc->connections,
+                              "--rate", rc->rate, "--duration", "1", NULL};
+        json_t *doc;
+        int rcode = run_loadgen(srv.port, args, &doc);
+        if (rcode != 0 || doc == NULL)
+            fail_msg("threads %s conns %s: exit %d", rc->threads, rc->connections, rcode);
+        json_t *step = json_array_get(json_object_get(doc, "steps"), 0);
+        double want = atof(rc->rate);
+        double got = json_number_value(lookup(step, "rate.achieved"));
+        json_decref(doc);
+        /* An even split per thread would reach want x connections / threads at most. */
+        if (got < 0.85 * want || got > 1.1 * want)
+            fail_msg("threads %s conns %s rate %s: achieved %.0f", rc->threads,
+                     rc->connections, rc->rate, got);
+    }
+    int st;
+    json_decref(testsrv_stop(&srv, SIGTERM, 5000, &st));
+}
+
+/* A UDP echo that changes a digit of the sequence number in every 10th reply: those replies
+ * are mismatches, not late replies to other datagrams (and their requests not lost). */
+static void test_udp_corrupt_digit_is_mismatch(void **state)
+{
+    (void)state;
+    setenv("TVSA_CORRUPT_EVERY", "10", 1);
+    struct testsrv srv;
+    int started = testsrv_start(&srv, "tests/corrupt-udp", NULL);
+    unsetenv("TVSA_CORRUPT_EVERY");
+    assert_int_equal(started, 0);
+    const char *args[] = {"--scenario", "udp", "--connections", "4", "--size", "32",
+                          "--timeout", "500", "--duration", "0.5", NULL};
+    json_t *doc;
+    int rc = run_loadgen(srv.port, args, &doc);
+    int st;
+    json_decref(testsrv_stop(&srv, SIGTERM, 5000, &st));
+    if (rc != 0 || doc == NULL)
+        fail_msg("exit %d", rc);
+    json_t *step = json_array_get(json_object_get(doc, "steps"), 0);
+    json_int_t mism = json_integer_value(lookup(step, "datagrams.mismatched"));
+    json_int_t late = json_integer_value(lookup(step, "datagrams.late"));
+    json_int_t lost = json_integer_value(lookup(step, "datagrams.lost"));
+    json_int_t done = json_integer_value(lookup(step, "requests.completed"));
+    json_decref(doc);
+    if (mism < 10 || late != 0 || lost != 0)
+        fail_msg("mismatched %lld late %lld lost %lld", (long long)mism, (long long)late,
+                 (long long)lost);
+    /* Nine good replies for one corrupted one, give or take the window's edges. */
+    if (done < 8 * mism || done > 10 * mism + 40)
+        fail_msg("%lld completed for %lld mismatched", (long long)done, (long long)mism);
+}
+
+/* A DNS server answering from the sample zone with a wrong address in every 2nd reply that
+ * has an A record: those replies are mismatches, not completed requests. */
+static void test_dns_wrong_address_is_mismatch(void **state)
+{
+    (void)state;
+    setenv("TVSA_LIE_EVERY", "2", 1);
+    struct testsrv srv;
+    int started = testsrv_start(&srv, "tests/lying-dns", NULL);
+    unsetenv("TVSA_LIE_EVERY");
+    assert_int_equal(started, 0);
+    const char *args[] = {"--scenario", "dns", "--connections", "4", "--timeout", "500",
+                          "--duration", "0.5", NULL};
+    json_t *doc;
+    int rc = run_loadgen(srv.port, args, &doc);
+    int st;
+    json_decref(testsrv_stop(&srv, SIGTERM, 5000, &st));
+    if (rc != 0 || doc == NULL)
+        fail_msg("exit %d", rc);
+    json_t *step = json_array_get(json_object_get(doc, "steps"), 0);
+    json_int_t mism = json_integer_value(lookup(step, "requests.mismatches"));
+    json_int_t done = json_integer_value(lookup(step, "requests.completed"));
+    json_int_t late = json_integer_value(lookup(step, "queries.late"));
+    json_decref(doc);
+    /* About one reply in two lies (the truncated ones carry no A to change): at least a
+     * quarter of the answered queries are mismatches. */
+    if (mism * 4 < done || mism < 10 || late != 0)
+        fail_msg("%lld mismatches, %lld completed, %lld late", (long long)mism,
+                 (long long)done, (long long)late);
+}
+
+/* async-dns serving its own zone: dns-tcp with --opt zone=THAT_FILE finds every answer right;
+ * without it the answers are checked against the sample zone and do not match. */
+static void test_dns_tcp_zone_in_use(void **state)
+{
+    (void)state;
+    char zpath[] = "/tmp/tvsa-test-lgzone-XXXXXX", opt[64];
+    int fd = mkstemp(zpath);
+    assert_true(fd >= 0);
+    FILE *f = fdopen(fd, "w");
+    fputs("a.lg.test 60 A 192.0.2.1\na.lg.test 60 A 192.0.2.2\nb.lg.test A 198.51.100.7\n", f);
+    fclose(f);
+    snprintf(opt, sizeof opt, "zone=%s", zpath);
+    const char *sargs[] = {"--zone", zpath, NULL};
+    struct testsrv srv;
+    if (testsrv_start(&srv, "async-dns", sargs) < 0) {
+        unlink(zpath);
+        fail_msg("cannot start async-dns");
+    }
+    static const struct {
+        int with_zone;
+        int want_mismatches;
+    } cases[] = {{1, 0}, {0, 1}};
+    for (size_t i = 0; i < 2; i++) {
+        const char *with[] = {"--scenario", "dns-tcp", "--connections", "2", "--duration", "0.3",
+                              "--opt", opt, NULL};
+        const char *without[] = {"--scenario", "dns-tcp", "--connections", "2", "--duration",
+                                 "0.3", NULL};
+        json_t *doc;
+        int rc = run_loadgen(srv.port, cases[i].with_zone ? with : without, &doc);
+        if (rc != 0 || doc == NULL)
+            fail_msg("exit %d", rc);
+        json_t *step = json_array_get(json_object_get(doc, "steps"), 0);
+        json_int_t mism = json_integer_value(lookup(step, "requests.mismatches"));
+        json_int_t done = json_integer_value(lookup(step, "requests.completed"));
+        int checked = json_is_true(lookup(step, "answers_checked"));
+        json_decref(doc);
+        if (!checked || (cases[i].want_mismatches ? mism < 10 || done > 0 : mism != 0 || done < 10))
+            fail_msg("zone %d: %lld mismatches, %lld completed", cases[i].with_zone,
+                     (long long)mism, (long long)done);
+    }
+    int st;
+    json_decref(testsrv_stop(&srv, SIGTERM, 5000, &st));
+    unlink(zpath);
+}
+
+/* The baseline is taken once the probe connection's server thread has gone: its thread count
+ * is the idle server's. (The probe's thread exits at its own pace, so a baseline taken right
+ * after the probe often counted it: several runs make that show.) */
+static void test_baseline_after_probe(void **state)
+{
+    (void)state;
+    struct testsrv srv;
+    assert_int_equal(testsrv_start(&srv, "threaded-echo", NULL), 0);
+    long idle = testsrv_proc_status(srv.pid, "Threads");
+    char pid[16];
+    snprintf(pid, sizeof pid, "%d", (int)srv.pid);
+    const char *args[] = {"--connections", "1", "--duration", "0.05", "--server-pid", pid,
+                          NULL};
+    for (int i = 0; i < 8; i++) {
+        json_t *doc;
+        int rc = run_loadgen(srv.port, args, &doc);
+        if (rc != 0 || doc == NULL)
+            fail_msg("run %d: exit %d", i, rc);
+        json_t *step = json_array_get(json_object_get(doc, "steps"), 0);
+        json_int_t base = json_integer_value(lookup(step, "server.baseline.threads"));
+        json_decref(doc);
+        if (base != idle)
+            fail_msg("run %d: baseline threads %lld, idle server %ld", i, (long long)base, idle);
+    }
+    int st;
+    json_decref(testsrv_stop(&srv, SIGTERM, 5000, &st));
+}
+
+/* hold against a server that closes idle connections after 1 s: every connection is lost
+ * and reopened during a 1.6 s hold, so none is alive at the end, though the reopened ones
+ * answer their probes. (--idle-timeout 0 = none: all 20 held and alive.) */
+static void test_hold_alive_only_held(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *idle;
+        json_int_t want_alive;
+    } cases[] = {{"1", 0}, {"0", 20}};
+    for (size_t i = 0; i < 2; i++) {
+        const char *sargs[] = {"--idle-timeout", cases[i].idle, NULL};
+        struct testsrv srv;
+        assert_int_equal(testsrv_start(&srv, "threaded-echo", sargs), 0);
+        const char *args[] = {"--scenario", "hold", "--connections", "20", "--duration", "1.6",
+                              NULL};
+        json_t *doc;
+        int rc = run_loadgen(srv.port, args, &doc);
+        int st;
+        json_decref(testsrv_stop(&srv, SIGTERM, 5000, &st));
+        if (rc != 0 || doc == NULL)
+            fail_msg("exit %d", rc);
+        json_t *step = json_array_get(json_object_get(doc, "steps"), 0);
+        json_int_t alive = json_integer_value(lookup(step, "alive"));
+        json_int_t done = json_integer_value(lookup(step, "requests.completed"));
+        json_decref(doc);
+        if (alive != cases[i].want_alive || done != 20)
+            fail_msg("idle-timeout %s: alive %lld, probes answered %lld", cases[i].idle,
+                     (long long)alive, (long long)done);
+    }
+}
+
+/* churn against a server that drops every 20th connection unread: each drop pauses that slot
+ * 100 ms before it reconnects. The other slots must keep churning meanwhile; when a paused
+ * slot at the head of one connect queue held up the rest, a thread's 4 slots managed one
+ * drop per 100 ms between them (10 a second), however fast the server was. */
+static void test_churn_delayed_retry_does_not_block(void **state)
+{
+    (void)state;
+    setenv("TVSA_CLOSE_EVERY", "20", 1);
+    setenv("TVSA_EXTRA_EVERY", "1000000", 1);
+    struct testsrv srv;
+    int started = testsrv_start(&srv, "tests/extra-echo", NULL);
+    unsetenv("TVSA_CLOSE_EVERY");
+    unsetenv("TVSA_EXTRA_EVERY");
+    assert_int_equal(started, 0);
+    const char *args[] = {"--scenario", "churn", "--connections", "4", "--threads", "1",
+                          "--duration", "1", NULL};
+    json_t *doc;
+    int rc = run_loadgen(srv.port, args, &doc);
+    int st;
+    json_decref(testsrv_stop(&srv, SIGTERM, 5000, &st));
+    if (rc != 0 || doc == NULL)
+        fail_msg("exit %d", rc);
+    json_t *step = json_array_get(json_object_get(doc, "steps"), 0);
+    json_int_t errors = json_integer_value(lookup(step, "requests.errors"));
+    double cps = json_number_value(lookup(step, "connects_per_sec"));
+    json_decref(doc);
+    /* 4 slots, each paused 100 ms per drop: up to 40 drops a second, 10 when serialized. */
+    if (errors < 20)
+        fail_msg("%lld drops in 1 s (%.0f connects/s): retries serialized", (long long)errors,
+                 cps);
+}
+
+/* Open loop against a server that never answers: each of the 2 connections sends one request
+ * and waits; the other ~98 requests due in the 1 s window are never sent. They are recorded at
+ * the stop as having waited since their intended time (wrk2's correction, at the window's
+ * end), so the percentiles show the stall instead of an empty histogram. */
+static void test_open_loop_stall_recorded(void **state)
+{
+    (void)state;
+    int lfd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t len = sizeof sa;
+    assert_int_equal(bind(lfd, (struct sockaddr *)&sa, sizeof sa), 0);
+    assert_int_equal(listen(lfd, 64), 0);
+    getsockname(lfd, (struct sockaddr *)&sa, &len);
+    const char *args[] = {"--connections", "2", "--threads", "1", "--rate", "100",
+                          "--duration", "1", "--timeout", "0", NULL};
+    json_t *doc;
+    int rc = run_loadgen(ntohs(sa.sin_port), args, &doc);
+    close(lfd);
+    if (rc != 0 || doc == NULL)
+        fail_msg("exit %d", rc);
+    json_t *step = json_array_get(json_object_get(doc, "steps"), 0);
+    json_int_t unsent = json_integer_value(lookup(step, "latency_us.unsent_at_stop"));
+    json_int_t mx = json_integer_value(lookup(step, "latency_us.max"));
+    json_int_t p50 = json_integer_value(lookup(step, "latency_us.p50"));
+    int has_timeouts = json_is_integer(lookup(step, "latency_us.timeouts"));
+    json_int_t done = json_integer_value(lookup(step, "requests.completed"));
+    json_decref(doc);
+    assert_int_equal(done, 0);
+    assert_true(has_timeouts);
+    /* 100 due in [t0, t0 + 1 s], 2 of them sent; the stop comes at t0 + 1 s or later, so the
+     * third request (intended at t0 + 20 ms) waited at least 980 ms. */
+    if (unsent < 90 || unsent > 110 || mx < 950000 || p50 < 400000)
+        fail_msg("unsent %lld, max %lld us, p50 %lld us", (long long)unsent, (long long)mx,
+                 (long long)p50);
+}
+
+/* A chat relay that corrupts every 5th line, by its padding or by the sender's name in front:
+ * those deliveries are mismatches, the other 4 of 5 delivered. */
+static void test_chat_padding_and_prefix_checked(void **state)
+{
+    (void)state;
+    static const char *const modes[] = {"pad", "name"};
+    for (size_t i = 0; i < 2; i++) {
+        setenv("TVSA_LIE", modes[i], 1);
+        setenv("TVSA_LIE_EVERY", "5", 1);
+        struct testsrv srv;
+        int started = testsrv_start(&srv, "tests/lying-chat", NULL);
+        unsetenv("TVSA_LIE");
+        unsetenv("TVSA_LIE_EVERY");
+        assert_int_equal(started, 0);
+        const char *args[] = {"--scenario", "chat", "--connections", "4", "--senders", "2",
+                              "--rate", "200", "--duration", "1", NULL};
+        json_t *doc;
+        int rc = run_loadgen(srv.port, args, &doc);
+        int st;
+        json_decref(testsrv_stop(&srv, SIGTERM, 5000, &st));
+        if (rc != 0 || doc == NULL)
+            fail_msg("%s: exit %d", modes[i], rc);
+        json_t *step = json_array_get(json_object_get(doc, "steps"), 0);
+        json_int_t mism = json_integer_value(lookup(step, "requests.mismatches"));
+        json_int_t done = json_integer_value(lookup(step, "chat.delivered"));
+        json_decref(doc);
+        if (mism < 10 || done < 3 * mism || done > 5 * mism)
+            fail_msg("%s: %lld mismatches, %lld delivered", modes[i], (long long)mism,
+                     (long long)done);
+    }
+}
+
 /* A TCP port on 127.0.0.1 with nothing listening (bound, then closed). */
 static int dead_port(void)
 {
@@ -308,7 +706,7 @@ static void test_timeouts_counted(void **state)
 
 struct bad_case {
     const char *name;
-    const char *args[8];
+    const char *args[12];
     int live_target;     /* 1: --target the running server; 0: args carry their own */
 };
 
@@ -326,6 +724,16 @@ static const struct bad_case bad_cases[] = {
     {"bad source ips", {"--source-ips", "127.0.0.9-127.0.0.1", NULL}, 1},
     {"unknown flag", {"--frobnicate", NULL}, 1},
     {"rate with hold", {"--scenario", "hold", "--rate", "10", NULL}, 1},
+    {"udp size below the sequence number", {"--scenario", "udp", "--size", "9", NULL}, 1},
+    {"unknown --opt key", {"--opt", "frob=1", NULL}, 1},
+    {"dns key on echo", {"--opt", "names=/dev/null", NULL}, 1},
+    {"--kind on echo", {"--kind", "flood", NULL}, 1},
+    {"--abusers on echo", {"--abusers", "3", NULL}, 1},
+    {"--good on hold", {"--scenario", "hold", "--good", "3", NULL}, 1},
+    {"--senders on echo", {"--senders", "2", NULL}, 1},
+    {"--stalled on dns", {"--scenario", "dns", "--stalled", "2", NULL}, 1},
+    {"chat: --rate and --opt rate", {"--scenario", "chat", "--connections", "3", "--rate", "5",
+                                     "--opt", "rate=5", NULL}, 1},
     {"no such server pid", {"--server-pid", "4000000", NULL}, 1},
     {"too many connections for the fd limit", {"--connections", "1000000", NULL}, 1},
     {"unwritable --json", {"--json", "/nonexistent-dir/x.json", NULL}, 1},
@@ -340,7 +748,7 @@ static void test_bad_input(void **state)
     int dead = dead_port();
     for (size_t i = 0; i < sizeof bad_cases / sizeof bad_cases[0]; i++) {
         const struct bad_case *bc = &bad_cases[i];
-        const char *args[16];
+        const char *args[20];
         char target[32];
         int n = 0;
         if (!bc->live_target && bc->args[0] == NULL) {
@@ -368,6 +776,88 @@ static void test_bad_input(void **state)
     }
     int st;
     json_decref(testsrv_stop(&srv, SIGTERM, 5000, &st));
+}
+
+#define BIG_ZONE "/tmp/tvsa-test-loadgen-big.zone"
+
+/* A bad value is reported under the option's name, not as the value itself. */
+struct msg_case {
+    const char *args[8];
+    const char *want;    /* in stderr */
+};
+
+static const struct msg_case msg_cases[] = {
+    {{"--rate", "0", NULL}, "--rate: bad value '0'"},
+    {{"--threads", "0", NULL}, "--threads: bad value '0'"},
+    {{"--size", "0", NULL}, "--size: bad value '0'"},
+    {{"--opt", "frob=1", NULL}, "--opt frob"},
+    {{"--kind", "flood", NULL}, "--kind"},
+    {{"--size", "1048576", "--connections", "4096", NULL}, "GiB"},
+    {{"--scenario", "dns", "--opt", "zone=/dev/zero", NULL}, "not a regular file"},
+    {{"--scenario", "dns", "--opt", "zone=/tmp", NULL}, "not a regular file"},
+    {{"--scenario", "dns", "--opt", "zone=" BIG_ZONE, NULL}, "larger than 64 MiB"},
+};
+
+static void test_bad_value_names_option(void **state)
+{
+    (void)state;
+    /* A sparse file just over 64 MiB: the size alone must be refused, before any read. */
+    int fd = open(BIG_ZONE, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    assert_true(fd >= 0);
+    assert_int_equal(ftruncate(fd, 64 * 1024 * 1024 + 1), 0);
+    close(fd);
+    for (size_t i = 0; i < sizeof msg_cases / sizeof msg_cases[0]; i++) {
+        int rc = run_loadgen(1, msg_cases[i].args, NULL);
+        if (rc != 2 || strstr(err_buf, msg_cases[i].want) == NULL)
+            fail_msg("%s %s: exit %d, stderr: %.200s", msg_cases[i].args[0],
+                     msg_cases[i].args[1], rc, err_buf);
+    }
+    unlink(BIG_ZONE);
+}
+
+/* The chat aliases: --senders, --stalled and --rate are --opt senders=, stalled=, rate=. */
+static void test_chat_aliases(void **state)
+{
+    (void)state;
+    struct testsrv srv;
+    assert_int_equal(testsrv_start(&srv, "async-chat", NULL), 0);
+    const char *args[] = {"--scenario", "chat", "--connections", "4", "--duration", "0.5",
+                          "--senders", "2", "--stalled", "1", "--rate", "40", NULL};
+    json_t *doc;
+    int rc = run_loadgen(srv.port, args, &doc);
+    int st;
+    json_decref(testsrv_stop(&srv, SIGTERM, 5000, &st));
+    if (rc != 0 || doc == NULL)
+        fail_msg("exit %d: %.300s", rc, err_buf);
+    json_t *step = json_array_get(json_object_get(doc, "steps"), 0);
+    assert_int_equal(json_integer_value(lookup(step, "chat.senders")), 2);
+    assert_int_equal(json_integer_value(lookup(step, "chat.stalled")), 1);
+    assert_true(json_number_value(lookup(step, "chat.rate")) == 40.0);
+    assert_string_equal(json_string_value(lookup(doc, "config.opts.senders")), "2");
+    assert_string_equal(json_string_value(lookup(doc, "config.opts.rate")), "40");
+    /* The chat's rate is not the engine's open loop. */
+    assert_string_equal(json_string_value(lookup(doc, "config.mode")), "closed");
+    json_decref(doc);
+}
+
+/* The bench programs refuse a --port that is not a port (atoi took "9x" as 9, "-1" as a
+ * wrapped 65535), with exit 2 and a message. */
+static void test_bench_bad_port(void **state)
+{
+    (void)state;
+    static const char *const progs[] = {"bench/bare-epoll-echo", "bench/bare-thread-echo",
+                                        "bench/epoll-client"};
+    static const char *const ports[] = {"9x", "-1", "70000", "", "0x10"};
+    char path[512];
+    for (size_t i = 0; i < 3; i++) {
+        snprintf(path, sizeof path, "%s/%s", testsrv_bin_dir(), progs[i]);
+        for (size_t k = 0; k < sizeof ports / sizeof ports[0]; k++) {
+            const char *argv[] = {path, "--port", ports[k], NULL};
+            int rc = testsrv_run(argv, out_buf, sizeof out_buf, err_buf, sizeof err_buf, 5000);
+            if (rc != 2 || strlen(err_buf) == 0)
+                fail_msg("%s --port '%s': exit %d", progs[i], ports[k], rc);
+        }
+    }
 }
 
 /* SIGINT mid-step: exit 130 and the JSON of what was measured, marked interrupted. */
@@ -426,12 +916,26 @@ int main(void)
 {
     signal(SIGPIPE, SIG_IGN);
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_bad_input),
-        cmocka_unit_test(test_json_per_scenario),
-        cmocka_unit_test(test_clean_run_against_echo_servers),
-        cmocka_unit_test(test_mismatches_counted),
-        cmocka_unit_test(test_timeouts_counted),
-        cmocka_unit_test(test_sigint_writes_partial_json),
+        cmocka_unit_test_teardown(test_bad_input, testsrv_teardown),
+        cmocka_unit_test_teardown(test_bad_value_names_option, testsrv_teardown),
+        cmocka_unit_test_teardown(test_chat_aliases, testsrv_teardown),
+        cmocka_unit_test_teardown(test_json_per_scenario, testsrv_teardown),
+        cmocka_unit_test_teardown(test_clean_run_against_echo_servers, testsrv_teardown),
+        cmocka_unit_test_teardown(test_mismatches_counted, testsrv_teardown),
+        cmocka_unit_test_teardown(test_extra_bytes_one_mismatch, testsrv_teardown),
+        cmocka_unit_test_teardown(test_ctx_switches_ramp_down, testsrv_teardown),
+        cmocka_unit_test_teardown(test_open_loop_rate_by_connections, testsrv_teardown),
+        cmocka_unit_test_teardown(test_udp_corrupt_digit_is_mismatch, testsrv_teardown),
+        cmocka_unit_test_teardown(test_dns_wrong_address_is_mismatch, testsrv_teardown),
+        cmocka_unit_test_teardown(test_dns_tcp_zone_in_use, testsrv_teardown),
+        cmocka_unit_test_teardown(test_baseline_after_probe, testsrv_teardown),
+        cmocka_unit_test_teardown(test_hold_alive_only_held, testsrv_teardown),
+        cmocka_unit_test_teardown(test_churn_delayed_retry_does_not_block, testsrv_teardown),
+        cmocka_unit_test_teardown(test_open_loop_stall_recorded, testsrv_teardown),
+        cmocka_unit_test_teardown(test_chat_padding_and_prefix_checked, testsrv_teardown),
+        cmocka_unit_test_teardown(test_bench_bad_port, testsrv_teardown),
+        cmocka_unit_test_teardown(test_timeouts_counted, testsrv_teardown),
+        cmocka_unit_test_teardown(test_sigint_writes_partial_json, testsrv_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
