@@ -8,57 +8,16 @@
 #include <unistd.h>
 
 #include "cm.h"
+#include "testlg.h"
 #include "testsrv.h"
 
-#define OUT_MAX (256 * 1024)
-#define RUN_TIMEOUT_MS 30000
 #define ABUSERS "16"
 #define GOOD "2"
-
-static char out_buf[OUT_MAX], err_buf[OUT_MAX];
-
-/* Runs bin/loadgen --quiet with args against port (0: no --target). Returns the exit status;
- * *doc gets the parsed stdout JSON (NULL when it is not JSON). */
-static int run_loadgen(int port, const char *const *args, json_t **doc)
-{
-    const char *argv[48];
-    char target[32];
-    int n = 0;
-    argv[n++] = "loadgen";
-    if (port > 0) {
-        snprintf(target, sizeof target, "127.0.0.1:%d", port);
-        argv[n++] = "--target";
-        argv[n++] = target;
-    }
-    argv[n++] = "--quiet";
-    for (int i = 0; args[i] && n < 46; i++)
-        argv[n++] = args[i];
-    argv[n] = NULL;
-    int rc = testsrv_run(argv, out_buf, sizeof out_buf, err_buf, sizeof err_buf, RUN_TIMEOUT_MS);
-    if (doc) {
-        json_error_t jerr;
-        *doc = json_loads(out_buf, 0, &jerr);
-    }
-    if (rc != 0 && rc != 2)
-        fprintf(stderr, "loadgen exited %d; stderr:\n%s\n", rc, err_buf);
-    return rc;
-}
-
-static json_t *lookup(json_t *root, const char *path)
-{
-    char buf[128];
-    snprintf(buf, sizeof buf, "%s", path);
-    json_t *v = root;
-    char *save = NULL;
-    for (char *tok = strtok_r(buf, ".", &save); tok && v; tok = strtok_r(NULL, ".", &save))
-        v = json_object_get(v, tok);
-    return v;
-}
 
 /* The integer at path in step; fails the test when it is missing or not an integer. */
 static json_int_t int_at(json_t *step, const char *path, const char *what)
 {
-    json_t *v = lookup(step, path);
+    json_t *v = testlg_get(step, path);
     if (!json_is_integer(v))
         fail_msg("%s: %s missing or not an integer", what, path);
     return json_integer_value(v);
@@ -123,7 +82,7 @@ static void check_case(const struct abuse_case *ac)
     const char *args[] = {"--scenario", "abuse", "--kind", ac->kind, "--abusers", ABUSERS,
                           "--good", GOOD, "--duration", ac->duration, NULL};
     json_t *doc;
-    int rc = run_loadgen(srv.port, args, &doc);
+    int rc = testlg_run(srv.port, args, &doc);
     if (rc != 0 || doc == NULL)
         fail_msg("%s: loadgen exit %d, JSON %s", what, rc, doc ? "ok" : "unparsable");
     json_t *step = json_array_get(json_object_get(doc, "steps"), 0);
@@ -131,10 +90,10 @@ static void check_case(const struct abuse_case *ac)
         fail_msg("%s: no step", what);
     for (size_t i = 0; i < sizeof abuse_int_keys / sizeof abuse_int_keys[0]; i++)
         int_at(step, abuse_int_keys[i], what);
-    if (!json_is_string(lookup(step, "abuse.kind")) ||
-        strcmp(json_string_value(lookup(step, "abuse.kind")), ac->kind) != 0)
+    if (!json_is_string(testlg_get(step, "abuse.kind")) ||
+        strcmp(json_string_value(testlg_get(step, "abuse.kind")), ac->kind) != 0)
         fail_msg("%s: abuse.kind is not %s", what, ac->kind);
-    if (!json_is_number(lookup(step, "abuse.bytes_per_sec")))
+    if (!json_is_number(testlg_get(step, "abuse.bytes_per_sec")))
         fail_msg("%s: abuse.bytes_per_sec missing", what);
 
     /* The good clients were served, and served right. */
@@ -236,12 +195,12 @@ static void test_bad_input(void **state)
 {
     (void)state;
     for (size_t i = 0; i < sizeof bad_cases / sizeof bad_cases[0]; i++) {
-        int rc = run_loadgen(0, bad_cases[i].args, NULL);
+        int rc = testlg_run(0, bad_cases[i].args, NULL);
         if (rc != 2)
             fail_msg("%s: exit %d, want 2", bad_cases[i].name, rc);
-        if (strstr(out_buf, "tvsa-loadgen") != NULL)
+        if (strstr(testlg_out, "tvsa-loadgen") != NULL)
             fail_msg("%s: JSON written on bad input", bad_cases[i].name);
-        if (strlen(err_buf) == 0)
+        if (strlen(testlg_err) == 0)
             fail_msg("%s: no message on stderr", bad_cases[i].name);
     }
 }

@@ -21,39 +21,9 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "testlg.h"
 #include "testsrv.h"
 
-#define OUT_MAX (256 * 1024)
-#define RUN_TIMEOUT_MS 30000
-
-static char out_buf[OUT_MAX], err_buf[OUT_MAX];
-
-/* Runs bin/loadgen with args against port (port 0: no --target), --quiet. Returns the exit
- * status; the parsed stdout JSON in *doc (NULL when stdout is not JSON). */
-static int run_loadgen(int port, const char *const *args, json_t **doc)
-{
-    const char *argv[64];
-    char target[32];
-    int n = 0;
-    argv[n++] = "loadgen";
-    if (port > 0) {
-        snprintf(target, sizeof target, "127.0.0.1:%d", port);
-        argv[n++] = "--target";
-        argv[n++] = target;
-    }
-    argv[n++] = "--quiet";
-    for (int i = 0; args && args[i] && n < 62; i++)
-        argv[n++] = args[i];
-    argv[n] = NULL;
-    int rc = testsrv_run(argv, out_buf, sizeof out_buf, err_buf, sizeof err_buf, RUN_TIMEOUT_MS);
-    if (doc) {
-        json_error_t jerr;
-        *doc = json_loads(out_buf, 0, &jerr);
-    }
-    if (rc != 0 && rc != 130 && rc != 2)
-        fprintf(stderr, "loadgen exited %d; stderr:\n%s\n", rc, err_buf);
-    return rc;
-}
 
 /* ---- key/type checks ---- */
 
@@ -77,21 +47,10 @@ static int type_ok(json_t *v, enum jt t)
     return 0;
 }
 
-static json_t *lookup(json_t *root, const char *path)
-{
-    char buf[128];
-    snprintf(buf, sizeof buf, "%s", path);
-    json_t *v = root;
-    char *save = NULL;
-    for (char *tok = strtok_r(buf, ".", &save); tok && v; tok = strtok_r(NULL, ".", &save))
-        v = json_object_get(v, tok);
-    return v;
-}
-
 static void check_keys(json_t *root, const struct key_spec *keys, size_t nkeys, const char *what)
 {
     for (size_t i = 0; i < nkeys; i++) {
-        json_t *v = lookup(root, keys[i].path);
+        json_t *v = testlg_get(root, keys[i].path);
         if (v == NULL || !type_ok(v, keys[i].type))
             fail_msg("%s: key %s missing or of the wrong type", what, keys[i].path);
     }
@@ -172,26 +131,26 @@ static void test_json_per_scenario(void **state)
         args[n++] = pid;
         args[n] = NULL;
         json_t *doc;
-        int rc = run_loadgen(srv.port, args, &doc);
+        int rc = testlg_run(srv.port, args, &doc);
         if (rc != 0 || doc == NULL)
             fail_msg("%s: exit %d, JSON %s", sc->name, rc, doc ? "ok" : "unparsable");
         assert_string_equal(json_string_value(json_object_get(doc, "schema")), "tvsa-loadgen/1");
         check_keys(doc, top_keys, sizeof top_keys / sizeof top_keys[0], sc->name);
         json_t *steps = json_object_get(doc, "steps");
-        json_t *cfgconns = lookup(doc, "config.connections");
+        json_t *cfgconns = testlg_get(doc, "config.connections");
         assert_int_equal(json_array_size(steps), json_array_size(cfgconns));
         for (size_t s = 0; s < json_array_size(steps); s++) {
             json_t *step = json_array_get(steps, s);
             check_keys(step, step_keys, sizeof step_keys / sizeof step_keys[0], sc->name);
             if (sc->extra)
                 check_keys(step, sc->extra, sc->nextra, sc->name);
-            assert_int_equal(json_integer_value(lookup(step, "requests.errors")), 0);
-            assert_int_equal(json_integer_value(lookup(step, "requests.mismatches")), 0);
-            assert_int_equal(json_integer_value(lookup(step, "connections.established")),
+            assert_int_equal(json_integer_value(testlg_get(step, "requests.errors")), 0);
+            assert_int_equal(json_integer_value(testlg_get(step, "requests.mismatches")), 0);
+            assert_int_equal(json_integer_value(testlg_get(step, "connections.established")),
                              json_integer_value(json_array_get(cfgconns, s)));
-            if (json_integer_value(lookup(step, "requests.completed")) < sc->min_completed)
+            if (json_integer_value(testlg_get(step, "requests.completed")) < sc->min_completed)
                 fail_msg("%s: only %lld requests", sc->name,
-                         (long long)json_integer_value(lookup(step, "requests.completed")));
+                         (long long)json_integer_value(testlg_get(step, "requests.completed")));
         }
         json_decref(doc);
     }
@@ -214,7 +173,7 @@ static void test_clean_run_against_echo_servers(void **state)
         const char *args[] = {"--connections", "200", "--duration", "2", "--server-pid", pid,
                               NULL};
         json_t *doc;
-        int rc = run_loadgen(srv.port, args, &doc);
+        int rc = testlg_run(srv.port, args, &doc);
         int st;
         json_decref(testsrv_stop(&srv, SIGTERM, 5000, &st));
         if (rc != 0 || doc == NULL)
@@ -224,23 +183,23 @@ static void test_clean_run_against_echo_servers(void **state)
         const char *zero[] = {"requests.errors", "requests.mismatches", "requests.timeouts",
                               "connections.failed"};
         for (size_t k = 0; k < 4; k++)
-            if (json_integer_value(lookup(step, zero[k])) != 0)
+            if (json_integer_value(testlg_get(step, zero[k])) != 0)
                 fail_msg("%s: %s = %lld", echo_servers[i], zero[k],
-                         (long long)json_integer_value(lookup(step, zero[k])));
-        assert_int_equal(json_integer_value(lookup(step, "connections.established")), 200);
-        assert_true(json_integer_value(lookup(step, "requests.completed")) > 1000);
+                         (long long)json_integer_value(testlg_get(step, zero[k])));
+        assert_int_equal(json_integer_value(testlg_get(step, "connections.established")), 200);
+        assert_true(json_integer_value(testlg_get(step, "requests.completed")) > 1000);
         /* Server figures: present and sane. */
-        assert_true(json_integer_value(lookup(step, "server.rss_kib")) > 0);
-        assert_true(json_integer_value(lookup(step, "server.vsz_kib")) >=
-                    json_integer_value(lookup(step, "server.rss_kib")));
-        assert_true(json_integer_value(lookup(step, "server.threads")) >= 1);
-        assert_true(json_number_value(lookup(step, "server.cpu_s.user")) +
-                    json_number_value(lookup(step, "server.cpu_s.sys")) > 0);
-        assert_true(json_number_value(lookup(step, "server.ctx_switches_per_request")) >= 0);
+        assert_true(json_integer_value(testlg_get(step, "server.rss_kib")) > 0);
+        assert_true(json_integer_value(testlg_get(step, "server.vsz_kib")) >=
+                    json_integer_value(testlg_get(step, "server.rss_kib")));
+        assert_true(json_integer_value(testlg_get(step, "server.threads")) >= 1);
+        assert_true(json_number_value(testlg_get(step, "server.cpu_s.user")) +
+                    json_number_value(testlg_get(step, "server.cpu_s.sys")) > 0);
+        assert_true(json_number_value(testlg_get(step, "server.ctx_switches_per_request")) >= 0);
         /* Latencies are ordered. */
-        json_int_t p50 = json_integer_value(lookup(step, "latency_us.p50"));
-        json_int_t p99 = json_integer_value(lookup(step, "latency_us.p99"));
-        json_int_t mx = json_integer_value(lookup(step, "latency_us.max"));
+        json_int_t p50 = json_integer_value(testlg_get(step, "latency_us.p50"));
+        json_int_t p99 = json_integer_value(testlg_get(step, "latency_us.p99"));
+        json_int_t mx = json_integer_value(testlg_get(step, "latency_us.max"));
         assert_true(p50 <= p99 && p99 <= mx);
         json_decref(doc);
     }
@@ -254,14 +213,14 @@ static void test_mismatches_counted(void **state)
     assert_int_equal(testsrv_start(&srv, "tests/corrupt-echo", NULL), 0);
     const char *args[] = {"--connections", "20", "--duration", "1", NULL};
     json_t *doc;
-    int rc = run_loadgen(srv.port, args, &doc);
+    int rc = testlg_run(srv.port, args, &doc);
     int st;
     json_decref(testsrv_stop(&srv, SIGTERM, 5000, &st));
     assert_int_equal(rc, 0);
     assert_non_null(doc);
     json_t *step = json_array_get(json_object_get(doc, "steps"), 0);
-    json_int_t mism = json_integer_value(lookup(step, "requests.mismatches"));
-    json_int_t done = json_integer_value(lookup(step, "requests.completed"));
+    json_int_t mism = json_integer_value(testlg_get(step, "requests.mismatches"));
+    json_int_t done = json_integer_value(testlg_get(step, "requests.completed"));
     /* 64-byte requests, one bad byte per 1000: about one request in 15.6 is wrong. */
     assert_true(mism > 0);
     assert_true(done > 0);
@@ -299,15 +258,15 @@ static void test_extra_bytes_one_mismatch(void **state)
             fail_msg("%s: cannot start tests/extra-echo", ec->name);
         const char *args[] = {"--connections", "10", "--duration", "0.5", "--size", "64", NULL};
         json_t *doc;
-        int rc = run_loadgen(srv.port, args, &doc);
+        int rc = testlg_run(srv.port, args, &doc);
         int st;
         json_decref(testsrv_stop(&srv, SIGTERM, 5000, &st));
         if (rc != 0 || doc == NULL)
             fail_msg("%s: exit %d", ec->name, rc);
         json_t *step = json_array_get(json_object_get(doc, "steps"), 0);
-        json_int_t mism = json_integer_value(lookup(step, "requests.mismatches"));
-        json_int_t done = json_integer_value(lookup(step, "requests.completed"));
-        json_int_t sent = json_integer_value(lookup(step, "requests.bytes_out")) / 64;
+        json_int_t mism = json_integer_value(testlg_get(step, "requests.mismatches"));
+        json_int_t done = json_integer_value(testlg_get(step, "requests.completed"));
+        json_int_t sent = json_integer_value(testlg_get(step, "requests.bytes_out")) / 64;
         json_decref(doc);
         if (mism < 10)
             fail_msg("%s: only %lld mismatches", ec->name, (long long)mism);
@@ -338,7 +297,7 @@ static void test_ctx_switches_ramp_down(void **state)
     const char *args[] = {"--connections", "200,10,200,10", "--duration", "0.3",
                           "--server-pid", pid, NULL};
     json_t *doc;
-    int rc = run_loadgen(srv.port, args, &doc);
+    int rc = testlg_run(srv.port, args, &doc);
     int st;
     json_decref(testsrv_stop(&srv, SIGTERM, 5000, &st));
     if (rc != 0 || doc == NULL)
@@ -350,15 +309,15 @@ static void test_ctx_switches_ramp_down(void **state)
         static const char *const keys[] = {"server.ctx_switches.voluntary",
                                            "server.ctx_switches.involuntary"};
         for (size_t k = 0; k < 2; k++) {
-            json_t *v = lookup(step, keys[k]);
+            json_t *v = testlg_get(step, keys[k]);
             assert_non_null(v);
             json_int_t x = json_integer_value(v);
             /* A wrapped delta reads as negative, or as a figure no 0.3 s step reaches. */
             if (x < 0 || x > 100000000)
                 fail_msg("step %zu: %s = %lld", i + 1, keys[k], (long long)x);
         }
-        assert_true(json_is_boolean(lookup(step, "server.ctx_switches_incomplete")));
-        assert_true(json_number_value(lookup(step, "server.ctx_switches_per_sec")) >= 0);
+        assert_true(json_is_boolean(testlg_get(step, "server.ctx_switches_incomplete")));
+        assert_true(json_number_value(testlg_get(step, "server.ctx_switches_per_sec")) >= 0);
     }
     json_decref(doc);
 }
@@ -384,12 +343,12 @@ static void test_open_loop_rate_by_connections(void **state)
         const char *args[] = {"--threads", rc->threads, "--connections", rc->connections,
                               "--rate", rc->rate, "--duration", "1", NULL};
         json_t *doc;
-        int rcode = run_loadgen(srv.port, args, &doc);
+        int rcode = testlg_run(srv.port, args, &doc);
         if (rcode != 0 || doc == NULL)
             fail_msg("threads %s conns %s: exit %d", rc->threads, rc->connections, rcode);
         json_t *step = json_array_get(json_object_get(doc, "steps"), 0);
         double want = atof(rc->rate);
-        double got = json_number_value(lookup(step, "rate.achieved"));
+        double got = json_number_value(testlg_get(step, "rate.achieved"));
         json_decref(doc);
         /* An even split per thread would reach want x connections / threads at most. */
         if (got < 0.85 * want || got > 1.1 * want)
@@ -413,16 +372,16 @@ static void test_udp_corrupt_digit_is_mismatch(void **state)
     const char *args[] = {"--scenario", "udp", "--connections", "4", "--size", "32",
                           "--timeout", "500", "--duration", "0.5", NULL};
     json_t *doc;
-    int rc = run_loadgen(srv.port, args, &doc);
+    int rc = testlg_run(srv.port, args, &doc);
     int st;
     json_decref(testsrv_stop(&srv, SIGTERM, 5000, &st));
     if (rc != 0 || doc == NULL)
         fail_msg("exit %d", rc);
     json_t *step = json_array_get(json_object_get(doc, "steps"), 0);
-    json_int_t mism = json_integer_value(lookup(step, "datagrams.mismatched"));
-    json_int_t late = json_integer_value(lookup(step, "datagrams.late"));
-    json_int_t lost = json_integer_value(lookup(step, "datagrams.lost"));
-    json_int_t done = json_integer_value(lookup(step, "requests.completed"));
+    json_int_t mism = json_integer_value(testlg_get(step, "datagrams.mismatched"));
+    json_int_t late = json_integer_value(testlg_get(step, "datagrams.late"));
+    json_int_t lost = json_integer_value(testlg_get(step, "datagrams.lost"));
+    json_int_t done = json_integer_value(testlg_get(step, "requests.completed"));
     json_decref(doc);
     if (mism < 10 || late != 0 || lost != 0)
         fail_msg("mismatched %lld late %lld lost %lld", (long long)mism, (long long)late,
@@ -445,15 +404,15 @@ static void test_dns_wrong_address_is_mismatch(void **state)
     const char *args[] = {"--scenario", "dns", "--connections", "4", "--timeout", "500",
                           "--duration", "0.5", NULL};
     json_t *doc;
-    int rc = run_loadgen(srv.port, args, &doc);
+    int rc = testlg_run(srv.port, args, &doc);
     int st;
     json_decref(testsrv_stop(&srv, SIGTERM, 5000, &st));
     if (rc != 0 || doc == NULL)
         fail_msg("exit %d", rc);
     json_t *step = json_array_get(json_object_get(doc, "steps"), 0);
-    json_int_t mism = json_integer_value(lookup(step, "requests.mismatches"));
-    json_int_t done = json_integer_value(lookup(step, "requests.completed"));
-    json_int_t late = json_integer_value(lookup(step, "queries.late"));
+    json_int_t mism = json_integer_value(testlg_get(step, "requests.mismatches"));
+    json_int_t done = json_integer_value(testlg_get(step, "requests.completed"));
+    json_int_t late = json_integer_value(testlg_get(step, "queries.late"));
     json_decref(doc);
     /* About one reply in two lies (the truncated ones carry no A to change): at least a
      * quarter of the answered queries are mismatches. */
@@ -490,13 +449,13 @@ static void test_dns_tcp_zone_in_use(void **state)
         const char *without[] = {"--scenario", "dns-tcp", "--connections", "2", "--duration",
                                  "0.3", NULL};
         json_t *doc;
-        int rc = run_loadgen(srv.port, cases[i].with_zone ? with : without, &doc);
+        int rc = testlg_run(srv.port, cases[i].with_zone ? with : without, &doc);
         if (rc != 0 || doc == NULL)
             fail_msg("exit %d", rc);
         json_t *step = json_array_get(json_object_get(doc, "steps"), 0);
-        json_int_t mism = json_integer_value(lookup(step, "requests.mismatches"));
-        json_int_t done = json_integer_value(lookup(step, "requests.completed"));
-        int checked = json_is_true(lookup(step, "answers_checked"));
+        json_int_t mism = json_integer_value(testlg_get(step, "requests.mismatches"));
+        json_int_t done = json_integer_value(testlg_get(step, "requests.completed"));
+        int checked = json_is_true(testlg_get(step, "answers_checked"));
         json_decref(doc);
         if (!checked || (cases[i].want_mismatches ? mism < 10 || done > 0 : mism != 0 || done < 10))
             fail_msg("zone %d: %lld mismatches, %lld completed", cases[i].with_zone,
@@ -522,11 +481,11 @@ static void test_baseline_after_probe(void **state)
                           NULL};
     for (int i = 0; i < 8; i++) {
         json_t *doc;
-        int rc = run_loadgen(srv.port, args, &doc);
+        int rc = testlg_run(srv.port, args, &doc);
         if (rc != 0 || doc == NULL)
             fail_msg("run %d: exit %d", i, rc);
         json_t *step = json_array_get(json_object_get(doc, "steps"), 0);
-        json_int_t base = json_integer_value(lookup(step, "server.baseline.threads"));
+        json_int_t base = json_integer_value(testlg_get(step, "server.baseline.threads"));
         json_decref(doc);
         if (base != idle)
             fail_msg("run %d: baseline threads %lld, idle server %ld", i, (long long)base, idle);
@@ -552,14 +511,14 @@ static void test_hold_alive_only_held(void **state)
         const char *args[] = {"--scenario", "hold", "--connections", "20", "--duration", "1.6",
                               NULL};
         json_t *doc;
-        int rc = run_loadgen(srv.port, args, &doc);
+        int rc = testlg_run(srv.port, args, &doc);
         int st;
         json_decref(testsrv_stop(&srv, SIGTERM, 5000, &st));
         if (rc != 0 || doc == NULL)
             fail_msg("exit %d", rc);
         json_t *step = json_array_get(json_object_get(doc, "steps"), 0);
-        json_int_t alive = json_integer_value(lookup(step, "alive"));
-        json_int_t done = json_integer_value(lookup(step, "requests.completed"));
+        json_int_t alive = json_integer_value(testlg_get(step, "alive"));
+        json_int_t done = json_integer_value(testlg_get(step, "requests.completed"));
         json_decref(doc);
         if (alive != cases[i].want_alive || done != 20)
             fail_msg("idle-timeout %s: alive %lld, probes answered %lld", cases[i].idle,
@@ -584,14 +543,14 @@ static void test_churn_delayed_retry_does_not_block(void **state)
     const char *args[] = {"--scenario", "churn", "--connections", "4", "--threads", "1",
                           "--duration", "1", NULL};
     json_t *doc;
-    int rc = run_loadgen(srv.port, args, &doc);
+    int rc = testlg_run(srv.port, args, &doc);
     int st;
     json_decref(testsrv_stop(&srv, SIGTERM, 5000, &st));
     if (rc != 0 || doc == NULL)
         fail_msg("exit %d", rc);
     json_t *step = json_array_get(json_object_get(doc, "steps"), 0);
-    json_int_t errors = json_integer_value(lookup(step, "requests.errors"));
-    double cps = json_number_value(lookup(step, "connects_per_sec"));
+    json_int_t errors = json_integer_value(testlg_get(step, "requests.errors"));
+    double cps = json_number_value(testlg_get(step, "connects_per_sec"));
     json_decref(doc);
     /* 4 slots, each paused 100 ms per drop: up to 40 drops a second, 10 when serialized. */
     if (errors < 20)
@@ -615,16 +574,16 @@ static void test_open_loop_stall_recorded(void **state)
     const char *args[] = {"--connections", "2", "--threads", "1", "--rate", "100",
                           "--duration", "1", "--timeout", "0", NULL};
     json_t *doc;
-    int rc = run_loadgen(ntohs(sa.sin_port), args, &doc);
+    int rc = testlg_run(ntohs(sa.sin_port), args, &doc);
     close(lfd);
     if (rc != 0 || doc == NULL)
         fail_msg("exit %d", rc);
     json_t *step = json_array_get(json_object_get(doc, "steps"), 0);
-    json_int_t unsent = json_integer_value(lookup(step, "latency_us.unsent_at_stop"));
-    json_int_t mx = json_integer_value(lookup(step, "latency_us.max"));
-    json_int_t p50 = json_integer_value(lookup(step, "latency_us.p50"));
-    int has_timeouts = json_is_integer(lookup(step, "latency_us.timeouts"));
-    json_int_t done = json_integer_value(lookup(step, "requests.completed"));
+    json_int_t unsent = json_integer_value(testlg_get(step, "latency_us.unsent_at_stop"));
+    json_int_t mx = json_integer_value(testlg_get(step, "latency_us.max"));
+    json_int_t p50 = json_integer_value(testlg_get(step, "latency_us.p50"));
+    int has_timeouts = json_is_integer(testlg_get(step, "latency_us.timeouts"));
+    json_int_t done = json_integer_value(testlg_get(step, "requests.completed"));
     json_decref(doc);
     assert_int_equal(done, 0);
     assert_true(has_timeouts);
@@ -652,14 +611,14 @@ static void test_chat_padding_and_prefix_checked(void **state)
         const char *args[] = {"--scenario", "chat", "--connections", "4", "--senders", "2",
                               "--rate", "200", "--duration", "1", NULL};
         json_t *doc;
-        int rc = run_loadgen(srv.port, args, &doc);
+        int rc = testlg_run(srv.port, args, &doc);
         int st;
         json_decref(testsrv_stop(&srv, SIGTERM, 5000, &st));
         if (rc != 0 || doc == NULL)
             fail_msg("%s: exit %d", modes[i], rc);
         json_t *step = json_array_get(json_object_get(doc, "steps"), 0);
-        json_int_t mism = json_integer_value(lookup(step, "requests.mismatches"));
-        json_int_t done = json_integer_value(lookup(step, "chat.delivered"));
+        json_int_t mism = json_integer_value(testlg_get(step, "requests.mismatches"));
+        json_int_t done = json_integer_value(testlg_get(step, "chat.delivered"));
         json_decref(doc);
         if (mism < 10 || done < 3 * mism || done > 5 * mism)
             fail_msg("%s: %lld mismatches, %lld delivered", modes[i], (long long)mism,
@@ -692,15 +651,15 @@ static void test_timeouts_counted(void **state)
     getsockname(lfd, (struct sockaddr *)&sa, &len);
     const char *args[] = {"--connections", "4", "--duration", "1", "--timeout", "200", NULL};
     json_t *doc;
-    int rc = run_loadgen(ntohs(sa.sin_port), args, &doc);
+    int rc = testlg_run(ntohs(sa.sin_port), args, &doc);
     close(lfd);
     assert_int_equal(rc, 0);
     assert_non_null(doc);
     json_t *step = json_array_get(json_object_get(doc, "steps"), 0);
-    assert_int_equal(json_integer_value(lookup(step, "requests.completed")), 0);
+    assert_int_equal(json_integer_value(testlg_get(step, "requests.completed")), 0);
     /* 4 connections, 200-300 ms each: at least one round of timeouts per connection. */
-    assert_true(json_integer_value(lookup(step, "requests.timeouts")) >= 4);
-    assert_int_equal(json_integer_value(lookup(step, "requests.mismatches")), 0);
+    assert_true(json_integer_value(testlg_get(step, "requests.timeouts")) >= 4);
+    assert_int_equal(json_integer_value(testlg_get(step, "requests.mismatches")), 0);
     json_decref(doc);
 }
 
@@ -766,12 +725,12 @@ static void test_bad_input(void **state)
             args[n++] = "0";
         }
         args[n] = NULL;
-        int rc = run_loadgen(bc->live_target ? srv.port : 0, args, NULL);
+        int rc = testlg_run(bc->live_target ? srv.port : 0, args, NULL);
         if (rc != 2)
             fail_msg("%s: exit %d, want 2", bc->name, rc);
-        if (strstr(out_buf, "tvsa-loadgen") != NULL)
+        if (strstr(testlg_out, "tvsa-loadgen") != NULL)
             fail_msg("%s: JSON written on bad input", bc->name);
-        if (strlen(err_buf) == 0)
+        if (strlen(testlg_err) == 0)
             fail_msg("%s: no message on stderr", bc->name);
     }
     int st;
@@ -807,10 +766,10 @@ static void test_bad_value_names_option(void **state)
     assert_int_equal(ftruncate(fd, 64 * 1024 * 1024 + 1), 0);
     close(fd);
     for (size_t i = 0; i < sizeof msg_cases / sizeof msg_cases[0]; i++) {
-        int rc = run_loadgen(1, msg_cases[i].args, NULL);
-        if (rc != 2 || strstr(err_buf, msg_cases[i].want) == NULL)
+        int rc = testlg_run(1, msg_cases[i].args, NULL);
+        if (rc != 2 || strstr(testlg_err, msg_cases[i].want) == NULL)
             fail_msg("%s %s: exit %d, stderr: %.200s", msg_cases[i].args[0],
-                     msg_cases[i].args[1], rc, err_buf);
+                     msg_cases[i].args[1], rc, testlg_err);
     }
     unlink(BIG_ZONE);
 }
@@ -824,19 +783,19 @@ static void test_chat_aliases(void **state)
     const char *args[] = {"--scenario", "chat", "--connections", "4", "--duration", "0.5",
                           "--senders", "2", "--stalled", "1", "--rate", "40", NULL};
     json_t *doc;
-    int rc = run_loadgen(srv.port, args, &doc);
+    int rc = testlg_run(srv.port, args, &doc);
     int st;
     json_decref(testsrv_stop(&srv, SIGTERM, 5000, &st));
     if (rc != 0 || doc == NULL)
-        fail_msg("exit %d: %.300s", rc, err_buf);
+        fail_msg("exit %d: %.300s", rc, testlg_err);
     json_t *step = json_array_get(json_object_get(doc, "steps"), 0);
-    assert_int_equal(json_integer_value(lookup(step, "chat.senders")), 2);
-    assert_int_equal(json_integer_value(lookup(step, "chat.stalled")), 1);
-    assert_true(json_number_value(lookup(step, "chat.rate")) == 40.0);
-    assert_string_equal(json_string_value(lookup(doc, "config.opts.senders")), "2");
-    assert_string_equal(json_string_value(lookup(doc, "config.opts.rate")), "40");
+    assert_int_equal(json_integer_value(testlg_get(step, "chat.senders")), 2);
+    assert_int_equal(json_integer_value(testlg_get(step, "chat.stalled")), 1);
+    assert_true(json_number_value(testlg_get(step, "chat.rate")) == 40.0);
+    assert_string_equal(json_string_value(testlg_get(doc, "config.opts.senders")), "2");
+    assert_string_equal(json_string_value(testlg_get(doc, "config.opts.rate")), "40");
     /* The chat's rate is not the engine's open loop. */
-    assert_string_equal(json_string_value(lookup(doc, "config.mode")), "closed");
+    assert_string_equal(json_string_value(testlg_get(doc, "config.mode")), "closed");
     json_decref(doc);
 }
 
@@ -853,8 +812,8 @@ static void test_bench_bad_port(void **state)
         snprintf(path, sizeof path, "%s/%s", testsrv_bin_dir(), progs[i]);
         for (size_t k = 0; k < sizeof ports / sizeof ports[0]; k++) {
             const char *argv[] = {path, "--port", ports[k], NULL};
-            int rc = testsrv_run(argv, out_buf, sizeof out_buf, err_buf, sizeof err_buf, 5000);
-            if (rc != 2 || strlen(err_buf) == 0)
+            int rc = testsrv_run(argv, testlg_out, sizeof testlg_out, testlg_err, sizeof testlg_err, 5000);
+            if (rc != 2 || strlen(testlg_err) == 0)
                 fail_msg("%s --port '%s': exit %d", progs[i], ports[k], rc);
         }
     }
@@ -907,7 +866,7 @@ static void test_sigint_writes_partial_json(void **state)
     assert_int_equal(json_array_size(steps), 1);
     json_t *step = json_array_get(steps, 0);
     assert_true(json_is_true(json_object_get(step, "interrupted")));
-    assert_true(json_integer_value(lookup(step, "requests.completed")) > 0);
+    assert_true(json_integer_value(testlg_get(step, "requests.completed")) > 0);
     assert_true(json_number_value(json_object_get(step, "duration_s")) < 10.0);
     json_decref(doc);
 }
