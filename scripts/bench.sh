@@ -2,7 +2,8 @@
 # make bench: the project's performance bar, measured side by side (docs/metrics.md).
 # At 1,000 closed-loop connections, 64-byte messages, BENCH_SECONDS (5) per point, server and
 # client pinned to different cores:
-#   async-echo vs bench/bare-epoll-echo, threaded-echo vs bench/bare-thread-echo (goal >= 0.90),
+#   async-echo (both --api variants) vs bench/bare-epoll-echo, threaded-echo vs
+#   bench/bare-thread-echo (goal >= 0.90),
 #   loadgen vs bench/epoll-client on the same server (goal: loadgen >= epoll-client),
 #   loadgen CPU per request vs the server's (goal: loadgen <= server),
 #   async-echo at 10,000 connections from one loadgen process.
@@ -158,6 +159,13 @@ for pair in "async-echo bench/bare-epoll-echo" "threaded-echo bench/bare-thread-
     done
 done
 
+# The raw-event variant of the same server (--api event), beside the default bufferevent one:
+# bufferevents cost an ioctl(FIONREAD) and readv per read that a hand-written loop does not.
+start_server bin/async-echo --api event
+loadgen_run "async-echo-api-event" "$CONNS"
+cleanup
+row "async-echo-api-event"
+
 start_server bin/async-echo
 REPEAT=1 loadgen_run "async-echo-$BIG" "$BIG" --source-ips 127.0.0.1-127.0.0.8 --connect-timeout 5000
 cleanup
@@ -178,6 +186,8 @@ echo
 srvcpu() { jget "$DIR/$1.json" 's["server"]["cpu_us_per_request"]'; }
 echo "async-echo / bare-epoll-echo      $(ratio "$(rps async-echo)" "$(rps bare-epoll-echo)" 0.90)   (goal >= 0.90, req/s)"
 echo "  same, by server CPU per request $(ratio "$(srvcpu bare-epoll-echo)" "$(srvcpu async-echo)" 0.90)   (bare us/req / real us/req)"
+echo "async-echo --api event / bare     $(ratio "$(rps async-echo-api-event)" "$(rps bare-epoll-echo)" 0.90)   (goal >= 0.90, req/s)"
+echo "  same, by server CPU per request $(ratio "$(srvcpu bare-epoll-echo)" "$(srvcpu async-echo-api-event)" 0.90)   (bare us/req / real us/req)"
 echo "threaded-echo / bare-thread-echo  $(ratio "$(rps threaded-echo)" "$(rps bare-thread-echo)" 0.90)   (goal >= 0.90, req/s)"
 echo "  same, by server CPU per request $(ratio "$(srvcpu bare-thread-echo)" "$(srvcpu threaded-echo)" 0.90)   (bare us/req / real us/req)"
 echo "loadgen / epoll-client req/s      $(ratio "$(rps async-echo)" "$ec_rps" 1.0)   (goal >= 1.00, same server)"
