@@ -9,10 +9,11 @@
 
 #include "srvstats.h"
 
-/* Lives on the stack of the thread that serves it. Handlers should not call malloc either:
- * a thread's first allocator call maps a 64 MiB glibc arena (see conn_thread in tpc.c). */
+/* Lives on the stack of the thread that serves it. The runtime itself never allocates on a
+ * connection thread; a handler may (tpc_run limits glibc to one arena, so a thread's first
+ * malloc no longer maps 64 MiB of its own), but keeping state on the stack is cheaper. */
 struct tpc_conn {
-    int fd;              /* blocking socket, TCP_NODELAY, SO_RCVTIMEO = --idle-timeout */
+    int fd;              /* blocking socket, TCP_NODELAY, SO_RCV/SNDTIMEO = --idle-timeout */
     uint64_t bytes_in;   /* the handler adds what it reads and writes; the runtime flushes */
     uint64_t bytes_out;  /* them into srv_stats when the connection closes */
     void *user;          /* free for the handler */
