@@ -9,7 +9,7 @@
 #   bench/NAME.c          -> bin/bench/NAME (bare baselines, no libraries)
 #   tests/lib/*.c         -> linked into every test binary
 #   tests/test_NAME.c     -> bin/tests/test_NAME (cmocka; never libevent)
-#   tests/servers/NAME.c  -> bin/tests/NAME (helper servers for tests)
+#   tests/servers/NAME.c  -> bin/tests/NAME (helper servers for tests; + threaded/lib/*.c)
 # Output directories; scripts/check.sh builds sanitizer variants with other ones.
 BIN     ?= bin
 BUILD   ?= build
@@ -56,7 +56,7 @@ binaries: $(ALL_BIN)
 deps:
 	@scripts/install-deps.sh
 
-$(BUILD)/tests/%.o: TVSA_CFLAGS += -Itests/lib -Itests
+$(BUILD)/tests/%.o: TVSA_CFLAGS += -Itests/lib -Itests -Ithreaded/lib
 
 $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
@@ -86,7 +86,7 @@ $(BIN)/tests/test_%: $(BUILD)/tests/test_%.o $(call obj,$(TEST_LIB)) $(LIBTVSA)
 	@mkdir -p $(dir $@)
 	$(CC) -pthread $(LDFLAGS) -o $@ $^ $(LIBS_TEST)
 
-$(BIN)/tests/%: $(BUILD)/tests/servers/%.o $(LIBTVSA)
+$(BIN)/tests/%: $(BUILD)/tests/servers/%.o $(call obj,$(THREADED_LIB)) $(LIBTVSA)
 	@mkdir -p $(dir $@)
 	$(CC) -pthread $(LDFLAGS) -o $@ $^ $(LIBS_BASE)
 

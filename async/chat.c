@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "chat.h"
+#include "lib/evlisten.h"
 #include "frame.h"
 #include "opts.h"
 #include "report.h"
@@ -22,7 +23,6 @@
 #include "stopsig.h"
 
 #define SERVER_NAME "async-chat"
-#define ACCEPT_PAUSE_MS 100
 
 static const struct opts_spec spec = {
     SERVER_NAME, "Chat room: one thread, one libevent loop, a bounded output queue per client.",
@@ -62,8 +62,8 @@ struct server {
     const struct server_opts *o;
     size_t max_backlog;            /* bytes */
     struct event_base *base;
-    struct evconnlistener *listener;
-    struct event *stop_ev, *resume_accept_ev;
+    struct evlisten *listener;
+    struct event *stop_ev;
     struct timeval idle_tv, flush_tv;
     struct srv_stats stats;
     struct client_list room, leaving, closing; /* closing: flushing and lingering */
@@ -71,7 +71,6 @@ struct server {
     size_t msg_cap;
     int stop_fd;
     int stopping;                  /* a stop arrived during a naive flush: broadcast no more */
-    unsigned long accept_pauses;   /* so the EMFILE message is rate-limited */
     uint64_t lines_broadcast, dropped_backlog, closed_too_long, closed_idle;
 };
 
@@ -403,13 +402,11 @@ static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct socka
     char note[CHAT_NAME_MAX + 32];
     (void)l;
 
-    if (s->stopping ||
-        (s->o->max_conns > 0 && srvstats_current(&s->stats) >= (uint64_t)s->o->max_conns)) {
+    if (s->stopping) {
         evutil_closesocket(fd);
         srvstats_refused(&s->stats);
         return;
     }
-    sock_set_nodelay(fd);
     struct client *c = calloc(1, sizeof *c);
     struct bufferevent *bev = bufferevent_socket_new(s->base, fd, BEV_OPT_CLOSE_ON_FREE);
     if (c == NULL || bev == NULL) {
@@ -443,36 +440,6 @@ static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct socka
         broadcast(s, NULL, note, n);
     list_push(&s->room, c);
     reap(s);
-}
-
-static void accept_error_cb(struct evconnlistener *l, void *arg)
-{
-    struct server *s = arg;
-    int err = EVUTIL_SOCKET_ERROR();
-
-    /* Out of fds: a readable listener would wake us forever. Pause accepting, retry later. */
-    if (s->accept_pauses++ % 100 == 0)
-        fprintf(stderr, SERVER_NAME ": accept: %s; pausing accepts for %d ms (%lu times)\n",
-                evutil_socket_error_to_string(err), ACCEPT_PAUSE_MS, s->accept_pauses);
-    evconnlistener_disable(l);
-    struct timeval tv = {0, ACCEPT_PAUSE_MS * 1000};
-    event_add(s->resume_accept_ev, &tv);
-}
-
-static void resume_accept_cb(evutil_socket_t fd, short what, void *arg)
-{
-    struct server *s = arg;
-    (void)fd;
-    (void)what;
-    evconnlistener_enable(s->listener);
-}
-
-static void stop_cb(evutil_socket_t fd, short what, void *arg)
-{
-    struct server *s = arg;
-    (void)fd;
-    (void)what;
-    event_base_loopbreak(s->base);
 }
 
 static void free_all(struct server *s)
@@ -517,16 +484,13 @@ int main(int argc, char **argv)
         fprintf(stderr, SERVER_NAME ": out of memory\n");
         goto out;
     }
-    /* Backlog 0: the socket already listens with SOMAXCONN; -1 would re-listen with 128. */
-    s.listener = evconnlistener_new(s.base, accept_cb, &s, LEV_OPT_REUSEABLE, 0, listen_fd);
-    s.stop_ev = event_new(s.base, s.stop_fd, EV_READ, stop_cb, &s);
-    s.resume_accept_ev = evtimer_new(s.base, resume_accept_cb, &s);
-    if (s.listener == NULL || s.stop_ev == NULL || s.resume_accept_ev == NULL ||
-        event_add(s.stop_ev, NULL) < 0) {
+    s.listener = evlisten_new(s.base, listen_fd, accept_cb, &s, SERVER_NAME, o.max_conns,
+                              &s.stats);
+    s.stop_ev = evlisten_stop_event(s.base, s.stop_fd);
+    if (s.listener == NULL || s.stop_ev == NULL) {
         fprintf(stderr, SERVER_NAME ": libevent set-up failed\n");
         goto out;
     }
-    evconnlistener_set_error_cb(s.listener, accept_error_cb);
 
     report_emit(stdout,
                 report_listening(SERVER_NAME, "async", o.bind, sock_local_port(listen_fd),
@@ -538,7 +502,7 @@ int main(int argc, char **argv)
     event_base_dispatch(s.base);
 
     /* Stop: no more accepts, then every client closed, then the final counters. */
-    evconnlistener_free(s.listener);
+    evlisten_free(s.listener);
     s.listener = NULL;
     free_all(&s);
     report_emit(stdout,
@@ -550,10 +514,7 @@ int main(int argc, char **argv)
                                          (json_int_t)s.closed_idle)));
     rc = 0;
 out:
-    if (s.listener)
-        evconnlistener_free(s.listener);
-    if (s.resume_accept_ev)
-        event_free(s.resume_accept_ev);
+    evlisten_free(s.listener);
     if (s.stop_ev)
         event_free(s.stop_ev);
     if (s.base)

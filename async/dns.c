@@ -188,12 +188,6 @@ static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct socka
     (void)sa;
     (void)salen;
 
-    if (s->o->max_conns > 0 && srvstats_current(&s->stats) >= (uint64_t)s->o->max_conns) {
-        evutil_closesocket(fd);
-        srvstats_refused(&s->stats);
-        return;
-    }
-    sock_set_nodelay(fd);
     struct conn *c = calloc(1, sizeof *c);
     struct bufferevent *bev = c ? bufferevent_socket_new(s->base, fd, BEV_OPT_CLOSE_ON_FREE)
                                 : NULL;
@@ -270,7 +264,8 @@ int main(int argc, char **argv)
         fprintf(stderr, SERVER_NAME ": event_base_new failed\n");
         goto out;
     }
-    s->listener = evlisten_new(s->base, tcp_fd, accept_cb, s, SERVER_NAME);
+    s->listener = evlisten_new(s->base, tcp_fd, accept_cb, s, SERVER_NAME, o.max_conns,
+                               &s->stats);
     udp_ev = event_new(s->base, udp_fd, EV_READ | EV_PERSIST, udp_cb, s);
     stop_ev = evlisten_stop_event(s->base, stop_fd);
     if (s->listener == NULL || udp_ev == NULL || stop_ev == NULL ||

@@ -312,12 +312,6 @@ static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct socka
     (void)sa;
     (void)salen;
 
-    if (s->o->max_conns > 0 && srvstats_current(&s->stats) >= (uint64_t)s->o->max_conns) {
-        evutil_closesocket(fd);
-        srvstats_refused(&s->stats);
-        return;
-    }
-    sock_set_nodelay(fd);
     struct conn *c = conn_new(s);
     if (c == NULL) {
         evutil_closesocket(fd);
@@ -362,7 +356,8 @@ int main(int argc, char **argv)
         fprintf(stderr, SERVER_NAME ": event_base_new failed\n");
         goto out;
     }
-    s.listener = evlisten_new(s.base, listen_fd, accept_cb, &s, SERVER_NAME);
+    s.listener = evlisten_new(s.base, listen_fd, accept_cb, &s, SERVER_NAME, o.max_conns,
+                              &s.stats);
     s.stop_ev = evlisten_stop_event(s.base, stop_fd);
     if (s.listener == NULL || s.stop_ev == NULL) {
         fprintf(stderr, SERVER_NAME ": libevent set-up failed\n");

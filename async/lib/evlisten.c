@@ -6,6 +6,8 @@
 #include <stdlib.h>
 #include <string.h> /* evutil_socket_error_to_string is strerror */
 
+#include "sock.h"
+
 #define ACCEPT_PAUSE_MS 100
 
 /* Owned by the loop thread of the base it was made for. The listener's callback argument is
@@ -18,12 +20,20 @@ struct evlisten {
     void *arg;
     const char *name;
     unsigned long pauses;
+    long max_conns;
+    struct srv_stats *stats;
 };
 
 static void accept_cb(struct evconnlistener *listener, evutil_socket_t fd, struct sockaddr *sa,
                       int salen, void *arg)
 {
     struct evlisten *l = arg;
+    if (l->max_conns > 0 && srvstats_current(l->stats) >= (uint64_t)l->max_conns) {
+        evutil_closesocket(fd);
+        srvstats_refused(l->stats);
+        return;
+    }
+    sock_set_nodelay(fd);
     l->cb(listener, fd, sa, salen, l->arg);
 }
 
@@ -50,7 +60,8 @@ static void resume_cb(evutil_socket_t fd, short what, void *arg)
 }
 
 struct evlisten *evlisten_new(struct event_base *base, int listen_fd, evconnlistener_cb cb,
-                              void *arg, const char *name)
+                              void *arg, const char *name, long max_conns,
+                              struct srv_stats *stats)
 {
     struct evlisten *l = calloc(1, sizeof *l);
     if (l == NULL)
@@ -58,6 +69,8 @@ struct evlisten *evlisten_new(struct event_base *base, int listen_fd, evconnlist
     l->cb = cb;
     l->arg = arg;
     l->name = name;
+    l->max_conns = max_conns;
+    l->stats = stats;
     l->resume = evtimer_new(base, resume_cb, l);
     /* Backlog 0: the socket already listens with SOMAXCONN; -1 would re-listen with 128. */
     l->listener = evconnlistener_new(base, accept_cb, l, LEV_OPT_REUSEABLE, 0, listen_fd);

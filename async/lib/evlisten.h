@@ -5,13 +5,18 @@
 #include <event2/event.h>
 #include <event2/listener.h>
 
+#include "srvstats.h"
+
 struct evlisten;
 
 /* Accepts on listen_fd (already listening; its backlog is kept) and calls cb for each new
- * connection. When accept fails (EMFILE, ENFILE...), accepting pauses for 100 ms and resumes
- * by itself; `name` prefixes the (rate-limited) message. NULL on failure. */
+ * connection, with TCP_NODELAY set. With max_conns > 0, a connection beyond max_conns open ones
+ * (srvstats_current(stats)) is closed at once and counted refused, as the threaded runtime
+ * does. When accept fails (EMFILE, ENFILE...), accepting pauses for 100 ms and resumes by
+ * itself; `name` prefixes the (rate-limited) message. NULL on failure. */
 struct evlisten *evlisten_new(struct event_base *base, int listen_fd, evconnlistener_cb cb,
-                              void *arg, const char *name);
+                              void *arg, const char *name, long max_conns,
+                              struct srv_stats *stats);
 /* Stops accepting and frees the listener (the fd stays open: its creator closes it). */
 void evlisten_free(struct evlisten *l);
 

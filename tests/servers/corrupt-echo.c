@@ -1,9 +1,7 @@
 /* corrupt-echo: a test server that echoes the uppercase of what it reads, except that one
  * reply byte in a thousand (every 1000th byte of each connection) has its case flipped, so
- * loadgen's reply check has something to catch. Thread per connection, blocking I/O. */
+ * loadgen's reply check has something to catch. Thread per connection (threaded/lib/tpc), blocking I/O. */
 #include <errno.h>
-#include <poll.h>
-#include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,6 +14,7 @@
 #include "sock.h"
 #include "srvstats.h"
 #include "stopsig.h"
+#include "tpc.h"
 #include "upper.h"
 
 #define SERVER_NAME "corrupt-echo"
@@ -29,9 +28,10 @@ static const struct opts_spec spec = {
 /* Shared by every connection thread; atomic. */
 static struct srv_stats stats;
 
-static void *serve(void *arg)
+static void serve(struct tpc_conn *c, void *arg)
 {
-    int fd = (int)(intptr_t)arg;
+    int fd = c->fd;
+    (void)arg;
     uint8_t buf[16384];
     uint64_t pos = 0, in = 0, out = 0;
     for (;;) {
@@ -49,49 +49,54 @@ static void *serve(void *arg)
             break;
         out += (uint64_t)n;
     }
-    srvstats_closed(&stats, in, out);
-    close(fd);
-    return NULL;
+    c->bytes_in = in;
+    c->bytes_out = out;
+}
+
+/* What the runtime and its handlers use: static, since a handler past the stop deadline may
+ * outlive main's frame (tpc.h). Written by main before the runtime starts. */
+static struct server_opts o;
+static struct tpc_config cfg;
+static int listen_fd = -1;
+
+static void print_listening(void *arg)
+{
+    (void)arg;
+    report_emit(stdout, report_listening(SERVER_NAME, "threaded", o.bind,
+                                         sock_local_port(listen_fd), NULL));
+}
+
+/* Serves `handler` on the thread-per-connection runtime until SIGINT/SIGTERM. */
+static int run(tpc_handler_fn handler, long stack_kb)
+{
+    char err[256];
+    struct tpc_result res;
+    int stop_fd = stopsig_install(err, sizeof err);
+    if (stop_fd < 0) {
+        fprintf(stderr, "%s: %s\n", SERVER_NAME, err);
+        return 1;
+    }
+    listen_fd = sock_listen_tcp(o.bind, o.port, err, sizeof err);
+    if (listen_fd < 0) {
+        fprintf(stderr, "%s: %s\n", SERVER_NAME, err);
+        close(stop_fd);
+        return 1;
+    }
+    cfg = (struct tpc_config){.listen_fd = listen_fd, .stack_kb = stack_kb,
+                              .handler = handler, .on_ready = print_listening};
+    int rc = tpc_run(&cfg, stop_fd, &stats, &res, err, sizeof err);
+    close(listen_fd);
+    close(stop_fd);
+    if (rc < 0) {
+        fprintf(stderr, "%s: %s\n", SERVER_NAME, err);
+        return 1;
+    }
+    report_emit(stdout, report_stopped(SERVER_NAME, "threaded", &stats, NULL));
+    return 0;
 }
 
 int main(int argc, char **argv)
 {
-    struct server_opts o;
-    char err[256];
     opts_parse_or_exit(&spec, argc, argv, &o);
-    int stopfd = stopsig_install(err, sizeof err);
-    int lfd = stopfd < 0 ? -1 : sock_listen_tcp(o.bind, o.port, err, sizeof err);
-    if (lfd < 0) {
-        fprintf(stderr, "%s: %s\n", SERVER_NAME, err);
-        return 1;
-    }
-    report_emit(stdout, report_listening(SERVER_NAME, "threaded", o.bind, sock_local_port(lfd),
-                                         NULL));
-    struct pollfd p[2] = {{.fd = lfd, .events = POLLIN}, {.fd = stopfd, .events = POLLIN}};
-    while (poll(p, 2, -1) >= 0 || errno == EINTR) {
-        if (p[1].revents)
-            break;
-        if (!(p[0].revents & POLLIN))
-            continue;
-        int fd = accept(lfd, NULL, NULL);
-        if (fd < 0)
-            continue;
-        sock_set_nonblock(fd, 0);
-        sock_set_nodelay(fd);
-        pthread_t t;
-        pthread_attr_t attr;
-        pthread_attr_init(&attr);
-        pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-        pthread_attr_setstacksize(&attr, 256 * 1024);
-        if (pthread_create(&t, &attr, serve, (void *)(intptr_t)fd) != 0) {
-            srvstats_refused(&stats);
-            close(fd);
-        } else {
-            srvstats_opened(&stats);
-        }
-        pthread_attr_destroy(&attr);
-    }
-    close(lfd);
-    report_emit(stdout, report_stopped(SERVER_NAME, "threaded", &stats, NULL));
-    return 0;
+    return run(serve, 256);
 }

@@ -4,10 +4,9 @@
  * case flipped. It gives loadgen's "more bytes than asked for" check something to catch.
  * With TVSA_CLOSE_EVERY=N (default 0: never) every Nth connection is closed at once, unread,
  * so loadgen sees it lost mid-request and reopens it after a pause.
- * Thread per connection, blocking I/O. */
+ * Thread per connection (threaded/lib/tpc), blocking I/O. */
 #include <errno.h>
-#include <poll.h>
-#include <pthread.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,6 +19,7 @@
 #include "sock.h"
 #include "srvstats.h"
 #include "stopsig.h"
+#include "tpc.h"
 #include "upper.h"
 
 #define SERVER_NAME "extra-echo"
@@ -49,9 +49,14 @@ static long env_long(const char *name, long def, long lo, long hi)
     return v;
 }
 
-static void *serve(void *arg)
+static void serve(struct tpc_conn *c, void *arg)
 {
-    int fd = (int)(intptr_t)arg;
+    /* Connections this server has served; every close_every-th is dropped unread. */
+    static atomic_uint_fast64_t accepted;
+    int fd = c->fd;
+    (void)arg;
+    if (close_every > 0 && (atomic_fetch_add(&accepted, 1) + 1) % (uint64_t)close_every == 0)
+        return; /* the runtime closes it */
     uint8_t req[REQ_MAX + 1];
     size_t got = 0;
     uint64_t replies = 0, in = 0, out = 0;
@@ -77,58 +82,58 @@ static void *serve(void *arg)
             break;
         out += len;
     }
-    srvstats_closed(&stats, in, out);
-    close(fd);
-    return NULL;
+    c->bytes_in = in;
+    c->bytes_out = out;
+}
+
+/* What the runtime and its handlers use: static, since a handler past the stop deadline may
+ * outlive main's frame (tpc.h). Written by main before the runtime starts. */
+static struct server_opts o;
+static struct tpc_config cfg;
+static int listen_fd = -1;
+
+static void print_listening(void *arg)
+{
+    (void)arg;
+    report_emit(stdout, report_listening(SERVER_NAME, "threaded", o.bind,
+                                         sock_local_port(listen_fd), NULL));
+}
+
+/* Serves `handler` on the thread-per-connection runtime until SIGINT/SIGTERM. */
+static int run(tpc_handler_fn handler, long stack_kb)
+{
+    char err[256];
+    struct tpc_result res;
+    int stop_fd = stopsig_install(err, sizeof err);
+    if (stop_fd < 0) {
+        fprintf(stderr, "%s: %s\n", SERVER_NAME, err);
+        return 1;
+    }
+    listen_fd = sock_listen_tcp(o.bind, o.port, err, sizeof err);
+    if (listen_fd < 0) {
+        fprintf(stderr, "%s: %s\n", SERVER_NAME, err);
+        close(stop_fd);
+        return 1;
+    }
+    cfg = (struct tpc_config){.listen_fd = listen_fd, .stack_kb = stack_kb,
+                              .handler = handler, .on_ready = print_listening};
+    int rc = tpc_run(&cfg, stop_fd, &stats, &res, err, sizeof err);
+    close(listen_fd);
+    close(stop_fd);
+    if (rc < 0) {
+        fprintf(stderr, "%s: %s\n", SERVER_NAME, err);
+        return 1;
+    }
+    report_emit(stdout, report_stopped(SERVER_NAME, "threaded", &stats, NULL));
+    return 0;
 }
 
 int main(int argc, char **argv)
 {
-    struct server_opts o;
-    char err[256];
     opts_parse_or_exit(&spec, argc, argv, &o);
     req_size = env_long("TVSA_REQ_SIZE", 64, 1, REQ_MAX);
     extra_every = env_long("TVSA_EXTRA_EVERY", 1, 1, 1000000);
     extra_flip = (int)env_long("TVSA_EXTRA_FLIP", 0, 0, 1);
     close_every = env_long("TVSA_CLOSE_EVERY", 0, 0, 1000000);
-    uint64_t accepted = 0;
-    int stopfd = stopsig_install(err, sizeof err);
-    int lfd = stopfd < 0 ? -1 : sock_listen_tcp(o.bind, o.port, err, sizeof err);
-    if (lfd < 0) {
-        fprintf(stderr, "%s: %s\n", SERVER_NAME, err);
-        return 1;
-    }
-    report_emit(stdout, report_listening(SERVER_NAME, "threaded", o.bind, sock_local_port(lfd),
-                                         NULL));
-    struct pollfd p[2] = {{.fd = lfd, .events = POLLIN}, {.fd = stopfd, .events = POLLIN}};
-    while (poll(p, 2, -1) >= 0 || errno == EINTR) {
-        if (p[1].revents)
-            break;
-        if (!(p[0].revents & POLLIN))
-            continue;
-        int fd = accept(lfd, NULL, NULL);
-        if (fd < 0)
-            continue;
-        if (close_every > 0 && ++accepted % (uint64_t)close_every == 0) {
-            close(fd);
-            continue;
-        }
-        sock_set_nonblock(fd, 0);
-        sock_set_nodelay(fd);
-        pthread_t t;
-        pthread_attr_t attr;
-        pthread_attr_init(&attr);
-        pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-        pthread_attr_setstacksize(&attr, 256 * 1024);
-        if (pthread_create(&t, &attr, serve, (void *)(intptr_t)fd) != 0) {
-            srvstats_refused(&stats);
-            close(fd);
-        } else {
-            srvstats_opened(&stats);
-        }
-        pthread_attr_destroy(&attr);
-    }
-    close(lfd);
-    report_emit(stdout, report_stopped(SERVER_NAME, "threaded", &stats, NULL));
-    return 0;
+    return run(serve, 256);
 }

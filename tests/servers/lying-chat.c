@@ -2,10 +2,7 @@
  * other client, no join/leave notices) that corrupts every TVSA_LIE_EVERY-th line it relays
  * (default 5): TVSA_LIE=pad changes the text's last byte, TVSA_LIE=name (default) puts another
  * name in front. It gives loadgen's chat check something to catch. Thread per connection. */
-#include <arpa/inet.h>
 #include <errno.h>
-#include <netinet/in.h>
-#include <poll.h>
 #include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -19,6 +16,7 @@
 #include "sock.h"
 #include "srvstats.h"
 #include "stopsig.h"
+#include "tpc.h"
 
 #define SERVER_NAME "lying-chat"
 #define MAX_CLIENTS 256
@@ -53,15 +51,13 @@ static void relay(int from, const char *name, const char *text, size_t len)
     pthread_mutex_unlock(&room_mu);
 }
 
-static void *serve(void *arg)
+static void serve(struct tpc_conn *c, void *arg)
 {
-    int fd = (int)(intptr_t)arg;
+    int fd = c->fd;
+    (void)arg;
     char name[64], buf[LINE_MAX_LEN];
-    struct sockaddr_in sa;
-    socklen_t sl = sizeof sa;
     size_t have = 0;
-    getpeername(fd, (struct sockaddr *)&sa, &sl);
-    snprintf(name, sizeof name, "%s:%u", inet_ntoa(sa.sin_addr), ntohs(sa.sin_port));
+    sock_addr_name((struct sockaddr *)&c->peer, c->peer_len, name, sizeof name);
     pthread_mutex_lock(&room_mu);
     for (int i = 0; i < MAX_CLIENTS; i++)
         if (room_fd[i] == 0) {
@@ -92,15 +88,52 @@ static void *serve(void *arg)
         if (room_fd[i] == fd)
             room_fd[i] = 0;
     pthread_mutex_unlock(&room_mu);
-    srvstats_closed(&stats, 0, 0);
-    close(fd);
-    return NULL;
+}
+
+/* What the runtime and its handlers use: static, since a handler past the stop deadline may
+ * outlive main's frame (tpc.h). Written by main before the runtime starts. */
+static struct server_opts o;
+static struct tpc_config cfg;
+static int listen_fd = -1;
+
+static void print_listening(void *arg)
+{
+    (void)arg;
+    report_emit(stdout, report_listening(SERVER_NAME, "threaded", o.bind,
+                                         sock_local_port(listen_fd), NULL));
+}
+
+/* Serves `handler` on the thread-per-connection runtime until SIGINT/SIGTERM. */
+static int run(tpc_handler_fn handler, long stack_kb)
+{
+    char err[256];
+    struct tpc_result res;
+    int stop_fd = stopsig_install(err, sizeof err);
+    if (stop_fd < 0) {
+        fprintf(stderr, "%s: %s\n", SERVER_NAME, err);
+        return 1;
+    }
+    listen_fd = sock_listen_tcp(o.bind, o.port, err, sizeof err);
+    if (listen_fd < 0) {
+        fprintf(stderr, "%s: %s\n", SERVER_NAME, err);
+        close(stop_fd);
+        return 1;
+    }
+    cfg = (struct tpc_config){.listen_fd = listen_fd, .stack_kb = stack_kb,
+                              .handler = handler, .on_ready = print_listening};
+    int rc = tpc_run(&cfg, stop_fd, &stats, &res, err, sizeof err);
+    close(listen_fd);
+    close(stop_fd);
+    if (rc < 0) {
+        fprintf(stderr, "%s: %s\n", SERVER_NAME, err);
+        return 1;
+    }
+    report_emit(stdout, report_stopped(SERVER_NAME, "threaded", &stats, NULL));
+    return 0;
 }
 
 int main(int argc, char **argv)
 {
-    struct server_opts o;
-    char err[256];
     opts_parse_or_exit(&spec, argc, argv, &o);
     const char *ev = getenv("TVSA_LIE_EVERY"), *mode = getenv("TVSA_LIE");
     if (ev && (lie_every = strtol(ev, NULL, 10)) < 1) {
@@ -108,35 +141,5 @@ int main(int argc, char **argv)
         return 2;
     }
     lie_pad = mode && strcmp(mode, "pad") == 0;
-    int stopfd = stopsig_install(err, sizeof err);
-    int lfd = stopfd < 0 ? -1 : sock_listen_tcp(o.bind, o.port, err, sizeof err);
-    if (lfd < 0) {
-        fprintf(stderr, "%s: %s\n", SERVER_NAME, err);
-        return 1;
-    }
-    report_emit(stdout, report_listening(SERVER_NAME, "threaded", o.bind, sock_local_port(lfd),
-                                         NULL));
-    struct pollfd p[2] = {{.fd = lfd, .events = POLLIN}, {.fd = stopfd, .events = POLLIN}};
-    while (poll(p, 2, -1) >= 0 || errno == EINTR) {
-        if (p[1].revents)
-            break;
-        if (!(p[0].revents & POLLIN))
-            continue;
-        int fd = accept(lfd, NULL, NULL);
-        if (fd < 0)
-            continue;
-        sock_set_nonblock(fd, 0);
-        pthread_t t;
-        pthread_attr_t attr;
-        pthread_attr_init(&attr);
-        pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-        if (pthread_create(&t, &attr, serve, (void *)(intptr_t)fd) != 0)
-            close(fd);
-        else
-            srvstats_opened(&stats);
-        pthread_attr_destroy(&attr);
-    }
-    close(lfd);
-    report_emit(stdout, report_stopped(SERVER_NAME, "threaded", &stats, NULL));
-    return 0;
+    return run(serve, 0);
 }
