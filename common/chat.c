@@ -1,4 +1,4 @@
-/* The chat protocol's messages (INTERFACES.md): formatting for servers, parsing for clients. */
+/* The chat protocol's messages (docs/interfaces.md): formatting for servers, parsing for clients. */
 #include "chat.h"
 
 #include <string.h>

@@ -1,4 +1,4 @@
-/* The command line every server shares (INTERFACES.md), parsed in one place with getopt_long. */
+/* The command line every server shares (docs/interfaces.md), parsed in one place with getopt_long. */
 #include "opts.h"
 
 #include <arpa/inet.h>

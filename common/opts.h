@@ -1,4 +1,4 @@
-/* The command line every server shares (INTERFACES.md), parsed in one place with getopt_long. */
+/* The command line every server shares (docs/interfaces.md), parsed in one place with getopt_long. */
 #ifndef TVSA_OPTS_H
 #define TVSA_OPTS_H
 #include <stdio.h>

@@ -1,4 +1,4 @@
-/* The JSON event lines every server prints on stdout (INTERFACES.md), built with jansson. */
+/* The JSON event lines every server prints on stdout (docs/interfaces.md), built with jansson. */
 #include "report.h"
 
 #include <sys/resource.h>

@@ -1,4 +1,4 @@
-/* Zone files (INTERFACES.md: `NAME [TTL] A IPV4`, # comments) and the answers a DNS server
+/* Zone files (docs/interfaces.md: `NAME [TTL] A IPV4`, # comments) and the answers a DNS server
  * gives from one. Pure, apart from zone_load_file reading the file. */
 #ifndef TVSA_ZONE_H
 #define TVSA_ZONE_H
@@ -36,7 +36,7 @@ const struct dnswire_name *zone_name_at(const struct zone *z, size_t i);
 const struct dnswire_a *zone_lookup(const struct zone *z, const struct dnswire_name *name,
                                     size_t *n);
 
-/* Answers one DNS message as INTERFACES.md says: A in zone -> NOERROR+AA+records; name not in
+/* Answers one DNS message as docs/interfaces.md says: A in zone -> NOERROR+AA+records; name not in
  * zone -> NXDOMAIN; other type of a known name -> NOERROR, no answers; opcode not QUERY ->
  * NOTIMP; class not IN -> REFUSED; unparsable with a full header, or not exactly one question
  * -> FORMERR. Writes the reply into out (at most limit bytes: 512 for UDP, TC set if the

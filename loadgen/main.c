@@ -1,5 +1,5 @@
 /* bin/loadgen: drives a tvsa server with many connections, checks every reply, and writes the
- * tvsa-loadgen/1 JSON (INTERFACES.md, docs/metrics.md). main reads: parse -> probe -> run the
+ * tvsa-loadgen/1 JSON (docs/interfaces.md, docs/metrics.md). main reads: parse -> probe -> run the
  * steps -> write the JSON -> free. */
 #include <arpa/inet.h>
 #include <errno.h>

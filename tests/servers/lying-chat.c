@@ -1,4 +1,4 @@
-/* lying-chat: a test chat server (INTERFACES.md's line protocol, "IP:PORT: TEXT" to every
+/* lying-chat: a test chat server (docs/interfaces.md's line protocol, "IP:PORT: TEXT" to every
  * other client, no join/leave notices) that corrupts every TVSA_LIE_EVERY-th line it relays
  * (default 5): TVSA_LIE=pad changes the text's last byte, TVSA_LIE=name (default) puts another
  * name in front. It gives loadgen's chat check something to catch. Thread per connection. */
