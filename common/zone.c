@@ -234,7 +234,7 @@ static int grow(void **p, size_t *cap, size_t n, size_t size)
     return 0;
 }
 
-/* `$ORIGIN NAME` and `$TTL N`. */
+/* `$ORIGIN NAME` and `$TTL N` (n tokens, tok[0] and tok[1] read only when n == 2). */
 static int parse_directive(struct parser *ps, char **tok, size_t n, size_t lineno, char *err,
                            size_t errlen)
 {
@@ -297,10 +297,11 @@ static int parse_soa(struct parser *ps, const char *owner_text, const struct dns
     }
     struct dnswire_soa soa;
     uint32_t *num[5] = {&soa.serial, &soa.refresh, &soa.retry, &soa.expire, &soa.minimum};
-    if (parse_name(ps, f[0], &soa.mname) < 0 || parse_name(ps, f[1], &soa.rname) < 0) {
-        snprintf(err, errlen, "line %zu: bad SOA name '%s'", lineno,
-                 parse_name(ps, f[0], &soa.mname) < 0 ? f[0] : f[1]);
-        return -1;
+    for (int i = 0; i < 2; i++) {
+        if (parse_name(ps, f[i], i == 0 ? &soa.mname : &soa.rname) < 0) {
+            snprintf(err, errlen, "line %zu: bad SOA name '%s'", lineno, f[i]);
+            return -1;
+        }
     }
     for (int i = 0; i < 5; i++) {
         if (parse_num(f[2 + i], i == 0 ? 4294967295ull : 2147483647ull, num[i]) < 0) {
@@ -328,8 +329,7 @@ static int parse_line(struct parser *ps, char *line, size_t lineno, char *err, s
     if (n == 0)
         return 0;
     if (tok[0][0] == '$')
-        return parse_directive(ps, tok, n > MAX_TOKENS ? MAX_TOKENS + 1 : n, lineno, err,
-                               errlen);
+        return parse_directive(ps, tok, n, lineno, err, errlen);
     if (n < 3 || n > MAX_TOKENS) {
         snprintf(err, errlen, "line %zu: " EXPECT_A " or SOA, got %zu fields", lineno, n);
         return -1;
