@@ -18,7 +18,7 @@ const char zone_sample_text[] =
     "api.example.test        60   A 198.51.100.7\n"
     "api.example.test        60   A 198.51.100.8\n"
     "api.example.test        60   A 198.51.100.9\n"
-    "# internal.example.test has no record of its own: an empty non-terminal (NOERROR, no answer).\n"
+    "# internal.example.test has no record of its own: an empty non-terminal (NOERROR, NODATA).\n"
     "db.internal.example.test     A 10.1.2.3\n"
     "cache.internal.example.test  A 10.1.2.4\n"
     "short-ttl.example.test  0    A 203.0.113.1\n"

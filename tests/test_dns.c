@@ -821,8 +821,8 @@ static void test_dig_sample_zone(void **state)
         const char *has[8], *nots[4];
     } cases[] = {
         {"EDNS 4096: all 40 A over UDP", {"+bufsize=4096", "+ignore", "big.example.test", NULL},
-         {"status: NOERROR", "flags: qr aa rd;", "ANSWER: 40,", "; EDNS: version: 0, flags:; udp: 1232",
-          "MSG SIZE  rcvd: 685", "10.0.1.40", NULL},
+         {"status: NOERROR", "flags: qr aa rd;", "ANSWER: 40,",
+          "; EDNS: version: 0, flags:; udp: 1232", "MSG SIZE  rcvd: 685", "10.0.1.40", NULL},
          {"Truncated", " tc", NULL}},
         {"dig's default EDNS (1232): no TC either", {"big.example.test", NULL},
          {"ANSWER: 40,", "udp: 1232", NULL}, {"Truncated", NULL}},

@@ -100,7 +100,7 @@ static void usage(FILE *out)
             "  --tcp                TCP from the start (UDP falls back to TCP on TC anyway)\n"
             "  --edns SIZE          EDNS(0) UDP payload size to offer, 512..65535 (default\n"
             "                       1232, as dig); 0 sends no OPT (512-byte UDP answers)\n"
-            "  -q, --quiet          no per-name summary (rcode, flags, TC and TCP retry) on stderr\n"
+            "  -q, --quiet          no summary per name on stderr (rcode, flags, TC, TCP retry)\n"
             "  --json               one JSON object on stdout instead of lines\n"
             "  --model MODEL        async (default: one libevent loop) or threaded (one blocking\n"
             "                       thread per name)\n"
