@@ -78,20 +78,22 @@ static void stop(struct testsrv *srv)
     json_decref(st);
 }
 
+/* The stderr of the last run3. */
+static char run_err[8192];
+
 /* Runs the command head + a + b (NULL-terminated lists; a and b may be NULL), stdout into
- * out; returns its exit status. */
+ * out, stderr into run_err; returns its exit status. */
 static int run3(const char *const *head, const char *const *a, const char *const *b, char *out,
                 size_t outlen)
 {
     const char *const *parts[3] = {head, a, b};
     const char *argv[64];
-    char err[8192];
     size_t n = 0;
     for (int k = 0; k < 3; k++)
         for (size_t i = 0; parts[k] && parts[k][i] && n < 63; i++)
             argv[n++] = parts[k][i];
     argv[n] = NULL;
-    return testsrv_run(argv, out, outlen, err, sizeof err, 15000);
+    return testsrv_run(argv, out, outlen, run_err, sizeof run_err, 15000);
 }
 
 /* Runs bin/dnsq against the server with extra args and names; returns its exit status. */
@@ -170,6 +172,18 @@ static void test_truncation_falls_back_to_tcp(void **state)
                 assert_true(json_is_null(se)); /* no OPT asked, none given */
             json_decref(j);
         }
+        /* The summary on stderr says what happened, for people. */
+        const char *plain[] = {"--edns", "0", NULL}, *quiet[] = {"--quiet", NULL};
+        assert_int_equal(dnsq(srv.port, plain, names, out, sizeof out), 0);
+        if (strstr(run_err, ";; big.zone.test: NOERROR, flags: qr aa rd; udp (no edns), "
+                            "truncated (tc): retried over tcp, 2 tries") == NULL)
+            fail_msg("%s: stderr '%s'", servers[s], run_err);
+        assert_int_equal(dnsq(srv.port, NULL, names, out, sizeof out), 0);
+        if (strstr(run_err, ";; big.zone.test: NOERROR, flags: qr aa rd; udp (edns 1232), 1 try; "
+                            "server edns 1232") == NULL)
+            fail_msg("%s: stderr '%s'", servers[s], run_err);
+        assert_int_equal(dnsq(srv.port, quiet, names, out, sizeof out), 0);
+        assert_string_equal(run_err, "");
         stop(&srv);
     }
 }
