@@ -58,7 +58,8 @@ struct server {
     struct dnswire_msg *m;                /* decoder scratch */
     uint8_t tcp_out[2 + DNSWIRE_MAX_MSG]; /* one TCP reply with its length prefix */
     uint8_t qbuf[BATCH][QUERY_MAX];
-    uint8_t rbuf[BATCH][DNSWIRE_UDP_LIMIT];
+    struct zone_limits udp, tcp;
+    uint8_t rbuf[BATCH][DNSWIRE_MAX_MSG]; /* pages beyond --edns-size are never touched */
     struct sockaddr_storage peers[BATCH];
     struct mmsghdr in[BATCH], out[BATCH];
     struct iovec in_iov[BATCH], out_iov[BATCH];
@@ -112,8 +113,8 @@ static void udp_cb(evutil_socket_t fd, short what, void *arg)
                 s->counts.too_long++;
                 continue;
             }
-            size_t len = zone_respond(s->zone, s->qbuf[i], m->msg_len, s->rbuf[nout],
-                                      DNSWIRE_UDP_LIMIT, s->m, &rcode);
+            size_t len = zone_respond(s->zone, s->qbuf[i], m->msg_len, &s->udp, s->rbuf[nout],
+                                      sizeof s->rbuf[nout], s->m, &rcode);
             dnsstats_count_reply(&s->counts, rcode, s->rbuf[nout], len);
             if (len == 0)
                 continue;
@@ -163,7 +164,8 @@ static void bev_read_cb(struct bufferevent *bev, void *arg)
         if (used == 0)
             break;
         int rcode;
-        size_t n = zone_respond(s->zone, msg, mlen, s->tcp_out + 2, DNSWIRE_MAX_MSG, s->m, &rcode);
+        size_t n = zone_respond(s->zone, msg, mlen, &s->tcp, s->tcp_out + 2, DNSWIRE_MAX_MSG, s->m,
+                                &rcode);
         dnsstats_count_reply(&s->counts, rcode, s->tcp_out + 2, n);
         s->counts.tcp++;
         c->bytes_in += used;
@@ -240,6 +242,8 @@ int main(int argc, char **argv)
     }
     s->o = &o;
     s->zone = zone;
+    s->udp = (struct zone_limits){ZONE_UDP, (size_t)o.edns_size};
+    s->tcp = (struct zone_limits){ZONE_TCP, (size_t)o.edns_size};
     s->idle_tv.tv_sec = o.idle_timeout_s;
     for (unsigned i = 0; i < BATCH; i++) {
         s->in_iov[i] = (struct iovec){s->qbuf[i], QUERY_MAX};

@@ -4,10 +4,6 @@
 #include <stdio.h>
 #include <string.h>
 
-/* Compression pointers one name may follow. Real encoders need a handful (a name points at
- * a suffix written earlier, which may itself end in a pointer); 16 leaves room and bounds a
- * name's cost. (Belongs in dnswire.h's contract; kept here while that file is not ours.) */
-
 static uint16_t get16(const uint8_t *p)
 {
     return (uint16_t)((p[0] << 8) | p[1]);
@@ -159,6 +155,19 @@ static int read_rr(const uint8_t *buf, size_t len, size_t *pos, struct dnswire_r
         snprintf(err, errlen, "A record at %zu with %u bytes of rdata", *pos, rr->rdlen);
         return -1;
     }
+    if (rr->type == DNSWIRE_T_SOA) {
+        /* MNAME and RNAME (kept in target and scratch), then five 32-bit fields, exactly. */
+        struct dnswire_name rname;
+        size_t np = *pos, end = *pos + rr->rdlen;
+        if (dnswire_read_name(buf, end, &np, &rr->target, err, errlen) < 0 ||
+            dnswire_read_name(buf, end, &np, &rname, err, errlen) < 0)
+            return -1;
+        if (end - np != 20) {
+            snprintf(err, errlen, "SOA rdata at %zu: %zu bytes after the names, not 20", *pos,
+                     end - np);
+            return -1;
+        }
+    }
     if (rr->type == DNSWIRE_T_CNAME || rr->type == DNSWIRE_T_NS) {
         /* The name must fill the rdata exactly; decoding within the rdata bound means it
          * cannot read the bytes after it (pointers still reach back into the message). */
@@ -174,6 +183,38 @@ static int read_rr(const uint8_t *buf, size_t len, size_t *pos, struct dnswire_r
     return 0;
 }
 
+/* 1 if the options of an OPT record (code, length, data; RFC 6891 6.1.2) fill its rdata. */
+static int opt_options_ok(const uint8_t *rdata, size_t rdlen)
+{
+    size_t off = 0;
+    while (off < rdlen) {
+        if (rdlen - off < 4)
+            return 0;
+        size_t olen = get16(rdata + off + 2);
+        off += 4;
+        if (olen > rdlen - off)
+            return 0;
+        off += olen;
+    }
+    return 1;
+}
+
+/* Notes an OPT record found in section sec (0 answer, 1 authority, 2 additional). */
+static void note_opt(const uint8_t *buf, const struct dnswire_rr *rr, int sec,
+                     struct dnswire_edns *e)
+{
+    if (e->count++ == 0) {
+        e->udp_size = rr->rclass;
+        e->ext_rcode = (uint8_t)(rr->ttl >> 24);
+        e->version = (uint8_t)(rr->ttl >> 16);
+        e->flags = (uint16_t)rr->ttl;
+        e->rdlen = rr->rdlen;
+        e->rdata_off = rr->rdata_off;
+    }
+    if (sec != 2 || rr->name.len != 1 || !opt_options_ok(buf + rr->rdata_off, rr->rdlen))
+        e->ok = 0;
+}
+
 int dnswire_decode(const uint8_t *buf, size_t len, struct dnswire_msg *m, char *err,
                    size_t errlen)
 {
@@ -181,7 +222,9 @@ int dnswire_decode(const uint8_t *buf, size_t len, struct dnswire_msg *m, char *
     struct dnswire_rr rrscratch;
     size_t pos = DNSWIRE_HDR_LEN;
 
-    m->nq = m->nan = 0;
+    m->nq = m->nan = m->nns = 0;
+    memset(&m->edns, 0, sizeof m->edns);
+    m->edns.ok = 1;
     if (dnswire_decode_header(buf, len, &m->h) < 0) {
         snprintf(err, errlen, "%zu bytes: shorter than a header", buf ? len : 0);
         return DNSWIRE_ESHORT;
@@ -195,12 +238,16 @@ int dnswire_decode(const uint8_t *buf, size_t len, struct dnswire_msg *m, char *
     }
     unsigned nrr = (unsigned)m->h.ancount + m->h.nscount + m->h.arcount;
     for (unsigned i = 0; i < nrr; i++) {
-        int keep = i < m->h.ancount && m->nan < DNSWIRE_MAX_RR;
-        struct dnswire_rr *rr = keep ? &m->an[m->nan] : &rrscratch;
+        int sec = i < m->h.ancount ? 0 : i < (unsigned)m->h.ancount + m->h.nscount ? 1 : 2;
+        struct dnswire_rr *rr = &rrscratch;
+        if (sec == 0 && m->nan < DNSWIRE_MAX_RR)
+            rr = &m->an[m->nan++];
+        else if (sec == 1 && m->nns < DNSWIRE_MAX_NS)
+            rr = &m->ns[m->nns++];
         if (read_rr(buf, len, &pos, rr, err, errlen) < 0)
             return DNSWIRE_EMALFORMED;
-        if (keep)
-            m->nan++;
+        if (rr->type == DNSWIRE_T_OPT)
+            note_opt(buf, rr, sec, &m->edns);
     }
     if (pos != len) {
         snprintf(err, errlen, "%zu bytes after the last record", len - pos);
@@ -300,14 +347,15 @@ void dnswire_name_lower(struct dnswire_name *n)
         n->wire[i] = lower(n->wire[i]);
 }
 
-static void put_header(uint8_t *buf, uint16_t id, uint16_t flags, uint16_t qd, uint16_t an)
+static void put_header(uint8_t *buf, uint16_t id, uint16_t flags, uint16_t qd, uint16_t an,
+                       uint16_t ns, uint16_t ar)
 {
     put16(buf, id);
     put16(buf + 2, flags);
     put16(buf + 4, qd);
     put16(buf + 6, an);
-    put16(buf + 8, 0);
-    put16(buf + 10, 0);
+    put16(buf + 8, ns);
+    put16(buf + 10, ar);
 }
 
 int dnswire_encode_query(uint8_t *buf, size_t cap, uint16_t id, const struct dnswire_name *qname,
@@ -316,50 +364,150 @@ int dnswire_encode_query(uint8_t *buf, size_t cap, uint16_t id, const struct dns
     size_t need = DNSWIRE_HDR_LEN + (size_t)qname->len + 4;
     if (qname->len == 0 || cap < need)
         return -1;
-    put_header(buf, id, rd ? DNSWIRE_F_RD : 0, 1, 0);
+    put_header(buf, id, rd ? DNSWIRE_F_RD : 0, 1, 0, 0, 0);
     memcpy(buf + DNSWIRE_HDR_LEN, qname->wire, qname->len);
     put16(buf + DNSWIRE_HDR_LEN + qname->len, qtype);
     put16(buf + DNSWIRE_HDR_LEN + qname->len + 2, DNSWIRE_C_IN);
     return (int)need;
 }
 
+static void put_opt(uint8_t *p, uint16_t udp_size, uint8_t ext_rcode, uint16_t flags)
+{
+    p[0] = 0; /* the root */
+    put16(p + 1, DNSWIRE_T_OPT);
+    put16(p + 3, udp_size);
+    put32(p + 5, ((uint32_t)ext_rcode << 24) | flags); /* version 0 */
+    put16(p + 9, 0);
+}
+
+int dnswire_append_opt(uint8_t *buf, size_t cap, size_t len, uint16_t udp_size,
+                       uint8_t ext_rcode, uint16_t flags)
+{
+    if (len < DNSWIRE_HDR_LEN || cap < len || cap - len < DNSWIRE_OPT_LEN ||
+        get16(buf + 10) == 0xFFFF)
+        return -1;
+    put_opt(buf + len, udp_size, ext_rcode, flags);
+    put16(buf + 10, (uint16_t)(get16(buf + 10) + 1));
+    return (int)(len + DNSWIRE_OPT_LEN);
+}
+
+/* Where in the question name the SOA owner starts when it is a suffix of it (so a pointer
+ * can stand for it), or 0 when it is not. Offsets are from the message start. */
+static size_t suffix_pointer(const struct dnswire_question *q, const struct dnswire_name *owner)
+{
+    if (q == NULL || owner->len > q->name.len)
+        return 0;
+    size_t off = 0, want = (size_t)q->name.len - owner->len;
+    while (off < want)
+        off += (size_t)q->name.wire[off] + 1; /* label by label: a boundary, not a byte match */
+    if (off != want)
+        return 0;
+    struct dnswire_name tail;
+    tail.len = owner->len;
+    memcpy(tail.wire, q->name.wire + off, owner->len);
+    return dnswire_name_equal(&tail, owner) ? DNSWIRE_HDR_LEN + off : 0;
+}
+
+enum { A_RR_LEN = 2 + 10 + 4 }; /* pointer owner, fixed fields, IPv4 */
+
+int dnswire_encode_reply(uint8_t *buf, size_t limit, const struct dnswire_header *qh,
+                         const struct dnswire_question *q, const struct dnswire_reply *r)
+{
+    size_t qlen = q ? (size_t)q->name.len + 4 : 0, optlen = r->edns ? DNSWIRE_OPT_LEN : 0;
+    size_t soa_ptr = r->soa ? suffix_pointer(q, r->soa_owner) : 0, soalen = 0;
+    uint16_t flags = (uint16_t)(DNSWIRE_F_QR | (qh->flags & 0x7800u) |
+                                (qh->flags & DNSWIRE_F_RD) | (r->aa ? DNSWIRE_F_AA : 0) |
+                                (r->rcode & 0xF));
+    size_t na = r->na;
+
+    if (limit > DNSWIRE_MAX_MSG)
+        limit = DNSWIRE_MAX_MSG;
+    if (DNSWIRE_HDR_LEN + qlen + optlen > limit || (q && q->name.len == 0))
+        return -1;
+    if (r->soa)
+        soalen = (soa_ptr ? 2 : r->soa_owner->len) + 10u + r->soa->mname.len +
+                 r->soa->rname.len + 20u;
+    size_t room = limit - DNSWIRE_HDR_LEN - qlen - optlen;
+    int with_soa = r->soa != NULL;
+    /* Every record of the answer and the authority is needed (the SOA of a negative answer
+     * too: without it a resolver cannot cache it), so it all fits, or none of it goes. */
+    if (q == NULL || na > room / A_RR_LEN || soalen > room - na * A_RR_LEN) {
+        if (na > 0 || with_soa)
+            flags |= DNSWIRE_F_TC;
+        na = 0;
+        with_soa = 0;
+    }
+    int soa_an = with_soa && r->soa_in_answer, soa_ns = with_soa && !r->soa_in_answer;
+    put_header(buf, qh->id, flags, q ? 1 : 0, (uint16_t)(na + (size_t)soa_an),
+               (uint16_t)soa_ns, r->edns ? 1 : 0);
+    size_t pos = DNSWIRE_HDR_LEN;
+    if (q) {
+        memcpy(buf + pos, q->name.wire, q->name.len);
+        put16(buf + pos + q->name.len, q->qtype);
+        put16(buf + pos + q->name.len + 2, q->qclass);
+        pos += qlen;
+    }
+    for (size_t i = 0; i < na; i++) {
+        uint8_t *p = buf + pos;
+        put16(p, 0xC000 | DNSWIRE_HDR_LEN); /* the question's name */
+        put16(p + 2, DNSWIRE_T_A);
+        put16(p + 4, DNSWIRE_C_IN);
+        put32(p + 6, r->a[i].ttl);
+        put16(p + 10, 4);
+        memcpy(p + 12, r->a[i].addr, 4);
+        pos += A_RR_LEN;
+    }
+    if (with_soa) {
+        const struct dnswire_soa *soa = r->soa;
+        if (soa_ptr) {
+            put16(buf + pos, (uint16_t)(0xC000 | soa_ptr));
+            pos += 2;
+        } else {
+            memcpy(buf + pos, r->soa_owner->wire, r->soa_owner->len);
+            pos += r->soa_owner->len;
+        }
+        put16(buf + pos, DNSWIRE_T_SOA);
+        put16(buf + pos + 2, DNSWIRE_C_IN);
+        put32(buf + pos + 4, r->soa_ttl);
+        put16(buf + pos + 8, (uint16_t)(soa->mname.len + soa->rname.len + 20));
+        pos += 10;
+        memcpy(buf + pos, soa->mname.wire, soa->mname.len);
+        pos += soa->mname.len;
+        memcpy(buf + pos, soa->rname.wire, soa->rname.len);
+        pos += soa->rname.len;
+        const uint32_t f[5] = {soa->serial, soa->refresh, soa->retry, soa->expire, soa->minimum};
+        for (int i = 0; i < 5; i++, pos += 4)
+            put32(buf + pos, f[i]);
+    }
+    if (r->edns) {
+        put_opt(buf + pos, r->edns_size, (uint8_t)((r->rcode >> 4) & 0xFF), 0);
+        pos += DNSWIRE_OPT_LEN;
+    }
+    return (int)pos;
+}
+
 int dnswire_encode_response(uint8_t *buf, size_t limit, const struct dnswire_header *qh,
                             const struct dnswire_question *q, int rcode, int aa,
                             const struct dnswire_a *a, size_t na)
 {
-    enum { A_RR_LEN = 2 + 10 + 4 }; /* pointer owner, fixed fields, IPv4 */
-    size_t qlen = q ? (size_t)q->name.len + 4 : 0;
-    size_t pos = DNSWIRE_HDR_LEN + qlen;
-    uint16_t flags = (uint16_t)(DNSWIRE_F_QR | (qh->flags & 0x7800u) |
-                                (qh->flags & DNSWIRE_F_RD) | (aa ? DNSWIRE_F_AA : 0) |
-                                (rcode & 0xF));
+    const struct dnswire_reply r = {.rcode = rcode, .aa = aa, .a = a, .na = na};
+    return dnswire_encode_reply(buf, limit, qh, q, &r);
+}
 
-    if (limit > DNSWIRE_MAX_MSG)
-        limit = DNSWIRE_MAX_MSG;
-    if (pos > limit || (q && q->name.len == 0))
-        return -1;
-    if (q == NULL || na > (limit - pos) / A_RR_LEN) {
-        if (na > 0)
-            flags |= DNSWIRE_F_TC;
-        na = 0;
-    }
-    put_header(buf, qh->id, flags, q ? 1 : 0, (uint16_t)na);
-    if (q) {
-        memcpy(buf + DNSWIRE_HDR_LEN, q->name.wire, q->name.len);
-        put16(buf + DNSWIRE_HDR_LEN + q->name.len, q->qtype);
-        put16(buf + DNSWIRE_HDR_LEN + q->name.len + 2, q->qclass);
-    }
-    for (size_t i = 0; i < na; i++) {
-        uint8_t *r = buf + pos;
-        put16(r, 0xC000 | DNSWIRE_HDR_LEN); /* the question's name */
-        put16(r + 2, DNSWIRE_T_A);
-        put16(r + 4, DNSWIRE_C_IN);
-        put32(r + 6, a[i].ttl);
-        put16(r + 10, 4);
-        memcpy(r + 12, a[i].addr, 4);
-        pos += A_RR_LEN;
-    }
-    return (int)pos;
+int dnswire_rcode(const struct dnswire_msg *m)
+{
+    int rc = (int)DNSWIRE_RCODE(m->h.flags);
+    return m->edns.count > 0 ? rc | (m->edns.ext_rcode << 4) : rc;
+}
+
+size_t dnswire_udp_limit(const struct dnswire_msg *m, size_t server_max)
+{
+    if (m->edns.count == 0)
+        return DNSWIRE_UDP_LIMIT;
+    size_t want = m->edns.udp_size < DNSWIRE_UDP_LIMIT ? DNSWIRE_UDP_LIMIT : m->edns.udp_size;
+    if (server_max < DNSWIRE_UDP_LIMIT)
+        server_max = DNSWIRE_UDP_LIMIT;
+    return want < server_max ? want : server_max;
 }
 
 size_t dnswire_tcp_next(const uint8_t *buf, size_t len, const uint8_t **msg, size_t *msglen)

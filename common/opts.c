@@ -10,6 +10,7 @@
 enum {
     OPT_BIND = 256, OPT_PORT, OPT_MAX_CONNS, OPT_IDLE, OPT_STACK_KB, OPT_POOL, OPT_API,
     OPT_WORK_US, OPT_MAX_LINE, OPT_MAX_BACKLOG, OPT_BROADCAST, OPT_ZONE, OPT_THREADS,
+    OPT_EDNS_SIZE,
 };
 
 struct flag_def {
@@ -43,6 +44,8 @@ static const struct flag_def flags[] = {
     {"broadcast", OPT_BROADCAST, OPTS_CHAT, "MODE",
      "queued (default) or naive (waits for each receiver: the trap, on purpose)", 0, 0},
     {"zone", OPT_ZONE, OPTS_ZONE, "FILE", "zone file (default: the sample zone)", 0, 0},
+    {"edns-size", OPT_EDNS_SIZE, OPTS_ZONE, "BYTES",
+     "largest UDP answer to an EDNS client (default 1232)", 512, 65535},
     {"threads", OPT_THREADS, OPTS_THREADS, "N", "worker threads (default 0: online CPUs)", 0,
      1024},
 };
@@ -72,6 +75,7 @@ static void set_defaults(const struct opts_spec *spec, struct server_opts *o)
     o->max_line = 4096;
     o->max_backlog_kib = 1024;
     o->broadcast = OPTS_BROADCAST_QUEUED;
+    o->edns_size = 1232; /* DNSWIRE_EDNS_SIZE; opts does not depend on the DNS modules */
 }
 
 /* The long field a numeric flag sets, or NULL for the flags that are not plain numbers. */
@@ -86,6 +90,7 @@ static long *numeric_field(int id, struct server_opts *o)
     case OPT_MAX_LINE: return &o->max_line;
     case OPT_MAX_BACKLOG: return &o->max_backlog_kib;
     case OPT_THREADS: return &o->threads;
+    case OPT_EDNS_SIZE: return &o->edns_size;
     default: return NULL;
     }
 }

@@ -9,7 +9,7 @@ enum {
     OPTS_API = 1u << 1,      /* --api bufferevent|event */
     OPTS_WORK = 1u << 2,     /* --work-us */
     OPTS_CHAT = 1u << 3,     /* --max-line, --max-backlog, --broadcast */
-    OPTS_ZONE = 1u << 4,     /* --zone */
+    OPTS_ZONE = 1u << 4,     /* --zone, --edns-size */
     OPTS_THREADS = 1u << 5,  /* --threads */
 };
 
@@ -29,6 +29,7 @@ struct server_opts {
     long max_backlog_kib;  /* chat: unsent output allowed per client, default 1024 */
     enum opts_broadcast broadcast;
     const char *zone;      /* DNS: zone file, NULL for the sample zone */
+    long edns_size;        /* DNS: largest UDP answer to an EDNS client, default 1232 */
     long threads;          /* 0: number of online CPUs */
 };
 

@@ -16,8 +16,14 @@ static void test_count_and_add(void **state)
     reply[2] = DNSWIRE_F_TC >> 8;
     dnsstats_count_reply(&a, 0, reply, sizeof reply);      /* NOERROR, truncated */
     dnsstats_count_reply(&a, 0, reply, 3);                  /* too short to carry TC */
-    assert_int_equal(a.rcode[0], 3);
+    reply[2] = 0;
+    reply[11] = 1;                                          /* an OPT in the additional */
+    dnsstats_count_reply(&a, DNSWIRE_RC_BADVERS, reply, sizeof reply);
+    dnsstats_count_reply(&a, 0, reply, 11);                 /* too short to carry ARCOUNT */
+    assert_int_equal(a.rcode[0], 4);
     assert_int_equal(a.rcode[3], 1);
+    assert_int_equal(a.rcode[DNSWIRE_RC_BADVERS], 1);
+    assert_int_equal(a.edns_replies, 1);
     assert_int_equal(a.dropped, 1);
     assert_int_equal(a.truncated_replies, 1);
     a.udp = 4;
@@ -28,8 +34,10 @@ static void test_count_and_add(void **state)
     dnsstats_add(&b, &a);
     assert_int_equal(b.udp, 14);
     assert_int_equal(b.tcp, 1);
-    assert_int_equal(b.rcode[0], 10);
+    assert_int_equal(b.rcode[0], 11);
     assert_int_equal(b.rcode[3], 1);
+    assert_int_equal(b.rcode[DNSWIRE_RC_BADVERS], 1);
+    assert_int_equal(b.edns_replies, 1);
     assert_int_equal(b.send_failures, 2);
     assert_int_equal(b.dropped, 1);
 }
@@ -53,6 +61,15 @@ static void test_json(void **state)
     assert_int_equal(json_integer_value(json_object_get(rc, "REFUSED")), 0);
     assert_int_equal(json_integer_value(json_object_get(rc, "RCODE9")), 2);
     assert_null(json_object_get(rc, "RCODE10"));
+    assert_null(json_object_get(rc, "BADVERS")); /* zero: left out */
+    json_decref(o);
+    c.rcode[DNSWIRE_RC_BADVERS] = 3;
+    c.edns_replies = 6;
+    o = dnsstats_json(&c);
+    rc = json_object_get(o, "rcodes");
+    assert_int_equal(json_integer_value(json_object_get(rc, "BADVERS")), 3);
+    assert_null(json_object_get(rc, "RCODE16"));
+    assert_int_equal(json_integer_value(json_object_get(o, "edns_replies")), 6);
     assert_true(json_is_integer(json_object_get(o, "truncated_replies")));
     json_decref(o);
 }

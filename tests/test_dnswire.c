@@ -295,9 +295,10 @@ static void test_compressed_response(void **state)
 
 /* picohttpparser's trick: every strict prefix must fail cleanly, and the message placed right
  * before an unmapped page must decode without touching it. */
-static void test_prefixes_before_guard_page(void **state)
+/* Every prefix of msg, and every single-byte corruption of it, placed right before a
+ * PROT_NONE page: a decoder read past the end faults. */
+static void check_before_guard_page(const uint8_t *msg, size_t msglen)
 {
-    (void)state;
     struct dnswire_msg *m = malloc(sizeof *m);
     char err[256];
     long pg = sysconf(_SC_PAGESIZE);
@@ -305,13 +306,14 @@ static void test_prefixes_before_guard_page(void **state)
                         MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     assert_non_null(m);
     assert_true(map != MAP_FAILED);
+    assert_true(msglen <= (size_t)pg);
     assert_int_equal(mprotect(map + pg, (size_t)pg, PROT_NONE), 0);
 
-    for (size_t len = 0; len <= sizeof response; len++) {
+    for (size_t len = 0; len <= msglen; len++) {
         uint8_t *p = map + pg - len;
-        memcpy(p, response, len);
+        memcpy(p, msg, len);
         int rc = dnswire_decode(p, len, m, err, sizeof err);
-        if (len == sizeof response)
+        if (len == msglen)
             assert_int_equal(rc, DNSWIRE_OK);
         else if (len < DNSWIRE_HDR_LEN)
             assert_int_equal(rc, DNSWIRE_ESHORT);
@@ -319,17 +321,63 @@ static void test_prefixes_before_guard_page(void **state)
             assert_int_equal(rc, DNSWIRE_EMALFORMED);
     }
     /* Every single-byte corruption either decodes or fails; it never reads past the end. */
-    for (size_t i = 0; i < sizeof response; i++) {
+    for (size_t i = 0; i < msglen; i++) {
         for (int v = 0; v < 256; v += 7) {
-            uint8_t *p = map + pg - sizeof response;
-            memcpy(p, response, sizeof response);
+            uint8_t *p = map + pg - msglen;
+            memcpy(p, msg, msglen);
             p[i] = (uint8_t)v;
-            int rc = dnswire_decode(p, sizeof response, m, err, sizeof err);
+            int rc = dnswire_decode(p, msglen, m, err, sizeof err);
             assert_true(rc == DNSWIRE_OK || rc == DNSWIRE_EMALFORMED);
         }
     }
     munmap(map, (size_t)pg * 2);
     free(m);
+}
+
+/* A question for name (type A) as a decoded header and question, for the encoders. */
+static void make_question(const char *name, struct dnswire_header *qh,
+                          struct dnswire_question *q)
+{
+    struct dnswire_msg *m = malloc(sizeof *m);
+    uint8_t qbuf[300];
+    char err[256];
+    struct dnswire_name n;
+    assert_non_null(m);
+    assert_int_equal(dnswire_name_from_text(name, &n), 0);
+    int qlen = dnswire_encode_query(qbuf, sizeof qbuf, 7, &n, DNSWIRE_T_A, 1);
+    assert_int_equal(dnswire_decode(qbuf, (size_t)qlen, m, err, sizeof err), DNSWIRE_OK);
+    *qh = m->h;
+    *q = m->q[0];
+    free(m);
+}
+
+static const struct dnswire_soa test_soa = {
+    .mname = {5, {3, 'n', 's', '1', 0}}, .rname = {4, {2, 'h', 'm', 0}},
+    .serial = 2026, .refresh = 1, .retry = 2, .expire = 3, .minimum = 60,
+};
+
+/* A negative answer: NXDOMAIN, the SOA in authority (owner a pointer into the question), OPT. */
+static int negative_answer(uint8_t *buf, size_t limit, struct dnswire_name *owner)
+{
+    struct dnswire_header qh;
+    struct dnswire_question q;
+    make_question("nope.example.test", &qh, &q);
+    assert_int_equal(dnswire_name_from_text("Example.TEST", owner), 0);
+    const struct dnswire_reply r = {.rcode = DNSWIRE_RC_NXDOMAIN, .aa = 1, .soa = &test_soa,
+                                    .soa_owner = owner, .soa_ttl = 60, .edns = 1,
+                                    .edns_size = 1232};
+    return dnswire_encode_reply(buf, limit, &qh, &q, &r);
+}
+
+static void test_prefixes_before_guard_page(void **state)
+{
+    (void)state;
+    uint8_t neg[600];
+    struct dnswire_name owner;
+    check_before_guard_page(response, sizeof response);
+    int n = negative_answer(neg, sizeof neg, &owner);
+    assert_true(n > 0);
+    check_before_guard_page(neg, (size_t)n);
 }
 
 struct text_case {
@@ -466,6 +514,185 @@ static void test_response_encoding(void **state)
     free(m);
 }
 
+/* The OPT record: what the decoder reports of it, well formed or not. */
+static void test_opt_decoding(void **state)
+{
+    (void)state;
+    struct dnswire_msg *m = malloc(sizeof *m);
+    char err[256];
+    assert_non_null(m);
+    /* Header (ARCOUNT 1), root question, then the OPT from its owner on. */
+#define OPTQ(ar) 0x12, 0x34, 1, 0, 0, 1, 0, 0, 0, 0, 0, ar, 0, QTAIL
+    static const struct {
+        const char *what;
+        uint8_t bytes[64];
+        size_t len;
+        int want, count, ok;
+    } rows[] = {
+        {"plain OPT", {OPTQ(1), 0, 0, 41, 0x04, 0xD0, 0, 0, 0x80, 0, 0, 0}, 28, DNSWIRE_OK, 1, 1},
+        {"cookie option", {OPTQ(1), 0, 0, 41, 2, 0, 0, 0, 0, 0, 0, 12, 0, 10, 0, 8, 1, 2, 3, 4,
+                           5, 6, 7, 8}, 40, DNSWIRE_OK, 1, 1},
+        {"empty option", {OPTQ(1), 0, 0, 41, 2, 0, 0, 0, 0, 0, 0, 4, 0, 10, 0, 0}, 32,
+         DNSWIRE_OK, 1, 1},
+        {"option header cut", {OPTQ(1), 0, 0, 41, 2, 0, 0, 0, 0, 0, 0, 3, 0, 10, 0}, 31,
+         DNSWIRE_OK, 1, 0},
+        {"option data past the rdata", {OPTQ(1), 0, 0, 41, 2, 0, 0, 0, 0, 0, 0, 5, 0, 10, 0, 2,
+                                        1}, 33, DNSWIRE_OK, 1, 0},
+        {"owner not the root", {OPTQ(1), 1, 'a', 0, 0, 41, 2, 0, 0, 0, 0, 0, 0, 0}, 30,
+         DNSWIRE_OK, 1, 0},
+        {"two OPT records", {OPTQ(2), 0, 0, 41, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 41, 2, 0, 0, 0, 0,
+                             0, 0, 0}, 39, DNSWIRE_OK, 2, 1},
+        {"OPT in the answer section", {0x12, 0x34, 1, 0, 0, 1, 0, 1, 0, 0, 0, 0, 0, QTAIL, 0, 0,
+                                       41, 2, 0, 0, 0, 0, 0, 0, 0}, 28, DNSWIRE_OK, 1, 0},
+        {"rdata past the message", {OPTQ(1), 0, 0, 41, 2, 0, 0, 0, 0, 0, 0, 9, 0, 10, 0, 5}, 32,
+         DNSWIRE_EMALFORMED, 1, 1},
+    };
+    for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++) {
+        int rc = dnswire_decode(rows[i].bytes, rows[i].len, m, err, sizeof err);
+        if (rc != rows[i].want || (rc == DNSWIRE_OK && ((int)m->edns.count != rows[i].count ||
+                                                         m->edns.ok != rows[i].ok)))
+            fail_msg("%s: rc %d (%s), count %u, ok %d", rows[i].what, rc, err, m->edns.count,
+                     m->edns.ok);
+    }
+    /* The fields of the first row: size 1232, version 0, DO set. */
+    assert_int_equal(dnswire_decode(rows[0].bytes, rows[0].len, m, err, sizeof err), 0);
+    assert_int_equal(m->edns.udp_size, 1232);
+    assert_int_equal(m->edns.version, 0);
+    assert_int_equal(m->edns.ext_rcode, 0);
+    assert_int_equal(m->edns.flags, 0x8000);
+    assert_int_equal(m->nan, 0);
+    /* Without an OPT: count 0, and the limits and rcode of plain DNS. */
+    static const uint8_t plain[] = {0x12, 0x34, 1, 0x83, 0, 1, 0, 0, 0, 0, 0, 0, 0, QTAIL};
+    assert_int_equal(dnswire_decode(plain, sizeof plain, m, err, sizeof err), 0);
+    assert_int_equal(m->edns.count, 0);
+    assert_int_equal(dnswire_rcode(m), 3);
+    assert_int_equal(dnswire_udp_limit(m, 4096), 512);
+    free(m);
+#undef OPTQ
+}
+
+static void test_udp_limit(void **state)
+{
+    (void)state;
+    struct dnswire_msg *m = malloc(sizeof *m);
+    assert_non_null(m);
+    static const struct {
+        uint16_t client;
+        size_t server, want;
+    } rows[] = {
+        {4096, 1232, 1232}, {800, 1232, 800}, {1232, 1232, 1232}, {100, 1232, 512},
+        {0, 1232, 512}, {65535, 65535, 65535}, {4096, 100, 512},
+    };
+    for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++) {
+        memset(&m->edns, 0, sizeof m->edns);
+        m->edns.count = 1;
+        m->edns.udp_size = rows[i].client;
+        assert_int_equal(dnswire_udp_limit(m, rows[i].server), rows[i].want);
+    }
+    free(m);
+}
+
+/* dnswire_append_opt after a query: ARCOUNT 1, 11 more bytes, and the decoder reads it back. */
+static void test_append_opt(void **state)
+{
+    (void)state;
+    struct dnswire_msg *m = malloc(sizeof *m);
+    uint8_t q[64];
+    char err[256];
+    struct dnswire_name n;
+    assert_non_null(m);
+    assert_int_equal(dnswire_name_from_text("a.test", &n), 0);
+    int len = dnswire_encode_query(q, sizeof q, 9, &n, DNSWIRE_T_A, 1);
+    assert_int_equal(len, 12 + 8 + 4);
+    assert_int_equal(dnswire_append_opt(q, (size_t)len + 10, (size_t)len, 1232, 0, 0), -1);
+    int l2 = dnswire_append_opt(q, sizeof q, (size_t)len, 4000, 1, 0x8000);
+    assert_int_equal(l2, len + DNSWIRE_OPT_LEN);
+    assert_int_equal(dnswire_decode(q, (size_t)l2, m, err, sizeof err), DNSWIRE_OK);
+    assert_int_equal(m->h.arcount, 1);
+    assert_int_equal(m->edns.count, 1);
+    assert_true(m->edns.ok);
+    assert_int_equal(m->edns.udp_size, 4000);
+    assert_int_equal(m->edns.ext_rcode, 1);
+    assert_int_equal(m->edns.flags, 0x8000);
+    assert_int_equal(dnswire_rcode(m), DNSWIRE_RC_BADVERS); /* 1 << 4 | 0 */
+    free(m);
+}
+
+/* SOA records: the encoder's compression and sections, the decoder's checks of the rdata. */
+static void test_soa_encoding(void **state)
+{
+    (void)state;
+    struct dnswire_msg *m = malloc(sizeof *m);
+    uint8_t buf[600];
+    char err[256], text[DNSWIRE_NAME_TEXT];
+    struct dnswire_name owner;
+    assert_non_null(m);
+
+    /* 12 + question 19+4 + SOA (pointer 2, 10, 5 + 4 + 20) + OPT 11 */
+    enum { NEG = 12 + 23 + 41 + 11 };
+    int n = negative_answer(buf, sizeof buf, &owner);
+    assert_int_equal(n, NEG);
+    assert_int_equal(dnswire_decode(buf, (size_t)n, m, err, sizeof err), DNSWIRE_OK);
+    assert_int_equal(dnswire_rcode(m), DNSWIRE_RC_NXDOMAIN);
+    assert_int_equal(m->h.flags & DNSWIRE_F_AA, DNSWIRE_F_AA);
+    assert_int_equal(m->h.nscount, 1);
+    assert_int_equal(m->nns, 1);
+    assert_int_equal(m->ns[0].type, DNSWIRE_T_SOA);
+    assert_int_equal(m->ns[0].ttl, 60);
+    assert_int_equal(buf[12 + 23], 0xC0); /* a pointer ... */
+    assert_int_equal(buf[12 + 23 + 1], 12 + 5); /* ... to "example.test" in "nope.example.test" */
+    dnswire_name_to_text(&m->ns[0].name, text, sizeof text);
+    assert_string_equal(text, "example.test");
+    dnswire_name_to_text(&m->ns[0].target, text, sizeof text);
+    assert_string_equal(text, "ns1");
+    assert_int_equal(m->edns.count, 1);
+    assert_int_equal(m->edns.udp_size, 1232);
+
+    /* Truncation at the limit: all of it in NEG bytes; one less and the SOA goes, TC is set,
+     * the question and the OPT stay. */
+    assert_int_equal(negative_answer(buf, NEG, &owner), NEG);
+    n = negative_answer(buf, NEG - 1, &owner);
+    assert_int_equal(n, 12 + 23 + 11);
+    assert_int_equal(dnswire_decode(buf, (size_t)n, m, err, sizeof err), DNSWIRE_OK);
+    assert_true(m->h.flags & DNSWIRE_F_TC);
+    assert_int_equal(m->h.nscount, 0);
+    assert_int_equal(m->h.qdcount, 1);
+    assert_int_equal(m->edns.count, 1);
+    assert_int_equal(dnswire_rcode(m), DNSWIRE_RC_NXDOMAIN);
+    /* Not even header, question and OPT: -1. */
+    assert_int_equal(negative_answer(buf, 12 + 23 + 10, &owner), -1);
+
+    /* An owner that is not a suffix of the question is written out; an SOA in the answer
+     * follows the A records; BADVERS goes in two parts. */
+    struct dnswire_header qh;
+    struct dnswire_question q;
+    const struct dnswire_a a = {{192, 0, 2, 1}, 5};
+    make_question("example.test", &qh, &q);
+    assert_int_equal(dnswire_name_from_text("other.test", &owner), 0);
+    struct dnswire_reply r = {.rcode = DNSWIRE_RC_BADVERS, .aa = 1, .a = &a, .na = 1,
+                              .soa = &test_soa, .soa_owner = &owner, .soa_ttl = 99,
+                              .soa_in_answer = 1, .edns = 1, .edns_size = 700};
+    n = dnswire_encode_reply(buf, sizeof buf, &qh, &q, &r);
+    assert_int_equal(n, 12 + 18 + 16 + (12 + 10 + 29) + 11);
+    assert_int_equal(dnswire_decode(buf, (size_t)n, m, err, sizeof err), DNSWIRE_OK);
+    assert_int_equal(DNSWIRE_RCODE(m->h.flags), 0);
+    assert_int_equal(m->edns.ext_rcode, 1);
+    assert_int_equal(dnswire_rcode(m), DNSWIRE_RC_BADVERS);
+    assert_int_equal(m->nan, 2);
+    assert_int_equal(m->an[0].type, DNSWIRE_T_A);
+    assert_int_equal(m->an[1].type, DNSWIRE_T_SOA);
+    assert_int_equal(m->an[1].ttl, 99);
+    dnswire_name_to_text(&m->an[1].name, text, sizeof text);
+    assert_string_equal(text, "other.test");
+
+    /* SOA rdata that is not two names and 20 bytes is malformed. */
+    size_t soa_rdlen = m->an[1].rdata_off - 2; /* the rdlength field before the rdata */
+    buf[soa_rdlen + 1]--;                       /* 28 bytes: the names and 19 */
+    assert_int_equal(dnswire_decode(buf, (size_t)n, m, err, sizeof err), DNSWIRE_EMALFORMED);
+    assert_non_null(strstr(err, "SOA rdata"));
+    free(m);
+}
+
 /* More records than the decoder keeps: all validated, DNSWIRE_MAX_RR kept. */
 static void test_many_records(void **state)
 {
@@ -506,6 +733,10 @@ int main(void)
         cmocka_unit_test(test_query_roundtrip),
         cmocka_unit_test(test_response_encoding),
         cmocka_unit_test(test_many_records),
+        cmocka_unit_test(test_opt_decoding),
+        cmocka_unit_test(test_udp_limit),
+        cmocka_unit_test(test_append_opt),
+        cmocka_unit_test(test_soa_encoding),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

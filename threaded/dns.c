@@ -45,6 +45,7 @@ static atomic_int stopping;
 struct shared {
     const struct zone *zone;
     int udp_fd;
+    struct zone_limits udp, tcp;
 };
 
 struct udp_worker {
@@ -68,7 +69,7 @@ static void *udp_main(void *arg)
     struct udp_worker *w = arg;
     const struct shared *sh = w->sh;
     /* On the heap: --stack-kb may be small and a decoded message is ~35 KiB. */
-    uint8_t *q = malloc(QUERY_MAX), *r = malloc(DNSWIRE_UDP_LIMIT);
+    uint8_t *q = malloc(QUERY_MAX), *r = malloc(sh->udp.edns_size);
     struct dnswire_msg *m = malloc(sizeof *m);
 
     if (q == NULL || r == NULL || m == NULL) {
@@ -94,7 +95,8 @@ static void *udp_main(void *arg)
             w->counts.too_long++;
             continue;
         }
-        size_t len = zone_respond(sh->zone, q, (size_t)n, r, DNSWIRE_UDP_LIMIT, m, &rcode);
+        size_t len = zone_respond(sh->zone, q, (size_t)n, &sh->udp, r, sh->udp.edns_size, m,
+                                  &rcode);
         dnsstats_count_reply(&w->counts, rcode, r, len);
         if (len == 0)
             continue;
@@ -144,7 +146,8 @@ static void tcp_handler(struct tpc_conn *conn, void *arg)
             int rcode;
             if (r == NULL)
                 goto out;
-            size_t rl = zone_respond(sh->zone, msg, mlen, r + 2, DNSWIRE_MAX_MSG, m, &rcode);
+            size_t rl = zone_respond(sh->zone, msg, mlen, &sh->tcp, r + 2, DNSWIRE_MAX_MSG, m,
+                                     &rcode);
             dnsstats_count_reply(&counts, rcode, r + 2, rl);
             counts.tcp++;
             if (rl > 0) {
@@ -239,7 +242,8 @@ int main(int argc, char **argv)
         fprintf(stderr, SERVER_NAME ": SO_RCVTIMEO: %s\n", strerror(errno));
         goto out;
     }
-    sh = (struct shared){zone, udp_fd};
+    sh = (struct shared){zone, udp_fd, {ZONE_UDP, (size_t)o.edns_size},
+                         {ZONE_TCP, (size_t)o.edns_size}};
     workers = calloc((size_t)nthreads, sizeof *workers);
     if (workers == NULL) {
         fprintf(stderr, SERVER_NAME ": out of memory\n");

@@ -1,5 +1,6 @@
 /* dnsq: a DNS client that resolves every name at once, on one libevent loop (default) or with
- * one blocking thread per name (--model threaded), so a lab can compare the two models. */
+ * one blocking thread per name (--model threaded), so a lab can compare the two models. Sends
+ * EDNS(0) like dig; falls back to TCP on TC; TC over TCP is an error. */
 #include <errno.h>
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
@@ -36,7 +37,9 @@ struct config {
     long timeout_ms;               /* per attempt */
     long retries;                  /* attempts beyond the first, per transport */
     int tcp;                       /* TCP from the start */
+    long edns;                     /* UDP payload size in our OPT; 0: no OPT */
     int json;
+    int quiet;                     /* no per-name summary on stderr */
     enum model model;
     const char *file;              /* names one per line ("-": stdin), besides argv */
 };
@@ -59,7 +62,9 @@ struct query {
     int total_tries;
     int used_tcp, truncated_udp;
     uint64_t ignored;          /* replies that did not match (wrong id, name or source) */
-    int rcode;                 /* -1: no answer */
+    int rcode;                 /* -1: no answer; extended ones included (BADVERS = 16) */
+    uint16_t flags;            /* header flags of the answer taken */
+    long server_edns;          /* UDP payload size in the answer's OPT; -1: no OPT */
     char error[128];
     size_t naddr;
     uint8_t addrs[MAX_ADDRS][4];
@@ -93,13 +98,16 @@ static void usage(FILE *out)
             "  --timeout MS         per attempt (default 1000)\n"
             "  --retries N          attempts after the first, per transport (default 2)\n"
             "  --tcp                TCP from the start (UDP falls back to TCP on TC anyway)\n"
+            "  --edns SIZE          EDNS(0) UDP payload size to offer, 512..65535 (default\n"
+            "                       1232, as dig); 0 sends no OPT (512-byte UDP answers)\n"
+            "  -q, --quiet          no summary per name on stderr (rcode, flags, TC, TCP retry)\n"
             "  --json               one JSON object on stdout instead of lines\n"
             "  --model MODEL        async (default: one libevent loop) or threaded (one blocking\n"
             "                       thread per name)\n"
             "  --file FILE          also resolve the names in FILE, one a line ('-': stdin)\n"
             "  -h, --help           this help\n\n"
             "Exit status: 0 if every name got NOERROR, 1 if any did not (NXDOMAIN, another\n"
-            "rcode, timeout, error), 2 on bad usage.\n");
+            "rcode, timeout, error, TC set over TCP), 2 on bad usage.\n");
 }
 
 static int parse_server(const char *s, struct config *cfg)
@@ -179,6 +187,13 @@ static enum reply_verdict handle_reply(struct query *q, const struct config *cfg
         goto ignore;
     if (dnswire_decode_header(buf, len, &h) < 0 || h.id != q->id || !(h.flags & DNSWIRE_F_QR))
         goto ignore;
+    if ((h.flags & DNSWIRE_F_TC) && q->state == Q_TCP) {
+        /* Nothing bigger to retry with: the server could not fit its answer in 65,535 bytes,
+         * and whatever it did send is not the whole answer. */
+        q->flags = h.flags;
+        finish(q, -1, "TC set over TCP: the answer does not fit in a DNS message");
+        return REPLY_DONE;
+    }
     int st = dnswire_decode(buf, len, m, err, sizeof err);
     if (st != DNSWIRE_OK) {
         /* A truncated reply may be cut anywhere; the header is enough to go to TCP. */
@@ -186,8 +201,10 @@ static enum reply_verdict handle_reply(struct query *q, const struct config *cfg
             return REPLY_TRUNCATED;
         goto ignore;
     }
-    if (m->nq == 0 && DNSWIRE_RCODE(h.flags) != DNSWIRE_RC_NOERROR) {
-        finish(q, DNSWIRE_RCODE(h.flags), NULL); /* FORMERR and the like may omit it */
+    q->flags = h.flags;
+    q->server_edns = m->edns.count > 0 ? m->edns.udp_size : -1;
+    if (m->nq == 0 && dnswire_rcode(m) != DNSWIRE_RC_NOERROR) {
+        finish(q, dnswire_rcode(m), NULL); /* FORMERR and the like may omit it */
         return REPLY_DONE;
     }
     if (m->nq != 1 || !dnswire_name_equal(&m->q[0].name, &q->name) ||
@@ -203,20 +220,24 @@ static enum reply_verdict handle_reply(struct query *q, const struct config *cfg
         memcpy(q->addrs[q->naddr], buf + rr->rdata_off, 4);
         q->ttls[q->naddr++] = rr->ttl;
     }
-    finish(q, DNSWIRE_RCODE(h.flags), NULL);
+    finish(q, dnswire_rcode(m), NULL);
     return REPLY_DONE;
 ignore:
     q->ignored++;
     return REPLY_IGNORE;
 }
 
-/* The query message for q's current attempt (new random id each time). Returns its length. */
-static int build_query(struct query *q, uint8_t *buf, size_t cap)
+/* The query message for q's current attempt (new random id each time), with an OPT unless
+ * --edns 0. Returns its length. */
+static int build_query(struct query *q, const struct config *cfg, uint8_t *buf, size_t cap)
 {
     q->id = random_id();
     q->tries++;
     q->total_tries++;
-    return dnswire_encode_query(buf, cap, q->id, &q->name, DNSWIRE_T_A, 1);
+    int len = dnswire_encode_query(buf, cap, q->id, &q->name, DNSWIRE_T_A, 1);
+    if (len > 0 && cfg->edns > 0)
+        len = dnswire_append_opt(buf, cap, (size_t)len, (uint16_t)cfg->edns, 0, 0);
+    return len;
 }
 
 /* ---- async: one libevent loop --------------------------------------------------------- */
@@ -321,7 +342,7 @@ static void async_start_udp(struct query *q)
     struct timeval tv = timeout_tv(cfg);
 
     q->state = Q_UDP;
-    int len = build_query(q, buf, sizeof buf);
+    int len = build_query(q, cfg, buf, sizeof buf);
     /* A socket per query, connected: a fresh source port per name, and the kernel reports an
      * ICMP "port unreachable" as ECONNREFUSED at once. The source is still checked. */
     q->fd = socket(cfg->addr.ss_family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
@@ -386,7 +407,7 @@ static void async_start_tcp(struct query *q)
 
     q->state = Q_TCP;
     q->used_tcp = 1;
-    int len = build_query(q, buf + 2, sizeof buf - 2);
+    int len = build_query(q, cfg, buf + 2, sizeof buf - 2);
     dnswire_tcp_prefix(buf, (size_t)len);
     q->bev = bufferevent_socket_new(q->app->base, -1, BEV_OPT_CLOSE_ON_FREE);
     if (q->bev == NULL) {
@@ -450,7 +471,7 @@ static int blocking_udp_attempt(struct query *q, const struct config *cfg, uint8
                                 struct dnswire_msg *m)
 {
     uint8_t qb[600];
-    int len = build_query(q, qb, sizeof qb), rc = 0;
+    int len = build_query(q, cfg, qb, sizeof qb), rc = 0;
     uint64_t deadline = mono_now_ns() + (uint64_t)cfg->timeout_ms * 1000000;
     int fd = socket(cfg->addr.ss_family, SOCK_DGRAM | SOCK_CLOEXEC, 0);
 
@@ -496,7 +517,7 @@ static int blocking_tcp_attempt(struct query *q, const struct config *cfg, uint8
                                 struct dnswire_msg *m)
 {
     uint8_t qb[2 + 600];
-    int len = build_query(q, qb + 2, sizeof qb - 2), rc = 0;
+    int len = build_query(q, cfg, qb + 2, sizeof qb - 2), rc = 0;
     size_t have = 0;
     uint64_t deadline = mono_now_ns() + (uint64_t)cfg->timeout_ms * 1000000;
     struct timeval tv = {cfg->timeout_ms / 1000, (cfg->timeout_ms % 1000) * 1000};
@@ -610,6 +631,7 @@ static int run_threaded(const struct config *cfg, struct query *qs, size_t n)
 
 /* ---- output ----------------------------------------------------------------------------- */
 
+/* Not thread-safe for rcodes without a name (a static buffer): output is single-threaded. */
 static const char *rcode_name(int rcode)
 {
     static const char *const names[] = {"NOERROR", "FORMERR", "SERVFAIL", "NXDOMAIN",
@@ -619,15 +641,47 @@ static const char *rcode_name(int rcode)
         return "ERROR";
     if (rcode < 6)
         return names[rcode];
+    if (rcode == DNSWIRE_RC_BADVERS)
+        return "BADVERS";
     snprintf(other, sizeof other, "RCODE%d", rcode);
     return other;
 }
 
-static void print_lines(const struct query *qs, size_t n)
+/* The header flags dig shows, in its order. */
+static const struct {
+    uint16_t bit;
+    const char *name;
+} flag_names[] = {{DNSWIRE_F_QR, "qr"}, {DNSWIRE_F_AA, "aa"}, {DNSWIRE_F_TC, "tc"},
+                  {DNSWIRE_F_RD, "rd"}, {DNSWIRE_F_RA, "ra"}};
+#define NFLAG_NAMES (sizeof flag_names / sizeof flag_names[0])
+
+/* One line per name on stderr, for people: what came back and how it was got. */
+static void print_summary(const struct config *cfg, const struct query *q)
+{
+    char flags[32] = "", edns[32] = "no edns";
+    size_t fl = 0;
+    for (size_t i = 0; i < NFLAG_NAMES; i++)
+        if (q->flags & flag_names[i].bit)
+            fl += (size_t)snprintf(flags + fl, sizeof flags - fl, "%s%s", fl ? " " : "",
+                                   flag_names[i].name);
+    if (cfg->edns > 0)
+        snprintf(edns, sizeof edns, "edns %ld", cfg->edns);
+    fprintf(stderr, ";; %s: %s, flags: %s; %s (%s)%s, %d %s", q->text, rcode_name(q->rcode),
+            q->total_tries > 0 ? flags : "-", cfg->tcp ? "tcp" : "udp", edns,
+            q->truncated_udp ? ", truncated (tc): retried over tcp" : "", q->total_tries,
+            q->total_tries == 1 ? "try" : "tries");
+    if (q->server_edns >= 0)
+        fprintf(stderr, "; server edns %ld", q->server_edns);
+    fputc('\n', stderr);
+}
+
+static void print_lines(const struct config *cfg, const struct query *qs, size_t n)
 {
     for (size_t i = 0; i < n; i++) {
         const struct query *q = &qs[i];
         char addr[16];
+        if (!cfg->quiet && q->name_ok)
+            print_summary(cfg, q);
         if (q->rcode == DNSWIRE_RC_NOERROR && q->naddr == 0)
             printf("%s NODATA\n", q->text);
         for (size_t k = 0; q->rcode == DNSWIRE_RC_NOERROR && k < q->naddr; k++) {
@@ -660,8 +714,13 @@ static json_t *results_json(const struct config *cfg, const struct query *qs, si
             json_array_append_new(ttls, json_integer(q->ttls[k]));
         }
         ok += q->rcode == DNSWIRE_RC_NOERROR;
-        json_t *r = json_pack("{s:s, s:s, s:o, s:o, s:i, s:b, s:b, s:f, s:I}", "name", q->text,
-                              "status", rcode_name(q->rcode), "addresses", addrs, "ttls", ttls,
+        json_t *flags = json_array();
+        for (size_t k = 0; k < NFLAG_NAMES; k++)
+            if (q->flags & flag_names[k].bit)
+                json_array_append_new(flags, json_string(flag_names[k].name));
+        json_t *r = json_pack("{s:s, s:s, s:i, s:o, s:o, s:o, s:i, s:b, s:b, s:f, s:I}", "name",
+                              q->text, "status", rcode_name(q->rcode), "rcode", q->rcode,
+                              "flags", flags, "addresses", addrs, "ttls", ttls,
                               "tries", q->total_tries, "tcp", q->used_tcp, "truncated_udp",
                               q->truncated_udp, "latency_ms",
                               q->end_ns > q->start_ns ? (double)(q->end_ns - q->start_ns) / 1e6
@@ -669,11 +728,15 @@ static json_t *results_json(const struct config *cfg, const struct query *qs, si
                               "ignored_replies", (json_int_t)q->ignored);
         if (q->rcode < 0)
             json_object_set_new(r, "error", json_string(q->error));
+        json_object_set_new(r, "server_edns", q->server_edns >= 0
+                                                   ? json_integer((json_int_t)q->server_edns)
+                                                   : json_null());
         json_array_append_new(arr, r);
     }
-    return json_pack("{s:s, s:s, s:s, s:I, s:I, s:I, s:I, s:f, s:o}", "server", cfg->server,
-                     "model", cfg->model == MODEL_ASYNC ? "async" : "threaded", "transport",
-                     cfg->tcp ? "tcp" : "udp", "names", (json_int_t)n, "ok", (json_int_t)ok,
+    return json_pack("{s:s, s:s, s:s, s:I, s:I, s:I, s:I, s:I, s:f, s:o}", "server",
+                     cfg->server, "model", cfg->model == MODEL_ASYNC ? "async" : "threaded",
+                     "transport", cfg->tcp ? "tcp" : "udp", "edns", (json_int_t)cfg->edns,
+                     "names", (json_int_t)n, "ok", (json_int_t)ok,
                      "failed", (json_int_t)(n - ok), "timeout_ms", (json_int_t)cfg->timeout_ms,
                      "elapsed_ms", elapsed_ms, "results", arr);
 }
@@ -723,14 +786,15 @@ static void bad_usage(const char *msg, const char *arg)
 int main(int argc, char **argv)
 {
     struct config cfg = {
-        .server = "127.0.0.1:9053", .timeout_ms = 1000, .retries = 2, .tcp = 0, .json = 0,
-        .model = MODEL_ASYNC, .file = NULL,
+        .server = "127.0.0.1:9053", .timeout_ms = 1000, .retries = 2, .tcp = 0,
+        .edns = DNSWIRE_EDNS_SIZE, .json = 0, .quiet = 0, .model = MODEL_ASYNC, .file = NULL,
     };
     static const struct option longopts[] = {
         {"server", required_argument, NULL, 's'}, {"timeout", required_argument, NULL, 't'},
         {"retries", required_argument, NULL, 'r'}, {"tcp", no_argument, NULL, 'T'},
         {"json", no_argument, NULL, 'j'}, {"model", required_argument, NULL, 'm'},
         {"file", required_argument, NULL, 'f'}, {"help", no_argument, NULL, 'h'},
+        {"edns", required_argument, NULL, 'e'}, {"quiet", no_argument, NULL, 'q'},
         {NULL, 0, NULL, 0},
     };
     int c;
@@ -743,7 +807,7 @@ int main(int argc, char **argv)
         setrlimit(RLIMIT_NOFILE, &rl);
     }
     opterr = 0;
-    while ((c = getopt_long(argc, argv, ":h", longopts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, ":hq", longopts, NULL)) != -1) {
         switch (c) {
         case 's': cfg.server = optarg; break;
         case 't':
@@ -755,6 +819,12 @@ int main(int argc, char **argv)
                 bad_usage("bad --retries (want 0..100):", optarg);
             break;
         case 'T': cfg.tcp = 1; break;
+        case 'e':
+            if (opts_parse_long(optarg, 0, 65535, &cfg.edns) < 0 ||
+                (cfg.edns > 0 && cfg.edns < DNSWIRE_UDP_LIMIT))
+                bad_usage("bad --edns (want 0, or 512..65535 bytes):", optarg);
+            break;
+        case 'q': cfg.quiet = 1; break;
         case 'j': cfg.json = 1; break;
         case 'm':
             if (strcmp(optarg, "async") == 0)
@@ -795,6 +865,7 @@ int main(int argc, char **argv)
     for (size_t i = 0; i < n; i++) {
         qs[i].text = names[i];
         qs[i].rcode = -1;
+        qs[i].server_edns = -1;
         qs[i].fd = -1;
         qs[i].name_ok = dnswire_name_from_text(names[i], &qs[i].name) == 0;
         if (!qs[i].name_ok)
@@ -821,7 +892,7 @@ int main(int argc, char **argv)
                 fprintf(stderr, PROG ": %s: %s (%d tries)\n", qs[i].text, qs[i].error,
                         qs[i].total_tries);
     } else {
-        print_lines(qs, n);
+        print_lines(&cfg, qs, n);
     }
     fflush(stdout);
     for (size_t i = 0; i < n; i++)

@@ -74,7 +74,8 @@ int main(int argc, char **argv)
         ssize_t n = recvfrom(fd, in, sizeof in, 0, (struct sockaddr *)&from, &flen);
         if (n < 0)
             continue;
-        size_t len = zone_respond(z, in, (size_t)n, out, sizeof out, m, NULL);
+        static const struct zone_limits udp = {ZONE_UDP, DNSWIRE_UDP_LIMIT};
+        size_t len = zone_respond(z, in, (size_t)n, &udp, out, sizeof out, m, NULL);
         if (len == 0)
             continue;
         /* Decode a copy: lie() needs the offsets, and only every Nth reply with an A lies. */
