@@ -321,6 +321,22 @@ def t_idle_timeout(v):
     srv.stop()
 
 
+def t_idle_timeout_write_blocked(v):
+    """A client that sends and never reads is idle too: --idle-timeout must close it."""
+    srv = Server.python(v, "--idle-timeout", "1")
+    baseline = srv.fd_count()
+    s = connect(srv.port)
+    s.setblocking(False)
+    for _ in range(400):
+        try:
+            s.send(b"w" * 65536)
+        except BlockingIOError:
+            break
+    wait_for(lambda: srv.fd_count() == baseline, "the write-blocked connection closed", 8.0)
+    s.close()
+    srv.stop()
+
+
 def t_work_us_burns_cpu(v):
     """--work-us is real CPU: 100 requests of 5 ms each cost at least 0.5 s of server CPU
     (a lower bound from the process's own rusage, not a timing assert)."""
@@ -404,6 +420,7 @@ def t_bad_flags_exit_2(_):
 EACH = ["async", "threaded", "pool"]
 TESTS = [(f, v) for f in (t_short_binary_1mib, t_300_concurrent, t_no_fd_left, t_backpressure,
                           t_sigterm_with_clients, t_sigint, t_max_conns, t_idle_timeout,
+                          t_idle_timeout_write_blocked,
                           t_work_us_burns_cpu) for v in EACH]
 TESTS += [(t_pool_third_client_waits, "pool"), (t_thread_per_connection, "threaded"),
           (t_stack_kb, "threaded"), (t_bad_flags_exit_2, "all")]
