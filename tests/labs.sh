@@ -76,7 +76,7 @@ done
 tree=$tmp/tree
 mkdir -p "$tree/results"
 ln -s "${TVSA_BIN:-$REPO/bin}" "$tree/bin"
-for d in scripts docs data tests common; do
+for d in scripts docs data tests common bench; do
     [[ -e $REPO/$d ]] && ln -s "$REPO/$d" "$tree/$d"
 done
 for n in "${labs[@]}"; do
