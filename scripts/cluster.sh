@@ -155,9 +155,17 @@ cleanup() {
         tvsa_server_stop "$SERVER_PID" >/dev/null 2>&1
         SERVER_PID=
     fi
-    # Whatever still runs inside our namespaces (a loadgen whose pdsh was killed) is ours.
-    for ns in "${MADE_NETNS[@]}"; do
-        for pid in $(ip netns pids "$ns" 2>/dev/null); do kill -KILL "$pid" 2>/dev/null; done
+    # Whatever still runs inside our namespaces (a loadgen whose pdsh was killed) is ours:
+    # SIGTERM first (loadgen stops, its shell removes the JSON file), SIGKILL after 3 s.
+    local sig left tries
+    for sig in TERM KILL; do
+        for ((tries = 0; tries < 30; tries++)); do
+            left=$(for ns in "${MADE_NETNS[@]}"; do ip netns pids "$ns" 2>/dev/null; done)
+            [[ -n $left ]] || break
+            # shellcheck disable=SC2086 # one pid a word
+            [[ $tries == 0 ]] && kill -"$sig" $left 2>/dev/null
+            sleep 0.1
+        done
     done
     for pid in "${PDSH_PIDS[@]}"; do wait "$pid" 2>/dev/null; done
     # Deleting a namespace deletes the veth end inside it, its peer and their qdiscs.
@@ -383,11 +391,14 @@ for key in "${GROUP_KEYS[@]}"; do
     # (pdsh cuts lines longer than 128 KiB; JSON needs no line breaks to be read back), ending
     # with a newline (pdsh would glue a last partial line to the next host's first).
     run_script="t=\$(mktemp) || exit 1
+trap 'rm -f \"\$t\"' EXIT
+trap 'exit 129' HUP
+trap 'exit 130' INT
+trap 'exit 143' TERM
 $LG_Q$words --json \"\$t\"
 rc=\$?
 fold -b -w 2048 \"\$t\"
 echo
-rm -f \"\$t\"
 exit \$rc"
     pdsh_cmd "${GROUP_HOSTS[$key]}" "$run_script" "${NS_WRAP[@]}" "${PIN[@]}"
     "${PDSH_ARGV[@]}" >"$TMP/run.$g.out" 2>"$TMP/run.$g.err" </dev/null &

@@ -1,0 +1,250 @@
+#!/usr/bin/env bash
+# Tests scripts/cluster.sh (issue 19): usage and missing-tool exits, pdsh fan-out with each
+# host's share and JSON (pdsh -R exec on loopback), a failed host reported by name, and the
+# --local namespace cluster: per-host JSON, merged counts equal their sum, netem RTT in p50,
+# and nothing the script made left behind after a run, a failure or Ctrl-C. Where namespaces
+# (or netem, or `loadgen merge`) are not available the checks are counted SKIPPED, not passed.
+set -uo pipefail
+cd "$(dirname "$0")/.." || exit 1
+REPO=$PWD
+BIN=${TVSA_BIN:-$REPO/bin}
+CL=$REPO/scripts/cluster.sh
+
+tmp=$(mktemp -d /tmp/tvsa-cluster-test.XXXXXX)
+srv_pid=
+finish() {
+    [[ -n $srv_pid ]] && { kill "$srv_pid" 2>/dev/null; wait "$srv_pid" 2>/dev/null; }
+    rm -rf "$tmp"
+}
+trap finish EXIT
+passed=0 failed=0 skipped=0 skip_why=()
+ok() { echo "cluster: ok: $*"; passed=$((passed + 1)); }
+bad() { echo "cluster: FAIL: $*" >&2; failed=$((failed + 1)); }
+skip() { echo "cluster: SKIPPED: $*"; skipped=$((skipped + 1)); skip_why+=("$*"); }
+check() { local what=$1; shift; if "$@"; then ok "$what"; else bad "$what"; fi; }
+
+# jq-like reads with python: py FILE EXPR (d is the document).
+py() { python3 -c "import json, sys; d = json.load(open(sys.argv[1])); print($2)" "$1"; }
+
+# Until loadgen has `merge` (issue 14), the checks of merged figures are SKIPPED.
+HAS_MERGE=1
+[[ $("$BIN/loadgen" merge </dev/null 2>&1) == *"unexpected argument 'merge'"* ]] && HAS_MERGE=0
+
+# ---- usage ---------------------------------------------------------------------------------
+"$CL" --help >"$tmp/help" 2>&1
+check "--help exits 0 and documents --local" grep -q -- '--local K' "$tmp/help"
+"$CL" --local 2 --connections 4 >/dev/null 2>"$tmp/err"
+rc=$?
+check "--local without --server: exit 2 ($rc)" test "$rc" = 2
+"$CL" --hosts a,b --target 127.0.0.1:9 --json x >/dev/null 2>"$tmp/err"
+rc=$?
+check "--json refused, the script owns it: exit 2 ($rc)" test "$rc" = 2
+
+# Without pdsh on the PATH: a clear message and exit 2.
+mkdir -p "$tmp/nopdsh"
+for t in dirname python3 id; do ln -s "$(command -v "$t")" "$tmp/nopdsh/$t"; done
+PATH=$tmp/nopdsh "$(command -v bash)" "$CL" --hosts a --target 127.0.0.1:9 2>"$tmp/err"
+rc=$?
+if [[ $rc == 2 ]] && grep -q 'pdsh is not installed' "$tmp/err"; then
+    ok "no pdsh: exit 2 with a message"
+else
+    bad "no pdsh: exit $rc, $(cat "$tmp/err")"
+fi
+
+# Not root: --local refuses with exit 2 (setpriv drops to nobody).
+if command -v setpriv >/dev/null && [[ $(id -u) == 0 ]]; then
+    setpriv --reuid 65534 --regid 65534 --clear-groups \
+        "$CL" --local 1 --server async-echo -- --out "$tmp/nobody" 2>"$tmp/err"
+    rc=$?
+    if [[ $rc == 2 ]] && grep -q 'needs root' "$tmp/err"; then
+        ok "not root: --local exits 2 with a message"
+    else
+        bad "not root: exit $rc, $(cat "$tmp/err")"
+    fi
+else
+    skip "not-root check: needs root and setpriv to drop privileges"
+fi
+
+# ---- pdsh fan-out on loopback (pdsh -R exec, every "host" runs here) --------------------------
+"$BIN/async-echo" --port 0 >"$tmp/srv.json" 2>/dev/null &
+srv_pid=$!
+for ((i = 0; i < 100; i++)); do
+    grep -q listening "$tmp/srv.json" 2>/dev/null && break
+    sleep 0.1
+done
+port=$(py "$tmp/srv.json" 'd["port"]')
+out=$tmp/exec
+"$CL" --rcmd exec --hosts 'h[1-3]' --target "127.0.0.1:$port" --out "$out" --start-delay 1 \
+    --connections 7,10 --duration 1 --quiet 2>"$tmp/exec.err"
+rc=$?
+want_rc=0
+[[ $HAS_MERGE == 1 ]] || want_rc=1
+check "exec hosts: exit $want_rc ($rc)" test "$rc" = "$want_rc"
+shares=$(for h in h1 h2 h3; do py "$out/hosts/$h.json" '",".join(str(s["connections"]["established"]) for s in d["steps"])'; done 2>/dev/null | tr '\n' ' ')
+check "exec hosts: each host's JSON, shares 3,4 2,3 2,3 established ($shares)" \
+    test "$shares" = "3,4 2,3 2,3 "
+check "exec hosts: env.json for each host with a clock offset" \
+    test "$(for h in h1 h2 h3; do py "$out/env/$h.json" '"clock_offset_s" in d'; done 2>/dev/null | sort -u)" = True
+check "exec hosts: the pdsh log holds the commands" grep -q '^\$ pdsh -R exec' "$out/pdsh.log"
+
+# One host's loadgen fails (a wrapper: the first measuring run exits 3): reported by name, the
+# merged result holds the others.
+cat >"$tmp/flaky-loadgen" <<EOF
+#!/bin/sh
+case " \$* " in *" --json "*) mkdir "$tmp/flaky.lock" 2>/dev/null && { echo "flaky: failing on purpose" >&2; exit 3; } ;; esac
+exec "$BIN/loadgen" "\$@"
+EOF
+chmod +x "$tmp/flaky-loadgen"
+out=$tmp/flaky
+"$CL" --rcmd exec --hosts 'h[1-3]' --target "127.0.0.1:$port" --out "$out" --start-delay 1 \
+    --loadgen "$tmp/flaky-loadgen" --connections 6 --duration 1 --quiet 2>"$tmp/flaky.err"
+rc=$?
+check "a failed host: exit 1 ($rc)" test "$rc" = 1
+failed_host=$(py "$out/cluster.json" '" ".join(d["failed_hosts"])' 2>/dev/null)
+held=$(py "$out/cluster.json" '" ".join(d["hosts"])' 2>/dev/null)
+if [[ $failed_host =~ ^h[123]$ ]] && grep -q "host $failed_host failed: exit code 3" "$tmp/flaky.err" &&
+        [[ $(wc -w <<<"$held") == 2 && " $held " != *" $failed_host "* ]]; then
+    ok "a failed host: $failed_host named on stderr and in cluster.json, the result holds $held"
+else
+    bad "a failed host: failed '$failed_host', held '$held'; $(grep 'failed' "$tmp/flaky.err")"
+fi
+if [[ $HAS_MERGE == 1 ]]; then
+    check "a failed host: merged.json holds the other two" \
+        test "$(py "$out/merged.json" '" ".join(d["cluster"]["hosts"])' 2>/dev/null)" = "$held"
+fi
+kill "$srv_pid"; wait "$srv_pid" 2>/dev/null; srv_pid=
+
+# ---- the local cluster ----------------------------------------------------------------------
+# Names of namespaces and links this machine has that look like ours.
+ours() { { ip netns list 2>/dev/null | awk '{print "netns " $1}'; ip -o link show 2>/dev/null |
+           awk -F': ' '{sub(/@.*/, "", $2); print "link " $2}'; } | grep ' tvsa' | sort; }
+# left_behind PREFIX BEFORE: what of PREFIX, or new since BEFORE, still exists.
+left_behind() {
+    local prefix=$1 before=$2
+    { [[ -n $prefix ]] && { ours | grep " $prefix"; tc qdisc show 2>/dev/null | grep "$prefix"; }
+      comm -13 "$before" <(ours); } | sort -u
+}
+nothing_left() {
+    local what=$1 prefix=$2 before=$3 left
+    left=$(left_behind "$prefix" "$before")
+    if [[ -z $prefix ]]; then
+        bad "$what: the run did not say which names it used"
+    elif [[ -z $left ]]; then
+        ok "$what: nothing of $prefix left (namespaces, veth, bridge, qdiscs)"
+    else
+        bad "$what: left behind: $(tr '\n' ' ' <<<"$left")"
+    fi
+}
+prefix_of() { sed -n 's/.*names \(tvsa[0-9a-f]*\)-\*.*/\1/p' "$1" | head -n1; }
+
+if [[ $(id -u) != 0 ]]; then
+    skip "local cluster: not root, network namespaces cannot be created"
+elif ! ip netns add "tvsatest$$" 2>"$tmp/ns.err"; then
+    skip "local cluster: cannot create a network namespace: $(cat "$tmp/ns.err")"
+else
+    ip netns del "tvsatest$$"
+    ours >"$tmp/before"
+
+    # A small bounded load over two client namespaces.
+    out=$tmp/local
+    "$CL" --local 2 --server async-echo -- --out "$out" --start-delay 1 \
+        --connections 4,9 --duration 1 --quiet 2>"$tmp/local.err"
+    rc=$?
+    check "local 2: exit $want_rc ($rc)" test "$rc" = "$want_rc"
+    [[ $rc == "$want_rc" ]] || tail -n 5 "$tmp/local.err" >&2
+    prefix=$(prefix_of "$tmp/local.err")
+    hosts=$(py "$out/cluster.json" '" ".join(d["hosts"])' 2>/dev/null)
+    check "local 2: two hosts named $prefix-c1, -c2 ($hosts)" test "$hosts" = "$prefix-c1 $prefix-c2"
+    est=$(for h in $hosts; do py "$out/hosts/$h.json" '",".join(str(s["connections"]["established"]) for s in d["steps"])'; done 2>/dev/null | tr '\n' ' ')
+    check "local 2: both hosts' JSON, shares 2,5 and 2,4 established ($est)" test "$est" = "2,5 2,4 "
+    done_reqs=$(for h in $hosts; do py "$out/hosts/$h.json" 'd["steps"][0]["requests"]["completed"]'; done 2>/dev/null | tr '\n' ' ')
+    check "local 2: both hosts completed requests ($done_reqs)" \
+        python3 -c "import sys; v = sys.argv[1].split(); sys.exit(not (len(v) == 2 and all(int(x) > 0 for x in v)))" "$done_reqs"
+    check "local 2: the server's stopped line was kept" test -s "$out/server/async-echo.stopped.json"
+    if [[ $HAS_MERGE == 1 ]]; then
+        # shellcheck disable=SC2086 # one host a word
+        python3 - "$out" $hosts >"$tmp/sum.txt" 2>&1 <<'PY'
+import json, sys
+out, hosts = sys.argv[1], sys.argv[2:]
+m = json.load(open(out + "/merged.json"))
+docs = [json.load(open("%s/hosts/%s.json" % (out, h))) for h in hosts]
+assert m["cluster"]["hosts"] == hosts, m["cluster"]["hosts"]
+assert len(m["steps"]) == 2, len(m["steps"])
+for i, ms in enumerate(m["steps"]):
+    for key, sub in (("requests", "completed"), ("requests", "errors"), ("requests", "timeouts"),
+                     ("connections", "established"), ("connections", "target")):
+        want = sum(d["steps"][i][key][sub] for d in docs)
+        assert ms[key][sub] == want, "step %d %s.%s: merged %s, hosts sum %s" % (i, key, sub, ms[key][sub], want)
+print("step totals", [s["requests"]["completed"] for s in m["steps"]])
+PY
+        rc=$?
+        check "local 2: merged counts equal the hosts' sum ($(tail -n1 "$tmp/sum.txt"))" test "$rc" = 0
+    else
+        skip "local 2: merged counts (bin/loadgen has no merge yet)"
+    fi
+    nothing_left "local 2" "$prefix" "$tmp/before"
+
+    # netem: --rtt-ms 10 must show in the latency.
+    out=$tmp/rtt
+    "$CL" --local 2 --rtt-ms 10 --server async-echo -- --out "$out" --start-delay 1 \
+        --connections 4 --duration 1 --quiet 2>"$tmp/rtt.err"
+    rc=$?
+    prefix=$(prefix_of "$tmp/rtt.err")
+    if [[ $rc == 2 ]] && grep -q 'no netem' "$tmp/rtt.err"; then
+        skip "--rtt-ms 10: $(grep -m1 'no netem' "$tmp/rtt.err" | sed 's/^cluster: //')"
+        nothing_left "--rtt-ms without netem (failure during set-up)" "$prefix" "$tmp/before"
+    else
+        check "--rtt-ms 10: exit $want_rc ($rc)" test "$rc" = "$want_rc"
+        p50=$(py "$out/hosts/$prefix-c1.json" 'd["steps"][0]["latency_us"]["p50"]' 2>/dev/null)
+        check "--rtt-ms 10: one host's p50 is at least 10 ms (${p50:-none} us)" \
+            test "${p50:-0}" -ge 10000
+        nothing_left "--rtt-ms 10" "$prefix" "$tmp/before"
+    fi
+
+    # A forced failure: the server refuses its flags.
+    "$CL" --local 2 --server async-echo --no-such-flag -- --out "$tmp/badflag" \
+        --connections 2 --duration 1 --quiet 2>"$tmp/badflag.err"
+    rc=$?
+    check "bad server flag: exit 1 ($rc)" test "$rc" = 1
+    nothing_left "bad server flag" "$(prefix_of "$tmp/badflag.err")" "$tmp/before"
+
+    # Ctrl-C in the middle of the load: job control gives the background job a SIGINT it can
+    # trap (a non-interactive shell would start it with SIGINT ignored).
+    set -m
+    "$CL" --local 2 --server async-echo -- --out "$tmp/int" --start-delay 1 \
+        --connections 2 --duration 30 --quiet 2>"$tmp/int.err" &
+    cl_pid=$!
+    set +m
+    for ((i = 0; i < 300; i++)); do
+        grep -q 'started 2 hosts' "$tmp/int.err" 2>/dev/null && break
+        kill -0 "$cl_pid" 2>/dev/null || break
+        sleep 0.1
+    done
+    prefix=$(prefix_of "$tmp/int.err")
+    sleep 2
+    lg_pids=$(for ns in "$prefix-c1" "$prefix-c2"; do ip netns pids "$ns" 2>/dev/null; done | tr '\n' ' ')
+    kill -INT "$cl_pid" 2>/dev/null
+    for ((i = 0; i < 200; i++)); do kill -0 "$cl_pid" 2>/dev/null || break; sleep 0.1; done
+    if kill -0 "$cl_pid" 2>/dev/null; then
+        bad "Ctrl-C: still running 20 s later"
+        kill -KILL "$cl_pid"
+    fi
+    wait "$cl_pid"
+    rc=$?
+    check "Ctrl-C: exit 130 ($rc)" test "$rc" = 130
+    alive=
+    # A zombie (state Z: dead, not yet reaped by init) is gone.
+    for p in $lg_pids; do
+        [[ -r /proc/$p/stat && $(awk '{print $3}' "/proc/$p/stat" 2>/dev/null) != Z ]] && alive+=" $p"
+    done
+    check "Ctrl-C: the loadgens in the namespaces were running (${lg_pids:-none}) and are gone (${alive:-none})" \
+        test -n "$lg_pids" -a -z "$alive"
+    nothing_left "Ctrl-C" "$prefix" "$tmp/before"
+fi
+
+if [[ $skipped -gt 0 ]]; then
+    echo "cluster: $skipped SKIPPED (not counted as passed):"
+    printf 'cluster:   %s\n' "${skip_why[@]}"
+fi
+echo "cluster: $passed passed, $failed failed"
+[[ $failed -eq 0 ]]
