@@ -7,6 +7,7 @@
 #include <jansson.h>
 #include <math.h>
 #include <poll.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,6 +16,7 @@
 #include <unistd.h>
 
 #include "engine.h"
+#include "lgjson.h"
 #include "mono.h"
 #include "opts.h"
 #include "procstat.h"
@@ -69,7 +71,7 @@ static void usage(FILE *out)
     fprintf(out,
             "  --connections N[,N...]  one step per value, connections reused upward (default 100)\n"
             "  --duration SEC          measurement time of each step (default 10)\n"
-            "  --threads N             event-loop threads (default: online CPUs)\n"
+            "  --threads N             event-loop threads (default: the CPUs loadgen may run on)\n"
             "  --size BYTES            request size (default 64)\n"
             "  --think-ms MS           closed loop: pause after each reply (default 0)\n"
             "  --rate R                open loop: R requests/s over all connections (chat: lines/s\n"
@@ -98,6 +100,17 @@ static void usage(FILE *out)
             "  --quiet                 no progress line\n");
 }
 
+/* The CPUs this process may run on (its affinity mask), not the online ones: pinned to one
+ * core (taskset -c 1), two threads would share it and cost more CPU per request. */
+static long affinity_cpus(void)
+{
+    cpu_set_t set;
+    if (sched_getaffinity(0, sizeof set, &set) == 0 && CPU_COUNT(&set) > 0)
+        return CPU_COUNT(&set);
+    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+    return cpus > 0 ? cpus : 1;
+}
+
 /* Fills cfg with every default. */
 static void config_defaults(struct lg_config *cfg)
 {
@@ -109,8 +122,7 @@ static void config_defaults(struct lg_config *cfg)
     cfg->connections[0] = 100;
     cfg->nsteps = 1;
     cfg->duration_s = 10.0;
-    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
-    cfg->threads = cpus > 0 ? cpus : 1;
+    cfg->threads = affinity_cpus();
     cfg->size = 64;
     cfg->max_connecting = 256;
     cfg->connect_timeout_ms = 2000;
@@ -603,19 +615,14 @@ static json_t *step_json(const struct lg_config *cfg, const struct step_result *
     return step;
 }
 
+/* Writes the JSON to --json FILE or stdout; every write checked, the flush and the close
+ * included (/dev/full, a closed pipe): a lost result is -1 and a message, never a silent 0. */
 static int write_json(const struct lg_config *cfg, json_t *doc)
 {
-    int rc;
-    if (cfg->json_path) {
-        rc = json_dump_file(doc, cfg->json_path, JSON_INDENT(2) | JSON_REAL_PRECISION(10));
-    } else {
-        rc = json_dumpf(doc, stdout, JSON_INDENT(2) | JSON_REAL_PRECISION(10));
-        fputc('\n', stdout);
-        fflush(stdout);
-    }
+    int rc = lg_json_write(doc, cfg->json_path);
     if (rc < 0)
-        fprintf(stderr, "loadgen: cannot write the JSON to %s\n",
-                cfg->json_path ? cfg->json_path : "stdout");
+        fprintf(stderr, "loadgen: cannot write the JSON to %s: %s\n",
+                cfg->json_path ? cfg->json_path : "stdout", strerror(errno));
     return rc;
 }
 

@@ -12,6 +12,7 @@
 #include <jansson.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -819,6 +820,68 @@ static void test_bench_bad_port(void **state)
     }
 }
 
+/* A result that cannot be written is an exit other than 0, whether stdout is a full device, a
+ * pipe whose reader is gone, or --json names a full device. */
+static void test_lost_result_exits_nonzero(void **state)
+{
+    (void)state;
+    struct testsrv srv;
+    assert_int_equal(testsrv_start(&srv, "async-echo", NULL), 0);
+    const char *args[] = {"--connections", "2", "--duration", "0.2", NULL};
+    int full = open("/dev/full", O_WRONLY);
+    assert_true(full >= 0);
+    int rc = testlg_run_fd(srv.port, args, full);
+    close(full);
+    if (rc == 0 || rc == -1 || strstr(testlg_err, "cannot write") == NULL)
+        fail_msg("stdout /dev/full: exit %d, stderr %.200s", rc, testlg_err);
+    int p[2];
+    assert_int_equal(pipe(p), 0);
+    close(p[0]);
+    rc = testlg_run_fd(srv.port, args, p[1]);
+    close(p[1]);
+    if (rc == 0 || rc == -1 || strstr(testlg_err, "cannot write") == NULL)
+        fail_msg("stdout closed pipe: exit %d, stderr %.200s", rc, testlg_err);
+    const char *jargs[] = {"--connections", "2", "--duration", "0.2", "--json", "/dev/full",
+                           NULL};
+    rc = testlg_run(srv.port, jargs, NULL);
+    if (rc == 0 || strstr(testlg_err, "cannot write") == NULL)
+        fail_msg("--json /dev/full: exit %d, stderr %.200s", rc, testlg_err);
+    int st;
+    json_decref(testsrv_stop(&srv, SIGTERM, 5000, &st));
+}
+
+/* The default --threads is the number of CPUs in loadgen's affinity mask: pinned to one CPU
+ * it runs one thread, not one per online CPU. */
+static void test_threads_default_affinity(void **state)
+{
+    (void)state;
+    struct testsrv srv;
+    assert_int_equal(testsrv_start(&srv, "async-echo", NULL), 0);
+    cpu_set_t saved, one;
+    assert_int_equal(sched_getaffinity(0, sizeof saved, &saved), 0);
+    int first = 0;
+    while (!CPU_ISSET(first, &saved))
+        first++;
+    const char *args[] = {"--connections", "2", "--duration", "0.1", NULL};
+    for (int pinned = 0; pinned < 2; pinned++) {
+        CPU_ZERO(&one);
+        CPU_SET(first, &one);
+        /* The child inherits the mask; the test's own is put back at once. */
+        if (pinned)
+            assert_int_equal(sched_setaffinity(0, sizeof one, &one), 0);
+        json_t *doc;
+        int rc = testlg_run(srv.port, args, &doc);
+        sched_setaffinity(0, sizeof saved, &saved);
+        if (rc != 0 || doc == NULL)
+            fail_msg("pinned %d: exit %d", pinned, rc);
+        long want = pinned ? 1 : CPU_COUNT(&saved);
+        assert_int_equal(json_integer_value(testlg_get(doc, "config.threads")), want);
+        json_decref(doc);
+    }
+    int st;
+    json_decref(testsrv_stop(&srv, SIGTERM, 5000, &st));
+}
+
 /* SIGINT mid-step: exit 130 and the JSON of what was measured, marked interrupted. */
 static void test_sigint_writes_partial_json(void **state)
 {
@@ -895,6 +958,8 @@ int main(void)
         cmocka_unit_test_teardown(test_bench_bad_port, testsrv_teardown),
         cmocka_unit_test_teardown(test_timeouts_counted, testsrv_teardown),
         cmocka_unit_test_teardown(test_sigint_writes_partial_json, testsrv_teardown),
+        cmocka_unit_test_teardown(test_lost_result_exits_nonzero, testsrv_teardown),
+        cmocka_unit_test_teardown(test_threads_default_affinity, testsrv_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
