@@ -56,6 +56,19 @@ json_t *testlg_get(json_t *root, const char *path)
     return v;
 }
 
+int testlg_run_server(const char *server, const char *const *args, json_t **doc)
+{
+    struct testsrv srv;
+    int st;
+    if (doc)
+        *doc = NULL;
+    if (testsrv_start(&srv, server, NULL) < 0)
+        return -1;
+    int rc = testlg_run(srv.port, args, doc);
+    json_decref(testsrv_stop(&srv, SIGTERM, 5000, &st));
+    return rc;
+}
+
 int testlg_run_fd(int port, const char *const *args, int out_fd)
 {
     const char *argv[64];
