@@ -7,17 +7,22 @@
 #include <jansson.h>
 #include <math.h>
 #include <poll.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "engine.h"
+#include "lgjson.h"
+#include "merge.h"
 #include "mono.h"
 #include "opts.h"
 #include "procstat.h"
+#include "result.h"
 #include "scenario.h"
 #include "sock.h"
 #include "stopsig.h"
@@ -29,6 +34,7 @@
 #define BASELINE_POLL_MS 20   /* the server's thread count, polled before the baseline... */
 #define BASELINE_STABLE 4     /* ...until this many samples in a row agree... */
 #define BASELINE_MAX_MS 2000  /* ...or this long */
+#define START_AT_MAX_AHEAD_S 86400.0 /* --start-at further ahead is a mistake */
 
 static const struct option longopts[] = {
     {"target", required_argument, NULL, 't'},
@@ -52,6 +58,7 @@ static const struct option longopts[] = {
     {"good", required_argument, NULL, 'G'},
     {"senders", required_argument, NULL, 'M'},
     {"stalled", required_argument, NULL, 'L'},
+    {"start-at", required_argument, NULL, 'a'},
     {"quiet", no_argument, NULL, 'q'},
     {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0},
@@ -69,7 +76,7 @@ static void usage(FILE *out)
     fprintf(out,
             "  --connections N[,N...]  one step per value, connections reused upward (default 100)\n"
             "  --duration SEC          measurement time of each step (default 10)\n"
-            "  --threads N             event-loop threads (default: online CPUs)\n"
+            "  --threads N             event-loop threads (default: the CPUs loadgen may run on)\n"
             "  --size BYTES            request size (default 64)\n"
             "  --think-ms MS           closed loop: pause after each reply (default 0)\n"
             "  --rate R                open loop: R requests/s over all connections (chat: lines/s\n"
@@ -95,7 +102,31 @@ static void usage(FILE *out)
             "                          Also --opt interval-ms=MS (slowloris: between bytes, 2000;\n"
             "                          reset: before the RST, 10; garbage/flood: between bursts, 1)\n"
             "                          and --opt line=BYTES (garbage's over-long line, 65536)\n"
-            "  --quiet                 no progress line\n");
+            "  --start-at EPOCH        wait until this wall-clock time (seconds since 1970, may be\n"
+            "                          fractional) before the first step: a synchronized start of\n"
+            "                          loadgens on several hosts (scripts/cluster.sh)\n"
+            "  --quiet                 no progress line\n"
+            "usage: loadgen merge [--json OUT] A.json B.json ...  (one JSON of several runs)\n");
+}
+
+/* The CPUs this process may run on (its affinity mask), not the online ones: pinned to one
+ * core (taskset -c 1), two threads would share it and cost more CPU per request. */
+static long affinity_cpus(void)
+{
+    cpu_set_t set;
+    if (sched_getaffinity(0, sizeof set, &set) == 0 && CPU_COUNT(&set) > 0)
+        return CPU_COUNT(&set);
+    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+    return cpus > 0 ? cpus : 1;
+}
+
+/* The wall clock in epoch seconds: only for --start-at and the start instants recorded for a
+ * multi-host merge, never for an interval. */
+static double wall_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
 /* Fills cfg with every default. */
@@ -109,8 +140,7 @@ static void config_defaults(struct lg_config *cfg)
     cfg->connections[0] = 100;
     cfg->nsteps = 1;
     cfg->duration_s = 10.0;
-    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
-    cfg->threads = cpus > 0 ? cpus : 1;
+    cfg->threads = affinity_cpus();
     cfg->size = 64;
     cfg->max_connecting = 256;
     cfg->connect_timeout_ms = 2000;
@@ -300,6 +330,14 @@ static int parse_args(int argc, char **argv, struct lg_config *cfg, char *err, s
             cfg->opt_key[cfg->nopts] = longopts[li].name;
             cfg->opt_val[cfg->nopts++] = optarg;
             break;
+        case 'a':
+            if (parse_double(optarg, 1, 1e11, &cfg->start_at) < 0)
+                goto bad_value;
+            if (cfg->start_at > wall_now() + START_AT_MAX_AHEAD_S) {
+                snprintf(err, errlen, "--start-at: %s is more than a day ahead", optarg);
+                return -1;
+            }
+            break;
         case 'q': cfg->quiet = 1; break;
         case 'h': return 1;
         default:
@@ -314,10 +352,7 @@ static int parse_args(int argc, char **argv, struct lg_config *cfg, char *err, s
         snprintf(err, errlen, "unexpected argument '%s'", argv[optind]);
         return -1;
     }
-    cfg->scn = NULL;
-    for (int i = 0; lg_scenarios[i]; i++)
-        if (strcmp(lg_scenarios[i]->name, scenario) == 0)
-            cfg->scn = lg_scenarios[i];
+    cfg->scn = lg_scenario_find(scenario);
     if (cfg->scn == NULL) {
         snprintf(err, errlen, "--scenario: unknown scenario '%s'", scenario);
         return -1;
@@ -463,159 +498,19 @@ static int baseline_sample(const struct lg_config *cfg, struct proc_sample *base
     return procstat_sample((pid_t)cfg->server_pid, base, err, errlen);
 }
 
-/* ---- JSON --------------------------------------------------------------------------------- */
-
-static json_t *config_json(const struct lg_config *cfg)
-{
-    json_t *conns = json_array();
-    for (int i = 0; i < cfg->nsteps; i++)
-        json_array_append_new(conns, json_integer(cfg->connections[i]));
-    json_t *opts = json_object();
-    for (int i = 0; i < cfg->nopts; i++)
-        json_object_set_new(opts, cfg->opt_key[i], json_string(cfg->opt_val[i]));
-    return json_pack("{s:s, s:s, s:o, s:f, s:I, s:I, s:I, s:f, s:s, s:I, s:I, s:I, s:I, s:s,"
-                     " s:o, s:o, s:b, s:o}",
-                     "scenario", cfg->scn->name, "target", cfg->target,
-                     "connections", conns, "duration_s", cfg->duration_s,
-                     "threads", (json_int_t)cfg->threads, "size", (json_int_t)cfg->size,
-                     "think_ms", (json_int_t)cfg->think_ms, "rate", cfg->rate,
-                     "mode", cfg->rate > 0 ? "open" : "closed",
-                     "connect_rate", (json_int_t)cfg->connect_rate,
-                     "max_connecting", (json_int_t)cfg->max_connecting,
-                     "connect_timeout_ms", (json_int_t)cfg->connect_timeout_ms,
-                     "timeout_ms", (json_int_t)cfg->timeout_ms,
-                     "source_ips", cfg->source_ips,
-                     "server_pid", cfg->server_pid ? json_integer(cfg->server_pid) : json_null(),
-                     "json", cfg->json_path ? json_string(cfg->json_path) : json_null(),
-                     "quiet", cfg->quiet, "opts", opts);
-}
-
-static json_t *errno_json(const struct lg_stats *st)
-{
-    json_t *o = json_object();
-    for (int i = 0; i < LG_ERRNO_MAX; i++) {
-        if (st->failed_by_errno[i] == 0)
-            continue;
-        const char *name = strerrorname_np(i);
-        char buf[32];
-        if (name == NULL) {
-            snprintf(buf, sizeof buf, "errno%d", i);
-            name = buf;
-        }
-        json_object_set_new(o, name, json_integer((json_int_t)st->failed_by_errno[i]));
-    }
-    return o;
-}
-
-static double per_conn(double delta, long conns)
-{
-    return conns > 0 ? delta / (double)conns : 0.0;
-}
-
-/* The `server` object of a step: sample at the end vs the baseline (memory) and vs the start
- * of the measurement (CPU, switches). */
-static json_t *server_json(const struct proc_sample *base, const struct proc_sample *s0,
-                           const struct proc_sample *s1, long established, uint64_t completed,
-                           double duration)
-{
-    /* Per thread, over the threads alive at both samples: a thread that exits mid-step
-     * (a ramp down of a threaded server) takes its switches out of the total. */
-    uint64_t vol, invol;
-    int incomplete = procstat_ctx_delta(s0, s1, &vol, &invol);
-    double sw = (double)(vol + invol);
-    double cpu = (s1->user_s - s0->user_s) + (s1->sys_s - s0->sys_s);
-    double kstack = (double)(s1->kernel_stack_kib - base->kernel_stack_kib) * 1024.0;
-    double smem = (double)(s1->sock_mem_pages - base->sock_mem_pages) * (double)sysconf(_SC_PAGESIZE);
-    return json_pack(
-        "{s:I, s:I, s:I, s:{s:I, s:I}, s:b, s:{s:f, s:f}, s:f, s:f, s:f, s:f, s:f,"
-        " s:{s:f, s:f, s:f}, s:{s:I, s:I, s:I}}",
-        "rss_kib", (json_int_t)s1->rss_kib, "vsz_kib", (json_int_t)s1->vsz_kib,
-        "threads", (json_int_t)s1->threads,
-        "ctx_switches", "voluntary", (json_int_t)vol, "involuntary", (json_int_t)invol,
-        "ctx_switches_incomplete", incomplete,
-        "cpu_s", "user", s1->user_s - s0->user_s, "sys", s1->sys_s - s0->sys_s,
-        "rss_per_conn_bytes", per_conn((double)(s1->rss_kib - base->rss_kib) * 1024.0, established),
-        "vsz_per_conn_bytes", per_conn((double)(s1->vsz_kib - base->vsz_kib) * 1024.0, established),
-        "ctx_switches_per_request", completed ? sw / (double)completed : 0.0,
-        "ctx_switches_per_sec", duration > 0 ? sw / duration : 0.0,
-        "cpu_us_per_request", completed ? cpu * 1e6 / (double)completed : 0.0,
-        "kernel_per_conn_bytes", "kernel_stack", per_conn(kstack, established),
-        "sock_mem", per_conn(smem, established), "total", per_conn(kstack + smem, established),
-        "baseline", "rss_kib", (json_int_t)base->rss_kib, "vsz_kib", (json_int_t)base->vsz_kib,
-        "threads", (json_int_t)base->threads);
-}
-
-struct step_result {
-    long target, established, failed;
-    double duration;
-    struct lg_stats st;
-    struct rusage ru0, ru1;
-    int have_server;
-    struct proc_sample s0, s1;
-    int interrupted;
-};
-
 static double tv_s(struct timeval tv)
 {
     return (double)tv.tv_sec + (double)tv.tv_usec / 1e6;
 }
 
-static json_t *step_json(const struct lg_config *cfg, const struct step_result *r,
-                         const struct proc_sample *base)
-{
-    const struct lg_stats *st = &r->st;
-    double lu = tv_s(r->ru1.ru_utime) - tv_s(r->ru0.ru_utime);
-    double ls = tv_s(r->ru1.ru_stime) - tv_s(r->ru0.ru_stime);
-    json_t *step = json_pack(
-        "{s:{s:I, s:I, s:I, s:o}, s:f, s:{s:I, s:f, s:I, s:I, s:I, s:I, s:I},"
-        " s:o, s:{s:{s:f, s:f}, s:f}, s:b}",
-        "connections", "target", (json_int_t)r->target, "established", (json_int_t)r->established,
-        "failed", (json_int_t)r->failed, "failed_by_errno", errno_json(st),
-        "duration_s", r->duration,
-        "requests", "completed", (json_int_t)st->completed,
-        "per_sec", r->duration > 0 ? (double)st->completed / r->duration : 0.0,
-        "errors", (json_int_t)st->errors, "timeouts", (json_int_t)st->timeouts,
-        "mismatches", (json_int_t)st->mismatches, "bytes_out", (json_int_t)st->bytes_out,
-        "bytes_in", (json_int_t)st->bytes_in,
-        "latency_us", lg_latency_json(&st->latency),
-        "loadgen", "cpu_s", "user", lu, "sys", ls,
-        "cpu_us_per_request", st->completed ? (lu + ls) * 1e6 / (double)st->completed : 0.0,
-        "interrupted", r->interrupted);
-    if (step == NULL)
-        return NULL;
-    /* Next to the percentiles: what they leave out (timed out) or put in without a reply
-     * (due but never sent by the stop, recorded as stop - intended). */
-    json_t *lat = json_object_get(step, "latency_us");
-    json_object_set_new(lat, "timeouts", json_integer((json_int_t)st->timeouts));
-    if (cfg->rate > 0)
-        json_object_set_new(lat, "unsent_at_stop", json_integer((json_int_t)st->unsent_at_stop));
-    if (cfg->rate > 0) {
-        json_object_set_new(step, "latency_raw_us", lg_latency_json(&st->latency_raw));
-        json_object_set_new(step, "rate", json_pack("{s:f, s:f}", "target", cfg->rate,
-                                                    "achieved", r->duration > 0 ?
-                                                    (double)st->completed / r->duration : 0.0));
-    }
-    if (r->have_server)
-        json_object_set_new(step, "server", server_json(base, &r->s0, &r->s1, r->established,
-                                                        st->completed, r->duration));
-    if (cfg->scn->json_step)
-        cfg->scn->json_step(cfg, st, r->duration, step);
-    return step;
-}
-
+/* Writes the JSON to --json FILE or stdout; every write checked, the flush and the close
+ * included (/dev/full, a closed pipe): a lost result is -1 and a message, never a silent 0. */
 static int write_json(const struct lg_config *cfg, json_t *doc)
 {
-    int rc;
-    if (cfg->json_path) {
-        rc = json_dump_file(doc, cfg->json_path, JSON_INDENT(2) | JSON_REAL_PRECISION(10));
-    } else {
-        rc = json_dumpf(doc, stdout, JSON_INDENT(2) | JSON_REAL_PRECISION(10));
-        fputc('\n', stdout);
-        fflush(stdout);
-    }
+    int rc = lg_json_write(doc, cfg->json_path);
     if (rc < 0)
-        fprintf(stderr, "loadgen: cannot write the JSON to %s\n",
-                cfg->json_path ? cfg->json_path : "stdout");
+        fprintf(stderr, "loadgen: cannot write the JSON to %s: %s\n",
+                cfg->json_path ? cfg->json_path : "stdout", strerror(errno));
     return rc;
 }
 
@@ -649,7 +544,7 @@ static void progress(const struct lg_config *cfg, int step, const char *phase,
 /* Runs one step into *r. Returns 1 if a stop signal arrived (r->interrupted tells whether the
  * measurement had started), else 0. */
 static int run_step(const struct lg_config *cfg, struct lg_engine *e, int stopfd, int step,
-                    struct lg_stats *scratch, struct step_result *r)
+                    struct lg_stats *scratch, struct lg_step_result *r)
 {
     struct lg_status s;
     char err[160];
@@ -678,7 +573,9 @@ static int run_step(const struct lg_config *cfg, struct lg_engine *e, int stopfd
     /* Measurement. */
     if (cfg->server_pid)
         r->have_server = procstat_sample((pid_t)cfg->server_pid, &r->s0, err, sizeof err) == 0;
-    getrusage(RUSAGE_SELF, &r->ru0);
+    struct rusage ru0, ru1;
+    getrusage(RUSAGE_SELF, &ru0);
+    r->wall_start = wall_now();
     uint64_t t0 = mono_now_ns();
     lg_engine_measure_start(e, &s);
     r->established = s.open;
@@ -725,7 +622,9 @@ static int run_step(const struct lg_config *cfg, struct lg_engine *e, int stopfd
         }
     }
     lg_engine_status(e, &s, &r->st);
-    getrusage(RUSAGE_SELF, &r->ru1);
+    getrusage(RUSAGE_SELF, &ru1);
+    r->cpu_user = tv_s(ru1.ru_utime) - tv_s(ru0.ru_utime);
+    r->cpu_sys = tv_s(ru1.ru_stime) - tv_s(ru0.ru_stime);
     if (r->have_server)
         r->have_server = procstat_sample((pid_t)cfg->server_pid, &r->s1, err, sizeof err) == 0;
     if (cfg->server_pid && !r->have_server)
@@ -736,7 +635,7 @@ static int run_step(const struct lg_config *cfg, struct lg_engine *e, int stopfd
     return stopped;
 }
 
-static void summary(const struct lg_config *cfg, const struct step_result *r)
+static void summary(const struct lg_config *cfg, const struct lg_step_result *r)
 {
     const struct lg_stats *st = &r->st;
     fprintf(stderr,
@@ -754,8 +653,45 @@ static void summary(const struct lg_config *cfg, const struct step_result *r)
             r->interrupted ? " (interrupted)" : "");
 }
 
+/* Waits until the wall clock reaches cfg->start_at (nothing when it is 0 or past). Returns 1
+ * if a stop signal came first. */
+static int wait_start_at(const struct lg_config *cfg, int stopfd)
+{
+    for (;;) {
+        double left = cfg->start_at - wall_now();
+        if (left <= 0)
+            return 0;
+        /* At most a second at a time: the wall clock may be stepped meanwhile. */
+        if (wait_stop(stopfd, left > 1.0 ? 1000 : (int)(left * 1000.0) + 1))
+            return 1;
+    }
+}
+
+/* When this run started, for a multi-host merge (epoch microseconds: a double of seconds would
+ * lose them at the JSON's 10 digits): the --start-at instant asked for, this host's wall clock
+ * when the first step began, and how late that was by its own clock. */
+static json_t *start_json(const struct lg_config *cfg, double wall)
+{
+    return json_pack("{s:o, s:I, s:o}", "at_us",
+                     cfg->start_at > 0 ? json_integer(lg_wall_us(cfg->start_at)) : json_null(),
+                     "wall_us", lg_wall_us(wall), "late_us",
+                     cfg->start_at > 0 ? json_integer(lg_wall_us(wall) - lg_wall_us(cfg->start_at))
+                                       : json_null());
+}
+
+static json_t *host_json(void)
+{
+    char name[256];
+    if (gethostname(name, sizeof name) < 0)
+        snprintf(name, sizeof name, "unknown");
+    name[sizeof name - 1] = '\0';
+    return json_string(name);
+}
+
 int main(int argc, char **argv)
 {
+    if (argc > 1 && strcmp(argv[1], "merge") == 0)
+        return lg_merge_main(argc - 1, argv + 1);
     struct lg_config cfg;
     char err[256];
     int rc = parse_args(argc, argv, &cfg, err, sizeof err);
@@ -802,14 +738,15 @@ int main(int argc, char **argv)
 
     json_t *steps = json_array();
     struct lg_stats *scratch = malloc(sizeof *scratch);
-    struct step_result *r = malloc(sizeof *r);
-    int interrupted = 0;
+    struct lg_step_result *r = malloc(sizeof *r);
+    int interrupted = wait_start_at(&cfg, stopfd);
+    double wall_start = wall_now();
     for (int i = 0; i < cfg.nsteps && scratch && r && !interrupted; i++) {
         memset(r, 0, sizeof *r);
         interrupted = run_step(&cfg, e, stopfd, i, scratch, r);
         /* A step cut short during its set-up measured nothing: it is left out. */
         if (!interrupted || r->interrupted) {
-            json_array_append_new(steps, step_json(&cfg, r, &base));
+            json_array_append_new(steps, lg_step_json(&cfg, r, &base));
             summary(&cfg, r);
         }
         procstat_free(&r->s0);
@@ -817,10 +754,11 @@ int main(int argc, char **argv)
     }
     lg_engine_free(e);
 
-    json_t *doc = json_pack("{s:s, s:s, s:s, s:o, s:o, s:b}", "schema", "tvsa-loadgen/1",
-                            "scenario", cfg.scn->name, "target", cfg.target,
-                            "config", config_json(&cfg), "steps", steps,
-                            "interrupted", interrupted);
+    json_t *doc = json_pack("{s:s, s:s, s:s, s:o, s:o, s:b, s:o, s:o}", "schema",
+                            "tvsa-loadgen/1", "scenario", cfg.scn->name, "target", cfg.target,
+                            "config", lg_config_json(&cfg), "steps", steps,
+                            "interrupted", interrupted, "host", host_json(),
+                            "start", start_json(&cfg, wall_start));
     rc = doc ? write_json(&cfg, doc) : -1;
     json_decref(doc);
     free(scratch);

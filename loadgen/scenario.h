@@ -54,6 +54,7 @@ struct lg_config {
     long server_pid;                  /* 0 = none */
     const char *json_path;            /* NULL = stdout */
     int quiet;
+    double start_at;                  /* --start-at: wall-clock epoch seconds; 0 = at once */
     const char *opt_key[LG_MAX_OPTS]; /* --opt KEY=VALUE, for scenario-specific settings */
     const char *opt_val[LG_MAX_OPTS];
     int nopts;
@@ -171,5 +172,7 @@ json_t *lg_latency_json(const struct hist *h);
 
 /* The table (scenarios.c): NULL-terminated. */
 extern const struct lg_scenario *const lg_scenarios[];
+/* The scenario of that name, or NULL. */
+const struct lg_scenario *lg_scenario_find(const char *name);
 
 #endif

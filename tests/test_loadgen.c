@@ -12,6 +12,7 @@
 #include <jansson.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -21,6 +22,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "hist.h"
 #include "testlg.h"
 #include "testsrv.h"
 
@@ -778,14 +780,10 @@ static void test_bad_value_names_option(void **state)
 static void test_chat_aliases(void **state)
 {
     (void)state;
-    struct testsrv srv;
-    assert_int_equal(testsrv_start(&srv, "async-chat", NULL), 0);
     const char *args[] = {"--scenario", "chat", "--connections", "4", "--duration", "0.5",
                           "--senders", "2", "--stalled", "1", "--rate", "40", NULL};
     json_t *doc;
-    int rc = testlg_run(srv.port, args, &doc);
-    int st;
-    json_decref(testsrv_stop(&srv, SIGTERM, 5000, &st));
+    int rc = testlg_run_server("async-chat", args, &doc);
     if (rc != 0 || doc == NULL)
         fail_msg("exit %d: %.300s", rc, testlg_err);
     json_t *step = json_array_get(json_object_get(doc, "steps"), 0);
@@ -817,6 +815,215 @@ static void test_bench_bad_port(void **state)
                 fail_msg("%s --port '%s': exit %d", progs[i], ports[k], rc);
         }
     }
+}
+
+/* A result that cannot be written is an exit other than 0, whether stdout is a full device, a
+ * pipe whose reader is gone, or --json names a full device. */
+static void test_lost_result_exits_nonzero(void **state)
+{
+    (void)state;
+    struct testsrv srv;
+    assert_int_equal(testsrv_start(&srv, "async-echo", NULL), 0);
+    const char *args[] = {"--connections", "2", "--duration", "0.2", NULL};
+    int full = open("/dev/full", O_WRONLY);
+    assert_true(full >= 0);
+    int rc = testlg_run_fd(srv.port, args, full);
+    close(full);
+    if (rc == 0 || rc == -1 || strstr(testlg_err, "cannot write") == NULL)
+        fail_msg("stdout /dev/full: exit %d, stderr %.200s", rc, testlg_err);
+    int p[2];
+    assert_int_equal(pipe(p), 0);
+    close(p[0]);
+    rc = testlg_run_fd(srv.port, args, p[1]);
+    close(p[1]);
+    if (rc == 0 || rc == -1 || strstr(testlg_err, "cannot write") == NULL)
+        fail_msg("stdout closed pipe: exit %d, stderr %.200s", rc, testlg_err);
+    const char *jargs[] = {"--connections", "2", "--duration", "0.2", "--json", "/dev/full",
+                           NULL};
+    rc = testlg_run(srv.port, jargs, NULL);
+    if (rc == 0 || strstr(testlg_err, "cannot write") == NULL)
+        fail_msg("--json /dev/full: exit %d, stderr %.200s", rc, testlg_err);
+    int st;
+    json_decref(testsrv_stop(&srv, SIGTERM, 5000, &st));
+}
+
+/* The default --threads is the number of CPUs in loadgen's affinity mask: pinned to one CPU
+ * it runs one thread, not one per online CPU. */
+static void test_threads_default_affinity(void **state)
+{
+    (void)state;
+    struct testsrv srv;
+    assert_int_equal(testsrv_start(&srv, "async-echo", NULL), 0);
+    cpu_set_t saved, one;
+    assert_int_equal(sched_getaffinity(0, sizeof saved, &saved), 0);
+    int first = 0;
+    while (!CPU_ISSET(first, &saved))
+        first++;
+    const char *args[] = {"--connections", "2", "--duration", "0.1", NULL};
+    for (int pinned = 0; pinned < 2; pinned++) {
+        CPU_ZERO(&one);
+        CPU_SET(first, &one);
+        /* The child inherits the mask; the test's own is put back at once. */
+        if (pinned)
+            assert_int_equal(sched_setaffinity(0, sizeof one, &one), 0);
+        json_t *doc;
+        int rc = testlg_run(srv.port, args, &doc);
+        sched_setaffinity(0, sizeof saved, &saved);
+        if (rc != 0 || doc == NULL)
+            fail_msg("pinned %d: exit %d", pinned, rc);
+        long want = pinned ? 1 : CPU_COUNT(&saved);
+        assert_int_equal(json_integer_value(testlg_get(doc, "config.threads")), want);
+        json_decref(doc);
+    }
+    int st;
+    json_decref(testsrv_stop(&srv, SIGTERM, 5000, &st));
+}
+
+/* The step's histogram in the run's JSON, read back (fails the test when it is not there). */
+static void step_hist(json_t *doc, int step, const char *name, struct hist *h)
+{
+    char err[128];
+    json_t *st = json_array_get(json_object_get(doc, "steps"), (size_t)step);
+    json_t *j = json_object_get(json_object_get(st, "histograms"), name);
+    if (hist_from_json(h, j, err, sizeof err) < 0)
+        fail_msg("step %d histograms.%s: %s", step + 1, name, err);
+}
+
+static json_int_t step_int(json_t *doc, int step, const char *path)
+{
+    json_t *v = testlg_get(json_array_get(json_object_get(doc, "steps"), (size_t)step), path);
+    if (!json_is_integer(v))
+        fail_msg("step %d: no integer %s", step + 1, path);
+    return json_integer_value(v);
+}
+
+/* `loadgen merge FILES...` into testlg_out; returns the exit status, *doc the JSON. */
+static int run_merge(const char *const *files, json_t **doc)
+{
+    const char *argv[8] = {"loadgen", "merge"};
+    int n = 2;
+    for (int i = 0; files[i] && n < 7; i++)
+        argv[n++] = files[i];
+    argv[n] = NULL;
+    int rc = testsrv_run(argv, testlg_out, sizeof testlg_out, testlg_err, sizeof testlg_err,
+                         10000);
+    *doc = json_loads(testlg_out, 0, NULL);
+    return rc;
+}
+
+/* Two runs merged equal one run made of both: counters summed, every histogram bucket the
+ * sum of the two, the percentiles those of the merged histogram; a file merged with itself
+ * keeps its percentiles and doubles its counts; inputs that do not go together are refused. */
+static void test_merge_exact(void **state)
+{
+    (void)state;
+    struct testsrv srv;
+    assert_int_equal(testsrv_start(&srv, "async-echo", NULL), 0);
+    char a[64], b[64];
+    snprintf(a, sizeof a, "/tmp/test_loadgen_%d_a.json", (int)getpid());
+    snprintf(b, sizeof b, "/tmp/test_loadgen_%d_b.json", (int)getpid());
+    const char *aargs[] = {"--connections", "3,5", "--duration", "0.3", "--json", a, NULL};
+    const char *bargs[] = {"--connections", "2,4", "--duration", "0.3", "--think-ms", "1",
+                           "--json", b, NULL};
+    assert_int_equal(testlg_run(srv.port, aargs, NULL), 0);
+    assert_int_equal(testlg_run(srv.port, bargs, NULL), 0);
+    int st;
+    json_decref(testsrv_stop(&srv, SIGTERM, 5000, &st));
+    json_t *da = json_load_file(a, 0, NULL), *db = json_load_file(b, 0, NULL), *dm;
+    assert_non_null(da);
+    assert_non_null(db);
+    const char *ab[] = {a, b, NULL};
+    if (run_merge(ab, &dm) != 0 || dm == NULL)
+        fail_msg("merge: %.300s", testlg_err);
+    static struct hist ha, hb, hm;
+    static const char *const counts[] = {"requests.completed", "requests.errors",
+                                         "requests.timeouts", "requests.mismatches",
+                                         "requests.bytes_out", "connections.target",
+                                         "connections.established"};
+    static const char *const hists[] = {"latency", "latency_raw", "connect", "aux"};
+    for (int i = 0; i < 2; i++) {
+        for (size_t k = 0; k < sizeof counts / sizeof counts[0]; k++)
+            assert_int_equal(step_int(dm, i, counts[k]),
+                             step_int(da, i, counts[k]) + step_int(db, i, counts[k]));
+        for (size_t k = 0; k < sizeof hists / sizeof hists[0]; k++) {
+            step_hist(da, i, hists[k], &ha);
+            step_hist(db, i, hists[k], &hb);
+            step_hist(dm, i, hists[k], &hm);
+            hist_merge(&ha, &hb);
+            assert_memory_equal(&ha, &hm, sizeof hm);
+        }
+        /* A run's latency histogram holds exactly its completed requests (closed loop). */
+        step_hist(da, i, "latency", &ha);
+        assert_int_equal(ha.total, step_int(da, i, "requests.completed"));
+        step_hist(dm, i, "latency", &hm);
+        assert_true(hm.total > 0);
+        assert_int_equal(step_int(dm, i, "latency_us.p50"), hist_percentile(&hm, 50));
+        assert_int_equal(step_int(dm, i, "latency_us.p99"), hist_percentile(&hm, 99));
+        assert_int_equal(step_int(dm, i, "latency_us.p999"), hist_percentile(&hm, 99.9));
+        assert_int_equal(step_int(dm, i, "latency_us.max"), hm.max);
+    }
+    assert_int_equal(json_integer_value(testlg_get(dm, "merged.count")), 2);
+    assert_string_equal(json_string_value(json_array_get(testlg_get(dm, "merged.hosts"), 0)),
+                        json_string_value(json_object_get(da, "host")));
+    assert_string_equal(json_string_value(testlg_get(
+                            json_array_get(testlg_get(dm, "merged.inputs"), 1), "file")), b);
+    json_decref(dm);
+
+    const char *aa[] = {a, a, NULL};
+    assert_int_equal(run_merge(aa, &dm), 0);
+    for (int i = 0; i < 2; i++) {
+        assert_int_equal(step_int(dm, i, "requests.completed"),
+                         2 * step_int(da, i, "requests.completed"));
+        assert_int_equal(step_int(dm, i, "latency_us.p99"), step_int(da, i, "latency_us.p99"));
+    }
+    json_decref(dm);
+
+    /* Refused: a file that is not a run, and runs with different numbers of steps. */
+    char c[64];
+    snprintf(c, sizeof c, "/tmp/test_loadgen_%d_c.json", (int)getpid());
+    FILE *f = fopen(c, "w");
+    assert_non_null(f);
+    fputs("{\"schema\": \"other\"}\n", f);
+    fclose(f);
+    const char *ac[] = {a, c, NULL};
+    assert_int_equal(run_merge(ac, &dm), 2);
+    json_decref(dm);
+    json_array_remove(json_object_get(db, "steps"), 1);
+    assert_int_equal(json_dump_file(db, c, 0), 0);
+    assert_int_equal(run_merge(ac, &dm), 2);
+    json_decref(dm);
+    json_decref(da);
+    json_decref(db);
+    unlink(a);
+    unlink(b);
+    unlink(c);
+}
+
+/* --start-at: nothing starts before the instant, which the JSON records with the wall clock
+ * at the start. */
+static void test_start_at_waits(void **state)
+{
+    (void)state;
+    struct timespec now;
+    clock_gettime(CLOCK_REALTIME, &now);
+    long long at_us = ((long long)now.tv_sec + 1) * 1000000LL + now.tv_nsec / 1000 + 500000;
+    char at[32];
+    snprintf(at, sizeof at, "%lld.%06lld", at_us / 1000000, at_us % 1000000);
+    const char *args[] = {"--connections", "2", "--duration", "0.1", "--start-at", at, NULL};
+    json_t *doc;
+    int rc = testlg_run_server("async-echo", args, &doc);
+    if (rc != 0 || doc == NULL)
+        fail_msg("exit %d: %.300s", rc, testlg_err);
+    long long got_at = json_integer_value(testlg_get(doc, "start.at_us"));
+    long long wall = json_integer_value(testlg_get(doc, "start.wall_us"));
+    if (got_at < at_us - 1 || got_at > at_us + 1)
+        fail_msg("start.at_us %lld, asked %lld", got_at, at_us);
+    if (wall < at_us || json_integer_value(testlg_get(doc, "start.late_us")) != wall - got_at)
+        fail_msg("started at %lld, before %lld", wall, at_us);
+    assert_true(step_int(doc, 0, "start_wall_us") >= at_us);
+    json_decref(doc);
+    const char *bad[] = {"--start-at", "soon", NULL};
+    assert_int_equal(testlg_run(1, bad, NULL), 2);
 }
 
 /* SIGINT mid-step: exit 130 and the JSON of what was measured, marked interrupted. */
@@ -895,6 +1102,10 @@ int main(void)
         cmocka_unit_test_teardown(test_bench_bad_port, testsrv_teardown),
         cmocka_unit_test_teardown(test_timeouts_counted, testsrv_teardown),
         cmocka_unit_test_teardown(test_sigint_writes_partial_json, testsrv_teardown),
+        cmocka_unit_test_teardown(test_lost_result_exits_nonzero, testsrv_teardown),
+        cmocka_unit_test_teardown(test_threads_default_affinity, testsrv_teardown),
+        cmocka_unit_test_teardown(test_merge_exact, testsrv_teardown),
+        cmocka_unit_test_teardown(test_start_at_waits, testsrv_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
