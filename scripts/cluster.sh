@@ -332,13 +332,12 @@ for h in hosts:
     e = env[h]
     s = e["clock_samples"]
     if s:
+        # Host clock minus this one's (docs/cluster.md): at least a sample minus its arrival
+        # here, at most a sample minus the instant the command was sent.
         lo = max(x["remote"] - x["arrived"] for x in s)
         hi = min(x["remote"] - t_send for x in s)
         e["clock_offset_s"] = {
-            "estimate": round(lo, 6), "lower": round(lo, 6), "upper": round(hi, 6),
-            "meaning": "host clock minus the controller's: at least the estimate (clock sample "
-                       "minus its arrival here), at most upper (sample minus the time the "
-                       "command was sent)"}
+            "estimate": round(lo, 6), "lower": round(lo, 6), "upper": round(hi, 6)}
     json.dump(e, open("%s/%s.json" % (outdir, h), "w"), indent=2)
     if not s or e.get("loadgen") in (None, "missing"):
         print("%s\t%s" % (h, "no answer" if not s else "no loadgen at " + loadgen))
@@ -457,12 +456,12 @@ fi
 
 failed_json=$(for h in "${!FAILED[@]}"; do printf '%s\t%s\n' "$h" "${FAILED[$h]}"; done)
 python3 - "$OUT" "$TMP/merged.json" "$merged" "$START_AT" "$HAS_START_AT" "$RCMD" "$TARGET" \
-    "$LOCAL" "${RTT_MS:-0}" "${LOSS:-0}" "${PREFIX:-}" "$failed_json" "${GROUP_KEYS[*]}" \
-    "${HOST_RATE:-}" "${MERGE_HOSTS[@]}" <<'PY'
+    "$LOCAL" "${RTT_MS:-0}" "${LOSS:-0}" "${PREFIX:-}" "$failed_json" \
+    "${MERGE_HOSTS[@]}" <<'PY'
 import json, sys
 (out, merged_path, merged, start_at, has_start_at, rcmd, target, local, rtt, loss, prefix,
- failed, groups, host_rate) = sys.argv[1:15]
-held = sys.argv[15:]
+ failed) = sys.argv[1:13]
+held = sys.argv[13:]
 failed = dict(l.split("\t", 1) for l in failed.splitlines() if l)
 envs = {}
 for h in held + list(failed):
@@ -470,10 +469,20 @@ for h in held + list(failed):
         envs[h] = json.load(open("%s/env/%s.json" % (out, h)))
     except (OSError, ValueError):
         envs[h] = {}
-shares = {}
+per_host = {}
 for h in held:
-    cfg = json.load(open("%s/hosts/%s.json" % (out, h))).get("config", {})
-    shares[h] = {"connections": cfg.get("connections"), "rate": cfg.get("rate")}
+    doc = json.load(open("%s/hosts/%s.json" % (out, h)))
+    cfg = doc.get("config", {})
+    off = envs[h].get("clock_offset_s")
+    late = (doc.get("start") or {}).get("late_us")
+    per_host[h] = {
+        "connections": cfg.get("connections"), "rate": cfg.get("rate"),
+        "clock_offset_s": off,
+        # By the host's own clock, and corrected by the offset estimate to this one's.
+        "start_late_us": late,
+        "start_late_us_controller_clock":
+            None if late is None or off is None else round(late - off["estimate"] * 1e6),
+    }
 cluster = {
     "hosts": held,
     "failed_hosts": failed,
@@ -481,8 +490,7 @@ cluster = {
     "rcmd": rcmd,
     "start_at": float(start_at),
     "start_at_used": has_start_at == "1",
-    "clock_offset_s": {h: envs[h].get("clock_offset_s") for h in held},
-    "shares": shares,
+    "per_host": per_host,
 }
 if int(local):
     cluster["local"] = {"clients": int(local), "rtt_ms": float(rtt), "loss_pct": float(loss),
