@@ -38,7 +38,9 @@ Local cluster (root, iproute2; traffic stays inside the namespaces it makes):
   --loss PCT          netem loss PCT% in each direction of each client link
   --server NAME ...   the server to start in the server namespace: bin/NAME (or a path) with
                       the flags up to a lone --; --bind 198.18.0.1 is added unless given,
-                      --port 0 always (the port is read from its listening line)
+                      --port 0 always (the port is read from its listening line);
+                      the first client host samples it (--server-pid) unless you give
+                      --server-pid yourself
 
 Options:
   --out DIR           results directory (default results/<UTC stamp>/cluster)
@@ -108,7 +110,7 @@ isnum "$START_DELAY" || die2 "--start-delay needs a number of seconds"
 [[ $RCMD == ssh || $RCMD == exec ]] || die2 "--rcmd: ssh or exec"
 
 # The script owns --json and --start-at; --connections and --rate are split among the hosts.
-CONNS=100 RATE='' REST=()
+CONNS=100 RATE='' REST=() USER_SERVER_PID=0
 i=0
 while [[ $i -lt ${#LG_ARGS[@]} ]]; do
     a=${LG_ARGS[$i]} v=${LG_ARGS[$((i + 1))]:-}
@@ -118,6 +120,8 @@ while [[ $i -lt ${#LG_ARGS[@]} ]]; do
         --connections=*) CONNS=${a#*=} ;;
         --rate) RATE=$v; i=$((i + 1)) ;;
         --rate=*) RATE=${a#*=} ;;
+        --server-pid|--server-pid=*) USER_SERVER_PID=1; REST+=("$a")
+                                     [[ $a == *=* ]] || { REST+=("$v"); i=$((i + 1)); } ;;
         --opt) [[ $v == rate=* ]] && die2 "--opt rate=R: give --rate R (the script splits it)"
                REST+=("$a" "$v"); i=$((i + 1)) ;;
         *) REST+=("$a") ;;
@@ -188,8 +192,9 @@ SRV_ADDR=198.18.0.1
 # netem ARGS for one direction of a client link, or nothing.
 netem_args() {
     local a=()
-    [[ -n $RTT_MS ]] && a+=(delay "$(python3 -c "print('%gms' % ($RTT_MS / 2.0))")")
-    [[ -n $LOSS ]] && a+=(loss "$LOSS%")
+    # --rtt-ms 0 and --loss 0 ask for no qdisc at all (the same run as without them).
+    [[ -n $RTT_MS && $RTT_MS =~ [1-9] ]] && a+=(delay "$(python3 -c "print('%gms' % ($RTT_MS / 2.0))")")
+    [[ -n $LOSS && $LOSS =~ [1-9] ]] && a+=(loss "$LOSS%")
     # The default 1000-packet queue would drop at a few thousand requests/s once delayed.
     [[ ${#a[@]} -gt 0 ]] && echo "${a[*]} limit 1000000"
 }
@@ -269,6 +274,8 @@ else
     fi
 fi
 [[ ${#HOSTS[@]} -gt 0 ]] || die2 "no hosts in $HOSTS_SPEC"
+SERVER_SAMPLE=0
+[[ $LOCAL -gt 0 && $USER_SERVER_PID == 0 ]] && SERVER_SAMPLE=1
 say "${#HOSTS[@]} client hosts: ${HOSTS[*]}; target $TARGET"
 
 # pdsh_cmd HOSTLIST SCRIPT [WRAP...]: sets PDSH_ARGV to the pdsh command that runs SCRIPT
@@ -372,6 +379,9 @@ for ((k = 0; k < N; k++)); do
     share=()
     for c in "${STEPS[@]}"; do share+=($((c / N + (k < c % N ? 1 : 0)))); done
     key=$(IFS=,; echo "${share[*]}")
+    # --local: the first host also samples the server (every namespace sees its /proc; the
+    # merge takes the server figures from the first input that has them).
+    [[ $k == 0 && $SERVER_SAMPLE == 1 ]] && key+=" server"
     [[ -n ${GROUP_HOSTS[$key]:-} ]] || GROUP_KEYS+=("$key")
     GROUP_HOSTS[$key]+=${GROUP_HOSTS[$key]:+,}${OK_HOSTS[$k]}
 done
@@ -380,7 +390,8 @@ START_AT=$(python3 -c "import time; print('%.3f' % (time.time() + $START_DELAY))
 # ---- 3. the run ---------------------------------------------------------------------------------
 g=0
 for key in "${GROUP_KEYS[@]}"; do
-    args=(--target "$TARGET" --connections "$key")
+    args=(--target "$TARGET" --connections "${key% server}")
+    [[ $key == *" server" ]] && args+=(--server-pid "$SERVER_PID")
     [[ -n $HOST_RATE ]] && args+=(--rate "$HOST_RATE")
     [[ $HAS_START_AT == 1 ]] && args+=(--start-at "$START_AT")
     args+=("${REST[@]}")

@@ -161,6 +161,18 @@ else
     check "local 2: both hosts completed requests ($done_reqs)" \
         python3 -c "import sys; v = sys.argv[1].split(); sys.exit(not (len(v) == 2 and all(int(x) > 0 for x in v)))" "$done_reqs"
     check "local 2: the server's stopped line was kept" test -s "$out/server/async-echo.stopped.json"
+    # shellcheck disable=SC2086 # one host a word
+    starts=$(python3 - "$out" $hosts 2>&1 <<'PY'
+import json, sys
+out, hosts = sys.argv[1], sys.argv[2:]
+at = round(json.load(open(out + "/cluster.json"))["start_at"] * 1e6)
+docs = [json.load(open("%s/hosts/%s.json" % (out, h))) for h in hosts]
+print("same" if all(d["start"]["at_us"] == at for d in docs) else "differ",
+      ["server" in s for d in docs for s in d["steps"]])
+PY
+)
+    check "local 2: every host waited for the same --start-at, the first sampled the server ($starts)" \
+        test "$starts" = "same [True, True, False, False]"
     if [[ $HAS_MERGE == 1 ]]; then
         # shellcheck disable=SC2086 # one host a word
         python3 - "$out" $hosts >"$tmp/sum.txt" 2>&1 <<'PY'
