@@ -252,6 +252,26 @@ PY
     check "Ctrl-C: the loadgens in the namespaces were running (${lg_pids:-none}) and are gone (${alive:-none})" \
         test -n "$lg_pids" -a -z "$alive"
     nothing_left "Ctrl-C" "$prefix" "$tmp/before"
+
+    # Lab 8's quick blocks (info string exactly `sh`, as tests/labs.sh reads them), each on its
+    # own from the repository root: lab.sh has no lab 8, the handout drives cluster.sh itself.
+    handout=docs/labs/lab8-latency.md
+    mkdir -p "$tmp/lab8"
+    awk -v dir="$tmp/lab8" '
+        /^```/ && !inb { inb = 1; quick = ($0 == "```sh"); if (quick) { k++; f = dir "/" k ".sh" }; next }
+        /^```/ && inb  { inb = 0; next }
+        inb && quick   { print > f }' "$handout"
+    nblocks=$(find "$tmp/lab8" -name '*.sh' | wc -l)
+    check "$handout: has quick blocks ($nblocks)" test "$nblocks" -gt 0
+    for ((b = 1; b <= nblocks; b++)); do
+        if timeout -k 5 90 bash -e -o pipefail "$tmp/lab8/$b.sh" >"$tmp/lab8.out" 2>&1 &&
+                ! grep -q Traceback "$tmp/lab8.out"; then
+            ok "$handout block $b"
+        else
+            bad "$handout block $b: $(tail -n 5 "$tmp/lab8.out")"
+        fi
+    done
+    nothing_left "lab 8 blocks" "$(prefix_of "$tmp/lab8.out")" "$tmp/before"
 fi
 
 if [[ $skipped -gt 0 ]]; then
