@@ -151,10 +151,29 @@ TMP=$(mktemp -d /tmp/tvsa-cluster.XXXXXX) || die2 "mktemp failed"
 PDSH_PIDS=()
 MADE_NETNS=() MADE_LINKS=()
 SERVER_PID=
+# descendants PID...: the pids of every process below the given ones.
+descendants() {
+    local -A kids=()
+    local pid ppid todo=("$@") out=()
+    while read -r pid ppid; do kids[$ppid]+=" $pid"; done < <(ps -e -o pid= -o ppid=)
+    while [[ ${#todo[@]} -gt 0 ]]; do
+        pid=${todo[0]}
+        todo=("${todo[@]:1}")
+        for p in ${kids[$pid]:-}; do out+=("$p"); todo+=("$p"); done
+    done
+    echo "${out[@]}"
+}
+
 cleanup() {
-    local pid ns l
+    local pid ns l tree
     trap - INT TERM
-    for pid in "${PDSH_PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null; done
+    # pdsh leaves its children running when it is killed (exec: the hosts' commands here; ssh:
+    # the ssh processes), so they go first, by pid.
+    if [[ ${#PDSH_PIDS[@]} -gt 0 ]]; then
+        tree=$(descendants "${PDSH_PIDS[@]}")
+        # shellcheck disable=SC2086 # one pid a word
+        kill -TERM "${PDSH_PIDS[@]}" $tree 2>/dev/null
+    fi
     if [[ -n $SERVER_PID ]]; then
         tvsa_server_stop "$SERVER_PID" >/dev/null 2>&1
         SERVER_PID=

@@ -112,6 +112,39 @@ if [[ $HAS_MERGE == 1 ]]; then
     check "a failed host: merged.json holds the other two" \
         test "$(py "$out/merged.json" '" ".join(d["cluster"]["hosts"])' 2>/dev/null)" = "$held"
 fi
+# A hosts file with comments and blank lines.
+printf '# two hosts\nalpha\n\n  beta   # the second\n' >"$tmp/hosts.txt"
+"$CL" --rcmd exec --hosts "$tmp/hosts.txt" --target "127.0.0.1:$port" --out "$tmp/file" \
+    --start-delay 1 --connections 2 --duration 1 --quiet 2>"$tmp/file.err"
+rc=$?
+check "hosts file: exit 0 ($rc), hosts alpha beta" \
+    test "$rc:$(py "$tmp/file/cluster.json" '" ".join(d["hosts"])' 2>/dev/null)" = "0:alpha beta"
+
+# Ctrl-C while exec hosts run: pdsh leaves its children running when killed, the script must not.
+set -m
+"$CL" --rcmd exec --hosts 'h[1-2]' --target "127.0.0.1:$port" --out "$tmp/execint" \
+    --start-delay 1 --connections 2 --duration 30 --quiet 2>"$tmp/execint.err" &
+cl_pid=$!
+set +m
+for ((i = 0; i < 300; i++)); do
+    grep -q 'started 2 hosts' "$tmp/execint.err" 2>/dev/null && break
+    kill -0 "$cl_pid" 2>/dev/null || break
+    sleep 0.1
+done
+sleep 1
+# Our loadgens: the ones aimed at this test's server port.
+lg_pids=$(ps -eo pid=,args= | awk -v t="127.0.0.1:$port" '$2 ~ /loadgen$/ && index($0, t) {print $1}' | tr '\n' ' ')
+kill -INT "$cl_pid" 2>/dev/null
+for ((i = 0; i < 200; i++)); do kill -0 "$cl_pid" 2>/dev/null || break; sleep 0.1; done
+kill -0 "$cl_pid" 2>/dev/null && { bad "exec Ctrl-C: still running 20 s later"; kill -KILL "$cl_pid"; }
+wait "$cl_pid"
+rc=$?
+alive=
+for p in $lg_pids; do
+    [[ -r /proc/$p/stat && $(awk '{print $3}' "/proc/$p/stat" 2>/dev/null) != Z ]] && alive+=" $p"
+done
+check "exec Ctrl-C: exit 130 ($rc), its 2 loadgens (${lg_pids:-none}) gone (${alive:-none})" \
+    test "$rc" = 130 -a "$(wc -w <<<"$lg_pids")" = 2 -a -z "$alive"
 kill "$srv_pid"; wait "$srv_pid" 2>/dev/null; srv_pid=
 
 # ---- the local cluster ----------------------------------------------------------------------
