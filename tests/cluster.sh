@@ -27,6 +27,40 @@ check() { local what=$1; shift; if "$@"; then ok "$what"; else bad "$what"; fi; 
 py() { python3 -c "import json, sys; d = json.load(open(sys.argv[1])); print($2)" "$1"; }
 
 # Until loadgen has `merge` (issue 14), the checks of merged figures are SKIPPED.
+# bg_start ERRFILE ARGS...: scripts/cluster.sh ARGS in the background (BG_PID) with job control,
+# which gives it a SIGINT it can trap (a non-interactive shell starts background jobs with
+# SIGINT ignored); returns once its hosts started (or it ended).
+bg_start() {
+    local err=$1 i
+    shift
+    set -m
+    "$CL" "$@" 2>"$err" &
+    BG_PID=$!
+    set +m
+    for ((i = 0; i < 300; i++)); do
+        grep -q 'started [0-9]* hosts' "$err" 2>/dev/null && break
+        kill -0 "$BG_PID" 2>/dev/null || break
+        sleep 0.1
+    done
+}
+# bg_interrupt WHAT: Ctrl-C to BG_PID, up to 20 s for it to end; BG_RC is its exit status.
+bg_interrupt() {
+    local i
+    kill -INT "$BG_PID" 2>/dev/null
+    for ((i = 0; i < 200; i++)); do kill -0 "$BG_PID" 2>/dev/null || break; sleep 0.1; done
+    kill -0 "$BG_PID" 2>/dev/null && { bad "$1: still running 20 s after Ctrl-C"; kill -KILL "$BG_PID"; }
+    wait "$BG_PID"
+    BG_RC=$?
+}
+# alive PID...: those still running (a zombie, dead and not yet reaped by init, is not).
+alive() {
+    local p out=
+    for p in "$@"; do
+        [[ -r /proc/$p/stat && $(awk '{print $3}' "/proc/$p/stat" 2>/dev/null) != Z ]] && out+=" $p"
+    done
+    echo "${out# }"
+}
+
 HAS_MERGE=1
 [[ $("$BIN/loadgen" merge </dev/null 2>&1) == *"unexpected argument 'merge'"* ]] && HAS_MERGE=0
 
@@ -121,30 +155,16 @@ check "hosts file: exit 0 ($rc), hosts alpha beta" \
     test "$rc:$(py "$tmp/file/cluster.json" '" ".join(d["hosts"])' 2>/dev/null)" = "0:alpha beta"
 
 # Ctrl-C while exec hosts run: pdsh leaves its children running when killed, the script must not.
-set -m
-"$CL" --rcmd exec --hosts 'h[1-2]' --target "127.0.0.1:$port" --out "$tmp/execint" \
-    --start-delay 1 --connections 2 --duration 30 --quiet 2>"$tmp/execint.err" &
-cl_pid=$!
-set +m
-for ((i = 0; i < 300; i++)); do
-    grep -q 'started 2 hosts' "$tmp/execint.err" 2>/dev/null && break
-    kill -0 "$cl_pid" 2>/dev/null || break
-    sleep 0.1
-done
+bg_start "$tmp/execint.err" --rcmd exec --hosts 'h[1-2]' --target "127.0.0.1:$port" \
+    --out "$tmp/execint" --start-delay 1 --connections 2 --duration 30 --quiet
 sleep 1
 # Our loadgens: the ones aimed at this test's server port.
 lg_pids=$(ps -eo pid=,args= | awk -v t="127.0.0.1:$port" '$2 ~ /loadgen$/ && index($0, t) {print $1}' | tr '\n' ' ')
-kill -INT "$cl_pid" 2>/dev/null
-for ((i = 0; i < 200; i++)); do kill -0 "$cl_pid" 2>/dev/null || break; sleep 0.1; done
-kill -0 "$cl_pid" 2>/dev/null && { bad "exec Ctrl-C: still running 20 s later"; kill -KILL "$cl_pid"; }
-wait "$cl_pid"
-rc=$?
-alive=
-for p in $lg_pids; do
-    [[ -r /proc/$p/stat && $(awk '{print $3}' "/proc/$p/stat" 2>/dev/null) != Z ]] && alive+=" $p"
-done
-check "exec Ctrl-C: exit 130 ($rc), its 2 loadgens (${lg_pids:-none}) gone (${alive:-none})" \
-    test "$rc" = 130 -a "$(wc -w <<<"$lg_pids")" = 2 -a -z "$alive"
+bg_interrupt "exec Ctrl-C"
+# shellcheck disable=SC2086 # one pid a word
+left=$(alive $lg_pids)
+check "exec Ctrl-C: exit 130 ($BG_RC), its 2 loadgens (${lg_pids:-none}) gone (${left:-none})" \
+    test "$BG_RC" = 130 -a "$(wc -w <<<"$lg_pids")" = 2 -a -z "$left"
 kill "$srv_pid"; wait "$srv_pid" 2>/dev/null; srv_pid=
 
 # ---- the local cluster ----------------------------------------------------------------------
@@ -253,37 +273,18 @@ PY
     check "bad server flag: exit 1 ($rc)" test "$rc" = 1
     nothing_left "bad server flag" "$(prefix_of "$tmp/badflag.err")" "$tmp/before"
 
-    # Ctrl-C in the middle of the load: job control gives the background job a SIGINT it can
-    # trap (a non-interactive shell would start it with SIGINT ignored).
-    set -m
-    "$CL" --local 2 --server async-echo -- --out "$tmp/int" --start-delay 1 \
-        --connections 2 --duration 30 --quiet 2>"$tmp/int.err" &
-    cl_pid=$!
-    set +m
-    for ((i = 0; i < 300; i++)); do
-        grep -q 'started 2 hosts' "$tmp/int.err" 2>/dev/null && break
-        kill -0 "$cl_pid" 2>/dev/null || break
-        sleep 0.1
-    done
+    # Ctrl-C in the middle of the load.
+    bg_start "$tmp/int.err" --local 2 --server async-echo -- --out "$tmp/int" --start-delay 1 \
+        --connections 2 --duration 30 --quiet
     prefix=$(prefix_of "$tmp/int.err")
     sleep 2
     lg_pids=$(for ns in "$prefix-c1" "$prefix-c2"; do ip netns pids "$ns" 2>/dev/null; done | tr '\n' ' ')
-    kill -INT "$cl_pid" 2>/dev/null
-    for ((i = 0; i < 200; i++)); do kill -0 "$cl_pid" 2>/dev/null || break; sleep 0.1; done
-    if kill -0 "$cl_pid" 2>/dev/null; then
-        bad "Ctrl-C: still running 20 s later"
-        kill -KILL "$cl_pid"
-    fi
-    wait "$cl_pid"
-    rc=$?
-    check "Ctrl-C: exit 130 ($rc)" test "$rc" = 130
-    alive=
-    # A zombie (state Z: dead, not yet reaped by init) is gone.
-    for p in $lg_pids; do
-        [[ -r /proc/$p/stat && $(awk '{print $3}' "/proc/$p/stat" 2>/dev/null) != Z ]] && alive+=" $p"
-    done
-    check "Ctrl-C: the loadgens in the namespaces were running (${lg_pids:-none}) and are gone (${alive:-none})" \
-        test -n "$lg_pids" -a -z "$alive"
+    bg_interrupt "Ctrl-C"
+    check "Ctrl-C: exit 130 ($BG_RC)" test "$BG_RC" = 130
+    # shellcheck disable=SC2086 # one pid a word
+    left=$(alive $lg_pids)
+    check "Ctrl-C: the loadgens in the namespaces were running (${lg_pids:-none}) and are gone (${left:-none})" \
+        test -n "$lg_pids" -a -z "$left"
     nothing_left "Ctrl-C" "$prefix" "$tmp/before"
 
     # Lab 8's quick blocks (info string exactly `sh`, as tests/labs.sh reads them), each on its
