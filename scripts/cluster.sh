@@ -297,13 +297,15 @@ SERVER_SAMPLE=0
 [[ $LOCAL -gt 0 && $USER_SERVER_PID == 0 ]] && SERVER_SAMPLE=1
 say "${#HOSTS[@]} client hosts: ${HOSTS[*]}; target $TARGET"
 
-# pdsh_cmd HOSTLIST SCRIPT [WRAP...]: sets PDSH_ARGV to the pdsh command that runs SCRIPT
-# (POSIX sh) on every host of HOSTLIST, under WRAP (exec only: e.g. ip netns exec %h), and logs it.
+# pdsh_cmd TIMEOUT HOSTLIST SCRIPT [WRAP...]: sets PDSH_ARGV to the pdsh command that runs
+# SCRIPT (POSIX sh) on every host of HOSTLIST, under WRAP (exec only: e.g. ip netns exec %h),
+# each cut off after TIMEOUT seconds (empty: none), and logs it. The fan-out is every host at
+# once: pdsh's default (32) would start hosts beyond the 32nd only as the first ones finish.
 pdsh_cmd() {
-    local hosts=$1 script=$2
-    shift 2
-    PDSH_ARGV=(pdsh -R "$RCMD" -f 256 -w "$hosts")
-    [[ -n $CMD_TIMEOUT ]] && PDSH_ARGV+=(-u "$CMD_TIMEOUT")
+    local timeout=$1 hosts=$2 script=$3
+    shift 3
+    PDSH_ARGV=(pdsh -R "$RCMD" -f "${#HOSTS[@]}" -w "$hosts")
+    [[ -n $timeout ]] && PDSH_ARGV+=(-u "$timeout")
     if [[ $RCMD == exec ]]; then
         # exec substitutes %h; a literal % is %%.
         PDSH_ARGV+=("$@" sh -c "${script//%/%%}")
@@ -332,7 +334,8 @@ if [ -x $LG_Q ]; then echo \"env loadgen found\"; else echo \"env loadgen missin
 $LG_Q --help 2>&1 | grep -q -- --start-at && echo \"env loadgen_start_at yes\"
 command -v chronyc >/dev/null 2>&1 && echo \"env chrony \$(chronyc tracking 2>/dev/null | sed -n 's/^System time *: //p')\"
 exit 0"
-pdsh_cmd "$(IFS=,; echo "${HOSTS[*]}")" "$ENV_SCRIPT" "${NS_WRAP[@]}"
+# A host that hangs (ssh waiting on something) is given up after 60 s.
+pdsh_cmd 60 "$(IFS=,; echo "${HOSTS[*]}")" "$ENV_SCRIPT" "${NS_WRAP[@]}"
 T_SEND=$EPOCHREALTIME
 # Every line is stamped with this host's clock as it arrives: a host's clock sample minus its
 # arrival time is a lower bound of that host's offset (the line took some time to come).
@@ -429,7 +432,7 @@ rc=\$?
 fold -b -w 2048 \"\$t\"
 echo
 exit \$rc"
-    pdsh_cmd "${GROUP_HOSTS[$key]}" "$run_script" "${NS_WRAP[@]}" "${PIN[@]}"
+    pdsh_cmd "$CMD_TIMEOUT" "${GROUP_HOSTS[$key]}" "$run_script" "${NS_WRAP[@]}" "${PIN[@]}"
     "${PDSH_ARGV[@]}" >"$TMP/run.$g.out" 2>"$TMP/run.$g.err" </dev/null &
     PDSH_PIDS+=($!)
     g=$((g + 1))
