@@ -154,6 +154,27 @@ rc=$?
 check "hosts file: exit 0 ($rc), hosts alpha beta" \
     test "$rc:$(py "$tmp/file/cluster.json" '" ".join(d["hosts"])' 2>/dev/null)" = "0:alpha beta"
 
+# The ssh path (pdsh -R ssh: the command is one string for the remote shell) through a stand-in
+# ssh that runs it here, as sshd would: `sh -c` of the words joined.
+mkdir -p "$tmp/fakessh"
+cat >"$tmp/fakessh/ssh" <<'EOF'
+#!/bin/sh
+while [ $# -gt 0 ]; do
+    case $1 in -l|-p|-o|-i) shift 2 ;; -*) shift ;; *) break ;; esac
+done
+shift
+exec sh -c "$*"
+EOF
+chmod +x "$tmp/fakessh/ssh"
+PATH=$tmp/fakessh:$PATH PDSH_RCMD_TYPE=ssh "$CL" --hosts 'ssh[1-2]' --target "127.0.0.1:$port" \
+    --out "$tmp/ssh" --start-delay 1 --connections 5 --rate 200 --duration 1 --quiet 2>"$tmp/ssh.err"
+rc=$?
+got=$(for h in ssh1 ssh2; do py "$tmp/ssh/hosts/$h.json" '"%d@%g" % (d["steps"][0]["connections"]["established"], d["config"]["rate"])'; done 2>/dev/null | tr '\n' ' ')
+check "ssh hosts (stand-in ssh): exit $want_rc ($rc), shares 3@100 2@100 ($got)" \
+    test "$rc:$got" = "$want_rc:3@100 2@100 "
+check "ssh hosts: pdsh -R ssh ran, the clock was read through the remote shell" \
+    test "$(grep -c '^\$ pdsh -R ssh' "$tmp/ssh/pdsh.log"):$(py "$tmp/ssh/env/ssh1.json" 'len(d["clock_samples"])' 2>/dev/null)" = 2:3
+
 # Ctrl-C while exec hosts run: pdsh leaves its children running when killed, the script must not.
 bg_start "$tmp/execint.err" --rcmd exec --hosts 'h[1-2]' --target "127.0.0.1:$port" \
     --out "$tmp/execint" --start-delay 1 --connections 2 --duration 30 --quiet
