@@ -172,8 +172,8 @@ rc=$?
 got=$(for h in ssh1 ssh2; do py "$tmp/ssh/hosts/$h.json" '"%d@%g" % (d["steps"][0]["connections"]["established"], d["config"]["rate"])'; done 2>/dev/null | tr '\n' ' ')
 check "ssh hosts (stand-in ssh): exit $want_rc ($rc), shares 3@100 2@100 ($got)" \
     test "$rc:$got" = "$want_rc:3@100 2@100 "
-check "ssh hosts: pdsh -R ssh ran, the clock was read through the remote shell" \
-    test "$(grep -c '^\$ pdsh -R ssh' "$tmp/ssh/pdsh.log"):$(py "$tmp/ssh/env/ssh1.json" 'len(d["clock_samples"])' 2>/dev/null)" = 2:3
+check "ssh hosts: 3 pdsh -R ssh commands (environment, two shares), the clock was read through the remote shell" \
+    test "$(grep -c '^\$ pdsh -R ssh' "$tmp/ssh/pdsh.log"):$(py "$tmp/ssh/env/ssh1.json" 'len(d["clock_samples"])' 2>/dev/null)" = 3:3
 
 # Ctrl-C while exec hosts run: pdsh leaves its children running when killed, the script must not.
 bg_start "$tmp/execint.err" --rcmd exec --hosts 'h[1-2]' --target "127.0.0.1:$port" \
