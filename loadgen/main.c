@@ -36,7 +36,8 @@
 #define BASELINE_MAX_MS 2000  /* ...or this long */
 #define START_AT_MAX_AHEAD_S 86400.0 /* --start-at further ahead is a mistake */
 
-static const struct option longopts[] = {
+/* The flags of every run; each scenario's shorthand flags are added from its table (below). */
+static const struct option base_opts[] = {
     {"target", required_argument, NULL, 't'},
     {"scenario", required_argument, NULL, 's'},
     {"connections", required_argument, NULL, 'c'},
@@ -53,16 +54,65 @@ static const struct option longopts[] = {
     {"server-pid", required_argument, NULL, 'p'},
     {"json", required_argument, NULL, 'j'},
     {"opt", required_argument, NULL, 'O'},
-    {"kind", required_argument, NULL, 'K'},
-    {"abusers", required_argument, NULL, 'A'},
-    {"good", required_argument, NULL, 'G'},
-    {"senders", required_argument, NULL, 'M'},
-    {"stalled", required_argument, NULL, 'L'},
     {"start-at", required_argument, NULL, 'a'},
     {"quiet", no_argument, NULL, 'q'},
     {"help", no_argument, NULL, 'h'},
-    {NULL, 0, NULL, 0},
 };
+#define NBASE (int)(sizeof base_opts / sizeof base_opts[0])
+#define OPT_SCENARIO_FLAG 1000 /* getopt's value for every flag from a scenario's table */
+#define MAX_LONGOPTS (NBASE + 64)
+
+/* base_opts, then one entry per distinct flag name in the scenarios' tables, then the end
+ * marker, into out[MAX_LONGOPTS]. */
+static void build_longopts(struct option *out)
+{
+    int n = 0;
+    for (int i = 0; i < NBASE; i++)
+        out[n++] = base_opts[i];
+    for (int i = 0; lg_scenarios[i]; i++)
+        for (const struct lg_opt_def *d = lg_scenarios[i]->opts; d && d->name; d++) {
+            int dup = 0;
+            for (int k = 0; k < n && !dup; k++)
+                dup = strcmp(out[k].name, d->name) == 0;
+            if (d->flag && !dup && n < MAX_LONGOPTS - 1)
+                out[n++] = (struct option){d->name, required_argument, NULL, OPT_SCENARIO_FLAG};
+        }
+    out[n] = (struct option){NULL, 0, NULL, 0};
+}
+
+/* Prints text from column `indent` on, wrapped at spaces before column 96. */
+static void usage_wrap(FILE *out, const char *text, int indent)
+{
+    const int width = 96 - indent;
+    while ((int)strlen(text) > width) {
+        int cut = width;
+        while (cut > 0 && text[cut] != ' ')
+            cut--;
+        if (cut == 0)
+            break;
+        fprintf(out, "%.*s\n%*s", cut, text, indent, "");
+        text += cut + 1;
+    }
+    fprintf(out, "%s\n", text);
+}
+
+/* The scenarios' settings for --help, from their tables. */
+static void usage_scenario_opts(FILE *out)
+{
+    fprintf(out, "scenario settings: --opt KEY=VALUE (repeatable; a key the scenario does not "
+                 "read is refused),\nor the flag shown:\n");
+    for (int i = 0; lg_scenarios[i]; i++)
+        for (const struct lg_opt_def *d = lg_scenarios[i]->opts; d && d->name; d++) {
+            char left[64];
+            if (d->flag)
+                snprintf(left, sizeof left, "--%s %s", d->name, d->metavar);
+            else
+                snprintf(left, sizeof left, "--opt %s=%s", d->name, d->metavar);
+            fprintf(out, "  %-8s %-20s ", d == lg_scenarios[i]->opts ? lg_scenarios[i]->name : "",
+                    left);
+            usage_wrap(out, d->help, 32);
+        }
+}
 
 static void usage(FILE *out)
 {
@@ -88,25 +138,13 @@ static void usage(FILE *out)
             "  --source-ips A-B        bind connections over 127.0.0.1-127.0.0.8 style ranges\n"
             "  --server-pid PID        sample the server's /proc figures\n"
             "  --json FILE             write the JSON there (default stdout)\n"
-            "  --opt KEY=VALUE         scenario-specific setting (repeatable); a key the scenario\n"
-            "                          does not read is refused. dns, dns-tcp: names=FILE,\n"
-            "                          zone=FILE; chat: senders, stalled, rate; abuse: below\n"
-            "  --senders M             chat: clients that send (default 1; = --opt senders=M)\n"
-            "  --stalled K             chat: extra clients that join and never read (default 0;\n"
-            "                          = --opt stalled=K)\n"
-            "  --kind K                abuse: slowloris|garbage|reset|flood (= --opt kind=K)\n"
-            "  --abusers N             abuse: misbehaving connections (default 50; = --opt abusers=N)\n"
-            "  --good N                abuse: well-behaved echo connections that measure the\n"
-            "                          service (default 4; = --opt good=N); the abuse scenario\n"
-            "                          opens N + abusers connections and takes no --connections.\n"
-            "                          Also --opt interval-ms=MS (slowloris: between bytes, 2000;\n"
-            "                          reset: before the RST, 10; garbage/flood: between bursts, 1)\n"
-            "                          and --opt line=BYTES (garbage's over-long line, 65536)\n"
+            "  --opt KEY=VALUE         a scenario's setting (below)\n"
             "  --start-at EPOCH        wait until this wall-clock time (seconds since 1970, may be\n"
             "                          fractional) before the first step: a synchronized start of\n"
             "                          loadgens on several hosts (scripts/cluster.sh)\n"
-            "  --quiet                 no progress line\n"
-            "usage: loadgen merge [--json OUT] A.json B.json ...  (one JSON of several runs)\n");
+            "  --quiet                 no progress line\n");
+    usage_scenario_opts(out);
+    fprintf(out, "usage: loadgen merge [--json OUT] A.json B.json ...  (one JSON of several runs)\n");
 }
 
 /* The CPUs this process may run on (its affinity mask), not the online ones: pinned to one
@@ -228,6 +266,46 @@ static int parse_source_ips(struct lg_config *cfg, const char *s, char *err, siz
     return 0;
 }
 
+/* Every setting given (opt_flag[i]: "--opt", or the flag it came from) is one the scenario's
+ * table declares, as a flag when it came as one, and a number in its range when declared so.
+ * 0, or -1 with err filled. */
+static int check_scenario_opts(const struct lg_config *cfg, const char *const *opt_flag,
+                               char *err, size_t errlen)
+{
+    for (int i = 0; i < cfg->nopts; i++) {
+        const struct lg_opt_def *d = cfg->scn->opts;
+        while (d && d->name && strcmp(d->name, cfg->opt_key[i]) != 0)
+            d++;
+        int via_opt = strcmp(opt_flag[i], "--opt") == 0;
+        if (d == NULL || d->name == NULL || (!via_opt && opt_flag[i][0] != '-' && !d->flag)) {
+            if (via_opt)
+                snprintf(err, errlen, "--opt %s: the %s scenario has no such setting",
+                         cfg->opt_key[i], cfg->scn->name);
+            else
+                snprintf(err, errlen, "--%s: not a setting of the %s scenario", opt_flag[i],
+                         cfg->scn->name);
+            return -1;
+        }
+        double v;
+        long iv;
+        int bad = d->type == LG_OPT_INT
+                      ? opts_parse_long(cfg->opt_val[i], (long)d->min, (long)d->max, &iv) < 0
+                  : d->type == LG_OPT_NUM
+                      ? parse_double(cfg->opt_val[i], d->min, d->max, &v) < 0
+                      : 0;
+        if (bad) {
+            /* Named as it was given: --opt KEY, --rate, or the shorthand --KEY. */
+            const char *given = via_opt ? d->name : opt_flag[i];
+            if (given[0] == '-')
+                given += 2;
+            snprintf(err, errlen, "%s%s: want %.17g..%.17g, got '%s'", via_opt ? "--opt " : "--",
+                     given, d->min, d->max, cfg->opt_val[i]);
+            return -1;
+        }
+    }
+    return 0;
+}
+
 /* Parses argv into cfg. Returns 0, 1 for --help, or -1 with err filled. */
 static int parse_args(int argc, char **argv, struct lg_config *cfg, char *err, size_t errlen)
 {
@@ -236,6 +314,8 @@ static int parse_args(int argc, char **argv, struct lg_config *cfg, char *err, s
     char name[48];
     long v;
     int opt, li, conns_given = 0;
+    struct option longopts[MAX_LONGOPTS];
+    build_longopts(longopts);
     config_defaults(cfg);
     optind = 1;
     opterr = 0;
@@ -316,12 +396,8 @@ static int parse_args(int argc, char **argv, struct lg_config *cfg, char *err, s
             cfg->opt_val[cfg->nopts++] = eq + 1;
             break;
         }
-        case 'K':
-        case 'A':
-        case 'G':
-        case 'M':
-        case 'L':
-            /* Shorthands for --opt kind=, abusers=, good= (abuse), senders=, stalled= (chat). */
+        case OPT_SCENARIO_FLAG:
+            /* A scenario's shorthand: --NAME V is --opt NAME=V (checked below). */
             if (cfg->nopts == LG_MAX_OPTS) {
                 snprintf(err, errlen, "%s: more than %d scenario settings", name, LG_MAX_OPTS);
                 return -1;
@@ -372,20 +448,8 @@ static int parse_args(int argc, char **argv, struct lg_config *cfg, char *err, s
         cfg->opt_val[cfg->nopts++] = rate_arg;
         cfg->rate = 0;
     }
-    for (int i = 0; i < cfg->nopts; i++) {
-        int known = 0;
-        for (int k = 0; cfg->scn->opt_keys && cfg->scn->opt_keys[k] && !known; k++)
-            known = strcmp(cfg->scn->opt_keys[k], cfg->opt_key[i]) == 0;
-        if (!known) {
-            if (strcmp(opt_flag[i], "--opt") == 0)
-                snprintf(err, errlen, "--opt %s: the %s scenario has no such setting",
-                         cfg->opt_key[i], cfg->scn->name);
-            else
-                snprintf(err, errlen, "--%s: not a setting of the %s scenario", opt_flag[i],
-                         cfg->scn->name);
-            return -1;
-        }
-    }
+    if (check_scenario_opts(cfg, opt_flag, err, errlen) < 0)
+        return -1;
     if (cfg->rate > 0 && cfg->scn->drive != LG_DRIVE_LOOP) {
         snprintf(err, errlen, "--rate: the %s scenario does not send a request loop",
                  cfg->scn->name);
@@ -541,27 +605,22 @@ static void progress(const struct lg_config *cfg, int step, const char *phase,
     fputc('\n', stderr);
 }
 
-/* Runs one step into *r. Returns 1 if a stop signal arrived (r->interrupted tells whether the
- * measurement had started), else 0. */
-static int run_step(const struct lg_config *cfg, struct lg_engine *e, int stopfd, int step,
-                    struct lg_stats *scratch, struct lg_step_result *r)
+/* Phase 1, set-up: every wanted connection established or failed, or the deadline: a
+ * generous bound (connect timeout twice, the paced connect time, 1 ms a connection, 5 s at
+ * least) so a server that keeps closing connections cannot hold the run forever. Returns 1 if
+ * a stop signal came. */
+static int phase_settle(const struct lg_config *cfg, struct lg_engine *e, int stopfd, int step,
+                        long target)
 {
     struct lg_status s;
-    char err[160];
-    r->target = cfg->connections[step];
-    lg_engine_set_target(e, r->target);
-
-    /* Set-up: every wanted connection established or failed, or the deadline: a generous
-     * bound (connect timeout twice, the paced connect time, 1 ms a connection, 5 s at least)
-     * so a server that keeps closing connections cannot hold the run forever. */
     uint64_t last = mono_now_ns();
-    double setup_s = 2.0 * (double)cfg->connect_timeout_ms / 1000.0 + (double)r->target / 1000.0 +
-                     (cfg->connect_rate ? (double)r->target / (double)cfg->connect_rate : 0.0);
+    double setup_s = 2.0 * (double)cfg->connect_timeout_ms / 1000.0 + (double)target / 1000.0 +
+                     (cfg->connect_rate ? (double)target / (double)cfg->connect_rate : 0.0);
     uint64_t deadline = last + (uint64_t)((setup_s < 5.0 ? 5.0 : setup_s) * 1e9);
     for (;;) {
         lg_engine_status(e, &s, NULL);
         if (lg_engine_settled(&s) || mono_now_ns() >= deadline)
-            break;
+            return 0;
         if (wait_stop(stopfd, SETTLE_POLL_MS))
             return 1;
         if (mono_now_ns() - last >= 1000000000ull) {
@@ -569,12 +628,15 @@ static int run_step(const struct lg_config *cfg, struct lg_engine *e, int stopfd
             progress(cfg, step, "connecting", &s, 0, NULL);
         }
     }
+}
 
-    /* Measurement. */
-    if (cfg->server_pid)
-        r->have_server = procstat_sample((pid_t)cfg->server_pid, &r->s0, err, sizeof err) == 0;
-    struct rusage ru0, ru1;
-    getrusage(RUSAGE_SELF, &ru0);
+/* Phase 2, measurement: --duration seconds of requests from t0 (r->established is the open
+ * connections at the start), a progress line a second. Sets r->duration; returns 1 if a stop
+ * signal came. */
+static int phase_measure(const struct lg_config *cfg, struct lg_engine *e, int stopfd, int step,
+                         struct lg_stats *scratch, struct lg_step_result *r)
+{
+    struct lg_status s;
     r->wall_start = wall_now();
     uint64_t t0 = mono_now_ns();
     lg_engine_measure_start(e, &s);
@@ -606,21 +668,49 @@ static int run_step(const struct lg_config *cfg, struct lg_engine *e, int stopfd
         }
     }
     lg_engine_measure_stop(e);
-    uint64_t t1 = mono_now_ns();
-    if (cfg->scn->probe_at_end) {
-        /* Wait for the probes: every connection answers or times out. */
-        long wait_ms = cfg->timeout_ms > 0 ? cfg->timeout_ms + 200 : PROBE_WAIT_MS;
-        uint64_t deadline = mono_now_ns() + (uint64_t)wait_ms * 1000000ull;
-        for (;;) {
-            lg_engine_status(e, &s, NULL);
-            if (s.pending == 0 || mono_now_ns() >= deadline)
-                break;
-            if (wait_stop(stopfd, 20)) {
-                stopped = 1;
-                break;
-            }
-        }
+    r->duration = (double)(mono_now_ns() - t0) / 1e9;
+    return stopped;
+}
+
+/* Phase 3, probes (scenarios with probe_at_end): every connection answers or times out.
+ * Returns 1 if a stop signal came. */
+static int phase_probe(const struct lg_config *cfg, struct lg_engine *e, int stopfd)
+{
+    struct lg_status s;
+    if (!cfg->scn->probe_at_end)
+        return 0;
+    long wait_ms = cfg->timeout_ms > 0 ? cfg->timeout_ms + 200 : PROBE_WAIT_MS;
+    uint64_t deadline = mono_now_ns() + (uint64_t)wait_ms * 1000000ull;
+    for (;;) {
+        lg_engine_status(e, &s, NULL);
+        if (s.pending == 0 || mono_now_ns() >= deadline)
+            return 0;
+        if (wait_stop(stopfd, 20))
+            return 1;
     }
+}
+
+/* Runs one step into *r: settle, measure (server and loadgen CPU sampled around it), probe,
+ * read the figures. Returns 1 if a stop signal arrived (r->interrupted tells whether the
+ * measurement had started), else 0. */
+static int run_step(const struct lg_config *cfg, struct lg_engine *e, int stopfd, int step,
+                    struct lg_stats *scratch, struct lg_step_result *r)
+{
+    struct lg_status s;
+    char err[160];
+    r->target = cfg->connections[step];
+    lg_engine_set_target(e, r->target);
+    if (phase_settle(cfg, e, stopfd, step, r->target))
+        return 1;
+
+    if (cfg->server_pid)
+        r->have_server = procstat_sample((pid_t)cfg->server_pid, &r->s0, err, sizeof err) == 0;
+    struct rusage ru0, ru1;
+    getrusage(RUSAGE_SELF, &ru0);
+    int stopped = phase_measure(cfg, e, stopfd, step, scratch, r);
+    if (!stopped)
+        stopped = phase_probe(cfg, e, stopfd);
+
     lg_engine_status(e, &s, &r->st);
     getrusage(RUSAGE_SELF, &ru1);
     r->cpu_user = tv_s(ru1.ru_utime) - tv_s(ru0.ru_utime);
@@ -630,7 +720,6 @@ static int run_step(const struct lg_config *cfg, struct lg_engine *e, int stopfd
     if (cfg->server_pid && !r->have_server)
         fprintf(stderr, "loadgen: step %d has no server figures: %s\n", step + 1, err);
     r->failed = s.failed;
-    r->duration = (double)(t1 - t0) / 1e9;
     r->interrupted = stopped;
     return stopped;
 }

@@ -753,6 +753,11 @@ static const struct msg_case msg_cases[] = {
     {{"--size", "0", NULL}, "--size: bad value '0'"},
     {{"--opt", "frob=1", NULL}, "--opt frob"},
     {{"--kind", "flood", NULL}, "--kind"},
+    /* Ranges from the scenarios' tables, under the name the value came by. */
+    {{"--scenario", "abuse", "--kind", "flood", "--good", "x", NULL}, "--good: want 0..100000"},
+    {{"--scenario", "abuse", "--kind", "flood", "--opt", "line=-1", NULL}, "--opt line: want"},
+    {{"--scenario", "chat", "--senders", "0", NULL}, "--senders: want 1..100000"},
+    {{"--scenario", "dns", "--senders", "2", NULL}, "--senders: not a setting of the dns"},
     {{"--size", "1048576", "--connections", "4096", NULL}, "GiB"},
     {{"--scenario", "dns", "--opt", "zone=/dev/zero", NULL}, "not a regular file"},
     {{"--scenario", "dns", "--opt", "zone=/tmp", NULL}, "not a regular file"},
