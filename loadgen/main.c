@@ -34,6 +34,7 @@
 #define BASELINE_POLL_MS 20   /* the server's thread count, polled before the baseline... */
 #define BASELINE_STABLE 4     /* ...until this many samples in a row agree... */
 #define BASELINE_MAX_MS 2000  /* ...or this long */
+#define PORT_RANGE_PATH "/proc/sys/net/ipv4/ip_local_port_range"
 #define START_AT_MAX_AHEAD_S 86400.0 /* --start-at further ahead is a mistake */
 
 /* The flags of every run; each scenario's shorthand flags are added from its table (below). */
@@ -266,6 +267,15 @@ static int parse_source_ips(struct lg_config *cfg, const char *s, char *err, siz
     return 0;
 }
 
+static long largest_step(const struct lg_config *cfg)
+{
+    long most = 0;
+    for (int i = 0; i < cfg->nsteps; i++)
+        if (cfg->connections[i] > most)
+            most = cfg->connections[i];
+    return most;
+}
+
 /* Every setting given (opt_flag[i]: "--opt", or the flag it came from) is one the scenario's
  * table declares, as a flag when it came as one, and a number in its range when declared so.
  * 0, or -1 with err filled. */
@@ -468,10 +478,7 @@ static int parse_args(int argc, char **argv, struct lg_config *cfg, char *err, s
     }
     /* Every connection keeps a request of --size bytes (or more) in its state: refuse a
      * run whose requests alone would take more memory than a test machine has to spare. */
-    long most = 0;
-    for (int i = 0; i < cfg->nsteps; i++)
-        if (cfg->connections[i] > most)
-            most = cfg->connections[i];
+    long most = largest_step(cfg);
     if ((unsigned long long)most * (unsigned long long)cfg->size > LG_MAX_REQUEST_BYTES) {
         snprintf(err, errlen, "--size %ld x --connections %ld: more than %llu GiB of requests",
                  cfg->size, most, LG_MAX_REQUEST_BYTES >> 30);
@@ -480,13 +487,35 @@ static int parse_args(int argc, char **argv, struct lg_config *cfg, char *err, s
     return 0;
 }
 
+/* Every connection to the one target takes an ephemeral port of its source address: a step
+ * cannot open more than (source addresses) x (ports in ip_local_port_range). Refused before
+ * anything starts rather than found as EADDRNOTAVAIL half-way through a ramp. */
+static int check_ports(const struct lg_config *cfg, char *err, size_t errlen)
+{
+    long lo, hi;
+    FILE *f = fopen(PORT_RANGE_PATH, "r");
+    if (f == NULL)
+        return 0; /* not Linux-like: nothing to check against */
+    int n = fscanf(f, "%ld %ld", &lo, &hi);
+    fclose(f);
+    if (n != 2 || hi < lo)
+        return 0;
+    long ports = hi - lo + 1, addrs = cfg->src_count ? (long)cfg->src_count : 1;
+    long most = largest_step(cfg);
+    if (most > ports * addrs) {
+        snprintf(err, errlen,
+                 "--connections %ld: more than %ld source address(es) x %ld ephemeral ports "
+                 "(ip_local_port_range %ld-%ld); give --source-ips with %ld or more addresses",
+                 most, addrs, ports, lo, hi, (most + ports - 1) / ports);
+        return -1;
+    }
+    return 0;
+}
+
 /* Raises the fd limit to the hard limit and checks that the largest step fits in it. */
 static int check_fd_limit(const struct lg_config *cfg, char *err, size_t errlen)
 {
-    long most = 0;
-    for (int i = 0; i < cfg->nsteps; i++)
-        if (cfg->connections[i] > most)
-            most = cfg->connections[i];
+    long most = largest_step(cfg);
     struct rlimit rl;
     if (getrlimit(RLIMIT_NOFILE, &rl) == 0) {
         rl.rlim_cur = rl.rlim_max;
@@ -795,7 +824,7 @@ int main(int argc, char **argv)
     }
     struct proc_sample base;
     memset(&base, 0, sizeof base);
-    if (check_fd_limit(&cfg, err, sizeof err) < 0 || check_json_path(&cfg, err, sizeof err) < 0 ||
+    if (check_ports(&cfg, err, sizeof err) < 0 || check_fd_limit(&cfg, err, sizeof err) < 0 || check_json_path(&cfg, err, sizeof err) < 0 ||
         (cfg.server_pid &&
          procstat_sample((pid_t)cfg.server_pid, &base, err, sizeof err) < 0)) {
         fprintf(stderr, "loadgen: %s\n", err);

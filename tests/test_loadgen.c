@@ -1031,6 +1031,106 @@ static void test_start_at_waits(void **state)
     assert_int_equal(testlg_run(1, bad, NULL), 2);
 }
 
+/* A process tree like a supervisor with two workers: the parent forks two children, all
+ * three wait for SIGKILL. Returns the parent's pid; *kids gets the children's. */
+static pid_t start_tree(pid_t kids[2])
+{
+    int p[2];
+    assert_int_equal(pipe(p), 0);
+    pid_t top = fork();
+    if (top == 0) {
+        close(p[0]);
+        for (int i = 0; i < 2; i++) {
+            pid_t k = fork();
+            if (k == 0) {
+                for (;;)
+                    pause();
+            }
+            if (write(p[1], &k, sizeof k) != sizeof k)
+                _exit(1);
+        }
+        close(p[1]);
+        for (;;)
+            pause();
+    }
+    close(p[1]);
+    for (int i = 0; i < 2; i++)
+        assert_int_equal(read(p[0], &kids[i], sizeof kids[i]), sizeof kids[i]);
+    close(p[0]);
+    return top;
+}
+
+/* --server-pid samples the whole tree under the pid: the figures are the sums of every
+ * process, each one listed. */
+static void test_server_pid_tree(void **state)
+{
+    (void)state;
+    pid_t kids[2];
+    pid_t top = start_tree(kids);
+    char pid[16];
+    snprintf(pid, sizeof pid, "%d", (int)top);
+    const char *args[] = {"--scenario", "hold", "--connections", "3", "--duration", "0.2",
+                          "--server-pid", pid, NULL};
+    json_t *doc;
+    int rc = testlg_run_server("async-echo", args, &doc);
+    for (int i = 0; i < 2; i++) {
+        kill(kids[i], SIGKILL);
+        waitpid(kids[i], NULL, WNOHANG);
+    }
+    kill(top, SIGKILL);
+    waitpid(top, NULL, 0);
+    if (rc != 0 || doc == NULL)
+        fail_msg("exit %d: %.300s", rc, testlg_err);
+    json_t *server = testlg_get(json_array_get(json_object_get(doc, "steps"), 0), "server");
+    assert_int_equal(json_integer_value(json_object_get(server, "processes")), 3);
+    json_t *workers = json_object_get(server, "workers");
+    assert_int_equal(json_array_size(workers), 3);
+    long long rss = 0, threads = 0;
+    int seen[3] = {0, 0, 0};
+    for (size_t i = 0; i < 3; i++) {
+        json_t *w = json_array_get(workers, i);
+        pid_t wp = (pid_t)json_integer_value(json_object_get(w, "pid"));
+        seen[0] |= wp == top;
+        seen[1] |= wp == kids[0];
+        seen[2] |= wp == kids[1];
+        rss += json_integer_value(json_object_get(w, "rss_kib"));
+        threads += json_integer_value(json_object_get(w, "threads"));
+    }
+    assert_true(seen[0] && seen[1] && seen[2]);
+    assert_int_equal(json_integer_value(json_object_get(server, "rss_kib")), rss);
+    assert_int_equal(json_integer_value(json_object_get(server, "threads")), threads);
+    assert_int_equal(threads, 3);
+    json_decref(doc);
+}
+
+/* The port-exhaustion check: a step needing more connections than one source address has
+ * ephemeral ports (ip_local_port_range) is refused before anything starts, exit 2, unless
+ * --source-ips gives enough addresses (then the port check passes; the fd limit may still
+ * refuse it, with its own message). */
+static void test_port_exhaustion_refused(void **state)
+{
+    (void)state;
+    FILE *f = fopen("/proc/sys/net/ipv4/ip_local_port_range", "r");
+    long lo, hi;
+    if (f == NULL || fscanf(f, "%ld %ld", &lo, &hi) != 2) {
+        if (f)
+            fclose(f);
+        skip();
+    }
+    fclose(f);
+    char conns[32];
+    snprintf(conns, sizeof conns, "%ld", hi - lo + 2);
+    const char *args[] = {"--connections", conns, "--duration", "0.1", NULL};
+    int rc = testlg_run(1, args, NULL);
+    if (rc != 2 || strstr(testlg_err, "ephemeral ports") == NULL)
+        fail_msg("%s connections from one address: exit %d, %.300s", conns, rc, testlg_err);
+    const char *two[] = {"--connections", conns, "--duration", "0.1", "--source-ips",
+                         "127.0.0.1-127.0.0.2", NULL};
+    rc = testlg_run(1, two, NULL);
+    if (strstr(testlg_err, "ephemeral ports") != NULL)
+        fail_msg("two addresses still refused for ports: %.300s", testlg_err);
+}
+
 /* SIGINT mid-step: exit 130 and the JSON of what was measured, marked interrupted. */
 static void test_sigint_writes_partial_json(void **state)
 {
@@ -1111,6 +1211,8 @@ int main(void)
         cmocka_unit_test_teardown(test_threads_default_affinity, testsrv_teardown),
         cmocka_unit_test_teardown(test_merge_exact, testsrv_teardown),
         cmocka_unit_test_teardown(test_start_at_waits, testsrv_teardown),
+        cmocka_unit_test_teardown(test_server_pid_tree, testsrv_teardown),
+        cmocka_unit_test_teardown(test_port_exhaustion_refused, testsrv_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
