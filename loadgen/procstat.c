@@ -103,25 +103,33 @@ int procstat_ctx_delta(const struct proc_sample *s0, const struct proc_sample *s
     return both != s0->ntasks || both != s1->ntasks;
 }
 
-/* utime and stime (fields 14 and 15) of /proc/PID/stat; the name (field 2) may hold spaces
- * and parentheses, so parsing starts after the last ')'. */
-static int read_cpu(pid_t pid, struct proc_sample *s)
+/* /proc/PID/stat read into buf, from just after the name (field 2, which may hold spaces and
+ * parentheses, so after the last ')'): field 3 on. NULL when it cannot be read. */
+static const char *stat_fields(long pid, char *buf, size_t len)
 {
-    char path[64], buf[1024];
-    snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+    char path[64];
+    snprintf(path, sizeof path, "/proc/%ld/stat", pid);
     FILE *f = fopen(path, "r");
     if (f == NULL)
-        return -1;
-    size_t n = fread(buf, 1, sizeof buf - 1, f);
+        return NULL;
+    size_t n = fread(buf, 1, len - 1, f);
     fclose(f);
     buf[n] = '\0';
     char *p = strrchr(buf, ')');
+    return p ? p + 1 : NULL;
+}
+
+/* utime and stime (fields 14 and 15) of /proc/PID/stat. */
+static int read_cpu(pid_t pid, struct proc_sample *s)
+{
+    char buf[1024];
+    const char *p = stat_fields(pid, buf, sizeof buf);
     if (p == NULL)
         return -1;
     unsigned long long ut = 0, st = 0;
     /* After ')': state(3) ppid pgrp session tty tpgid flags minflt cminflt majflt cmajflt
      * utime(14) stime(15). */
-    if (sscanf(p + 1, " %*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &ut, &st) != 2)
+    if (sscanf(p, " %*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &ut, &st) != 2)
         return -1;
     double hz = (double)sysconf(_SC_CLK_TCK);
     s->user_s = (double)ut / hz;
@@ -149,19 +157,12 @@ static long sock_mem_pages(void)
 }
 
 /* The parent pid (field 4 of /proc/PID/stat), or -1. */
-static long read_ppid(const char *pid)
+static long read_ppid(long pid)
 {
-    char path[64], buf[512];
-    snprintf(path, sizeof path, "/proc/%.20s/stat", pid);
-    FILE *f = fopen(path, "r");
-    if (f == NULL)
-        return -1;
-    size_t n = fread(buf, 1, sizeof buf - 1, f);
-    fclose(f);
-    buf[n] = '\0';
-    char *p = strrchr(buf, ')');
+    char buf[512];
+    const char *p = stat_fields(pid, buf, sizeof buf);
     long ppid;
-    return p && sscanf(p + 1, " %*c %ld", &ppid) == 1 ? ppid : -1;
+    return p && sscanf(p, " %*c %ld", &ppid) == 1 ? ppid : -1;
 }
 
 /* root, then every process below it (children, grandchildren...) into out[max], found by
@@ -175,10 +176,10 @@ static size_t list_tree(pid_t root, long *out, size_t max)
     while (d && (de = readdir(d)) != NULL && n < sizeof pids / sizeof pids[0]) {
         if (de->d_name[0] < '1' || de->d_name[0] > '9')
             continue;
-        long pp = read_ppid(de->d_name);
+        long pid = strtol(de->d_name, NULL, 10), pp = read_ppid(pid);
         if (pp <= 0)
             continue;
-        pids[n] = strtol(de->d_name, NULL, 10);
+        pids[n] = pid;
         ppids[n++] = pp;
     }
     if (d)
