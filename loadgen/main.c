@@ -19,21 +19,18 @@
 #include "engine.h"
 #include "lgjson.h"
 #include "merge.h"
+#include "procs.h"
 #include "mono.h"
 #include "opts.h"
 #include "procstat.h"
 #include "result.h"
+#include "run.h"
 #include "scenario.h"
 #include "sock.h"
 #include "stopsig.h"
 
 #define FD_RESERVE 64         /* fds beyond the connections: stdio, event bases, pipes */
-#define SETTLE_POLL_MS 50
-#define PROBE_WAIT_MS 5000    /* hold's probes, when --timeout is 0 */
 #define LG_MAX_REQUEST_BYTES (2ULL << 30) /* --size x the largest step, at most */
-#define BASELINE_POLL_MS 20   /* the server's thread count, polled before the baseline... */
-#define BASELINE_STABLE 4     /* ...until this many samples in a row agree... */
-#define BASELINE_MAX_MS 2000  /* ...or this long */
 #define PORT_RANGE_PATH "/proc/sys/net/ipv4/ip_local_port_range"
 #define START_AT_MAX_AHEAD_S 86400.0 /* --start-at further ahead is a mistake */
 
@@ -56,6 +53,7 @@ static const struct option base_opts[] = {
     {"json", required_argument, NULL, 'j'},
     {"opt", required_argument, NULL, 'O'},
     {"start-at", required_argument, NULL, 'a'},
+    {"procs", required_argument, NULL, 'P'},
     {"quiet", no_argument, NULL, 'q'},
     {"help", no_argument, NULL, 'h'},
 };
@@ -143,6 +141,8 @@ static void usage(FILE *out)
             "  --start-at EPOCH        wait until this wall-clock time (seconds since 1970, may be\n"
             "                          fractional) before the first step: a synchronized start of\n"
             "                          loadgens on several hosts (scripts/cluster.sh)\n"
+            "  --procs N               N worker processes (each with --threads), every step's\n"
+            "                          connections and --rate split among them, one JSON\n"
             "  --quiet                 no progress line\n");
     usage_scenario_opts(out);
     fprintf(out, "usage: loadgen merge [--json OUT] A.json B.json ...  (one JSON of several runs)\n");
@@ -157,15 +157,6 @@ static long affinity_cpus(void)
         return CPU_COUNT(&set);
     long cpus = sysconf(_SC_NPROCESSORS_ONLN);
     return cpus > 0 ? cpus : 1;
-}
-
-/* The wall clock in epoch seconds: only for --start-at and the start instants recorded for a
- * multi-host merge, never for an interval. */
-static double wall_now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
 /* Fills cfg with every default. */
@@ -184,6 +175,7 @@ static void config_defaults(struct lg_config *cfg)
     cfg->max_connecting = 256;
     cfg->connect_timeout_ms = 2000;
     cfg->timeout_ms = 5000;
+    cfg->procs = 1;
 }
 
 static int parse_double(const char *s, double min, double max, double *out)
@@ -419,10 +411,14 @@ static int parse_args(int argc, char **argv, struct lg_config *cfg, char *err, s
         case 'a':
             if (parse_double(optarg, 1, 1e11, &cfg->start_at) < 0)
                 goto bad_value;
-            if (cfg->start_at > wall_now() + START_AT_MAX_AHEAD_S) {
+            if (cfg->start_at > lg_wall_now() + START_AT_MAX_AHEAD_S) {
                 snprintf(err, errlen, "--start-at: %s is more than a day ahead", optarg);
                 return -1;
             }
+            break;
+        case 'P':
+            if (opts_parse_long(optarg, 1, LG_MAX_PROCS, &cfg->procs) < 0)
+                goto bad_value;
             break;
         case 'q': cfg->quiet = 1; break;
         case 'h': return 1;
@@ -467,6 +463,17 @@ static int parse_args(int argc, char **argv, struct lg_config *cfg, char *err, s
     }
     if (cfg->scn->check && cfg->scn->check(cfg, err, errlen) < 0)
         return -1;
+    if (cfg->procs > 1 && cfg->scn->single_process) {
+        snprintf(err, errlen, "--procs: the %s scenario's figures are per process (one process only)",
+                 cfg->scn->name);
+        return -1;
+    }
+    for (int i = 0; cfg->procs > 1 && i < cfg->nsteps; i++)
+        if (cfg->connections[i] < cfg->procs) {
+            snprintf(err, errlen, "--procs %ld: every step needs at least as many connections",
+                     cfg->procs);
+            return -1;
+        }
     if (cfg->scn->fixed_connections) {
         if (conns_given) {
             snprintf(err, errlen, "--connections: the %s scenario sets its own (see --help)",
@@ -512,10 +519,11 @@ static int check_ports(const struct lg_config *cfg, char *err, size_t errlen)
     return 0;
 }
 
-/* Raises the fd limit to the hard limit and checks that the largest step fits in it. */
+/* Raises the fd limit to the hard limit and checks that the largest step fits in it (in each
+ * worker's share of it with --procs: every worker has its own fd table). */
 static int check_fd_limit(const struct lg_config *cfg, char *err, size_t errlen)
 {
-    long most = largest_step(cfg);
+    long most = (largest_step(cfg) + cfg->procs - 1) / cfg->procs;
     struct rlimit rl;
     if (getrlimit(RLIMIT_NOFILE, &rl) == 0) {
         rl.rlim_cur = rl.rlim_max;
@@ -524,8 +532,9 @@ static int check_fd_limit(const struct lg_config *cfg, char *err, size_t errlen)
         if (rl.rlim_cur != RLIM_INFINITY &&
             (rlim_t)(most + FD_RESERVE + 4 * cfg->threads) > rl.rlim_cur) {
             snprintf(err, errlen,
-                     "--connections %ld needs more fds than the limit (%llu) allows",
-                     most, (unsigned long long)rl.rlim_cur);
+                     "--connections %ld needs more fds than the limit (%llu) allows%s",
+                     most, (unsigned long long)rl.rlim_cur,
+                     cfg->procs > 1 ? " in each worker" : " (--procs N splits them)");
             return -1;
         }
     }
@@ -570,32 +579,6 @@ static int probe_target(const struct lg_config *cfg, char *err, size_t errlen)
     return 0;
 }
 
-/* The server's baseline once its thread count has settled (the probe connection's thread
- * gone): Threads polled until BASELINE_STABLE samples in a row agree, BASELINE_MAX_MS at
- * most. 0, or -1 with err filled. */
-static int baseline_sample(const struct lg_config *cfg, struct proc_sample *base, char *err,
-                           size_t errlen)
-{
-    long prev = -1;
-    int same = 0;
-    for (int waited = 0; waited <= BASELINE_MAX_MS; waited += BASELINE_POLL_MS) {
-        long threads = procstat_threads((pid_t)cfg->server_pid);
-        if (threads < 0)
-            break;
-        same = threads == prev ? same + 1 : 0;
-        prev = threads;
-        if (same + 1 >= BASELINE_STABLE)
-            break;
-        poll(NULL, 0, BASELINE_POLL_MS);
-    }
-    return procstat_sample((pid_t)cfg->server_pid, base, err, errlen);
-}
-
-static double tv_s(struct timeval tv)
-{
-    return (double)tv.tv_sec + (double)tv.tv_usec / 1e6;
-}
-
 /* Writes the JSON to --json FILE or stdout; every write checked, the flush and the close
  * included (/dev/full, a closed pipe): a lost result is -1 and a message, never a silent 0. */
 static int write_json(const struct lg_config *cfg, json_t *doc)
@@ -605,205 +588,6 @@ static int write_json(const struct lg_config *cfg, json_t *doc)
         fprintf(stderr, "loadgen: cannot write the JSON to %s: %s\n",
                 cfg->json_path ? cfg->json_path : "stdout", strerror(errno));
     return rc;
-}
-
-/* ---- the run ------------------------------------------------------------------------------ */
-
-/* Waits up to ms for a stop signal. Returns 1 if one came. */
-static int wait_stop(int stopfd, int ms)
-{
-    struct pollfd p = {.fd = stopfd, .events = POLLIN};
-    if (ms < 0)
-        ms = 0;
-    return poll(&p, 1, ms) > 0 || stopsig_received() != 0;
-}
-
-static void progress(const struct lg_config *cfg, int step, const char *phase,
-                     const struct lg_status *s, double rps, const struct lg_stats *st)
-{
-    if (cfg->quiet)
-        return;
-    fprintf(stderr, "loadgen %s step %d/%d %-9s conns %ld/%ld (connecting %ld, failed %ld)",
-            cfg->scn->name, step + 1, cfg->nsteps, phase, s->open, s->target, s->connecting,
-            s->failed);
-    if (st)
-        fprintf(stderr, "  %.0f req/s  p99 %llu us  errors %llu timeouts %llu mismatches %llu",
-                rps, (unsigned long long)hist_percentile(&st->latency, 99),
-                (unsigned long long)st->errors, (unsigned long long)st->timeouts,
-                (unsigned long long)st->mismatches);
-    fputc('\n', stderr);
-}
-
-/* Phase 1, set-up: every wanted connection established or failed, or the deadline: a
- * generous bound (connect timeout twice, the paced connect time, 1 ms a connection, 5 s at
- * least) so a server that keeps closing connections cannot hold the run forever. Returns 1 if
- * a stop signal came. */
-static int phase_settle(const struct lg_config *cfg, struct lg_engine *e, int stopfd, int step,
-                        long target)
-{
-    struct lg_status s;
-    uint64_t last = mono_now_ns();
-    double setup_s = 2.0 * (double)cfg->connect_timeout_ms / 1000.0 + (double)target / 1000.0 +
-                     (cfg->connect_rate ? (double)target / (double)cfg->connect_rate : 0.0);
-    uint64_t deadline = last + (uint64_t)((setup_s < 5.0 ? 5.0 : setup_s) * 1e9);
-    for (;;) {
-        lg_engine_status(e, &s, NULL);
-        if (lg_engine_settled(&s) || mono_now_ns() >= deadline)
-            return 0;
-        if (wait_stop(stopfd, SETTLE_POLL_MS))
-            return 1;
-        if (mono_now_ns() - last >= 1000000000ull) {
-            last = mono_now_ns();
-            progress(cfg, step, "connecting", &s, 0, NULL);
-        }
-    }
-}
-
-/* Phase 2, measurement: --duration seconds of requests from t0 (r->established is the open
- * connections at the start), a progress line a second. Sets r->duration; returns 1 if a stop
- * signal came. */
-static int phase_measure(const struct lg_config *cfg, struct lg_engine *e, int stopfd, int step,
-                         struct lg_stats *scratch, struct lg_step_result *r)
-{
-    struct lg_status s;
-    r->wall_start = wall_now();
-    uint64_t t0 = mono_now_ns();
-    lg_engine_measure_start(e, &s);
-    r->established = s.open;
-    uint64_t end = t0 + (uint64_t)(cfg->duration_s * 1e9);
-    uint64_t prev_done = 0, prev_t = t0;
-    int stopped = 0;
-    for (;;) {
-        uint64_t now = mono_now_ns();
-        if (now >= end)
-            break;
-        uint64_t next = prev_t + 1000000000ull;
-        if (next > end)
-            next = end;
-        if (wait_stop(stopfd, (int)((next - now + 999999) / 1000000))) {
-            stopped = 1;
-            break;
-        }
-        now = mono_now_ns();
-        if (now - prev_t >= 1000000000ull && !cfg->quiet) {
-            lg_engine_status(e, &s, scratch);
-            progress(cfg, step, "measuring", &s,
-                     (double)(scratch->completed - prev_done) * 1e9 / (double)(now - prev_t),
-                     scratch);
-            prev_done = scratch->completed;
-            prev_t = now;
-        } else if (now - prev_t >= 1000000000ull) {
-            prev_t = now;
-        }
-    }
-    lg_engine_measure_stop(e);
-    r->duration = (double)(mono_now_ns() - t0) / 1e9;
-    return stopped;
-}
-
-/* Phase 3, probes (scenarios with probe_at_end): every connection answers or times out.
- * Returns 1 if a stop signal came. */
-static int phase_probe(const struct lg_config *cfg, struct lg_engine *e, int stopfd)
-{
-    struct lg_status s;
-    if (!cfg->scn->probe_at_end)
-        return 0;
-    long wait_ms = cfg->timeout_ms > 0 ? cfg->timeout_ms + 200 : PROBE_WAIT_MS;
-    uint64_t deadline = mono_now_ns() + (uint64_t)wait_ms * 1000000ull;
-    for (;;) {
-        lg_engine_status(e, &s, NULL);
-        if (s.pending == 0 || mono_now_ns() >= deadline)
-            return 0;
-        if (wait_stop(stopfd, 20))
-            return 1;
-    }
-}
-
-/* Runs one step into *r: settle, measure (server and loadgen CPU sampled around it), probe,
- * read the figures. Returns 1 if a stop signal arrived (r->interrupted tells whether the
- * measurement had started), else 0. */
-static int run_step(const struct lg_config *cfg, struct lg_engine *e, int stopfd, int step,
-                    struct lg_stats *scratch, struct lg_step_result *r)
-{
-    struct lg_status s;
-    char err[160];
-    r->target = cfg->connections[step];
-    lg_engine_set_target(e, r->target);
-    if (phase_settle(cfg, e, stopfd, step, r->target))
-        return 1;
-
-    if (cfg->server_pid)
-        r->have_server = procstat_sample((pid_t)cfg->server_pid, &r->s0, err, sizeof err) == 0;
-    struct rusage ru0, ru1;
-    getrusage(RUSAGE_SELF, &ru0);
-    int stopped = phase_measure(cfg, e, stopfd, step, scratch, r);
-    if (!stopped)
-        stopped = phase_probe(cfg, e, stopfd);
-
-    lg_engine_status(e, &s, &r->st);
-    getrusage(RUSAGE_SELF, &ru1);
-    r->cpu_user = tv_s(ru1.ru_utime) - tv_s(ru0.ru_utime);
-    r->cpu_sys = tv_s(ru1.ru_stime) - tv_s(ru0.ru_stime);
-    if (r->have_server)
-        r->have_server = procstat_sample((pid_t)cfg->server_pid, &r->s1, err, sizeof err) == 0;
-    if (cfg->server_pid && !r->have_server)
-        fprintf(stderr, "loadgen: step %d has no server figures: %s\n", step + 1, err);
-    r->failed = s.failed;
-    r->interrupted = stopped;
-    return stopped;
-}
-
-static void summary(const struct lg_config *cfg, const struct lg_step_result *r)
-{
-    const struct lg_stats *st = &r->st;
-    fprintf(stderr,
-            "loadgen %s %s: %ld/%ld connections (%ld failed), %.1f s: %llu requests, %.0f/s, "
-            "latency p50 %llu p99 %llu p99.9 %llu max %llu us, errors %llu timeouts %llu "
-            "mismatches %llu%s\n",
-            cfg->scn->name, cfg->target, r->established, r->target, r->failed, r->duration,
-            (unsigned long long)st->completed,
-            r->duration > 0 ? (double)st->completed / r->duration : 0.0,
-            (unsigned long long)hist_percentile(&st->latency, 50),
-            (unsigned long long)hist_percentile(&st->latency, 99),
-            (unsigned long long)hist_percentile(&st->latency, 99.9),
-            (unsigned long long)st->latency.max, (unsigned long long)st->errors,
-            (unsigned long long)st->timeouts, (unsigned long long)st->mismatches,
-            r->interrupted ? " (interrupted)" : "");
-}
-
-/* Waits until the wall clock reaches cfg->start_at (nothing when it is 0 or past). Returns 1
- * if a stop signal came first. */
-static int wait_start_at(const struct lg_config *cfg, int stopfd)
-{
-    for (;;) {
-        double left = cfg->start_at - wall_now();
-        if (left <= 0)
-            return 0;
-        /* At most a second at a time: the wall clock may be stepped meanwhile. */
-        if (wait_stop(stopfd, left > 1.0 ? 1000 : (int)(left * 1000.0) + 1))
-            return 1;
-    }
-}
-
-/* When this run started, for a multi-host merge (epoch microseconds: a double of seconds would
- * lose them at the JSON's 10 digits): the --start-at instant asked for, this host's wall clock
- * when the first step began, and how late that was by its own clock. */
-static json_t *start_json(const struct lg_config *cfg, double wall)
-{
-    return json_pack("{s:o, s:I, s:o}", "at_us",
-                     cfg->start_at > 0 ? json_integer(lg_wall_us(cfg->start_at)) : json_null(),
-                     "wall_us", lg_wall_us(wall), "late_us",
-                     cfg->start_at > 0 ? json_integer(lg_wall_us(wall) - lg_wall_us(cfg->start_at))
-                                       : json_null());
-}
-
-static json_t *host_json(void)
-{
-    char name[256];
-    if (gethostname(name, sizeof name) < 0)
-        snprintf(name, sizeof name, "unknown");
-    name[sizeof name - 1] = '\0';
-    return json_string(name);
 }
 
 int main(int argc, char **argv)
@@ -832,6 +616,14 @@ int main(int argc, char **argv)
         return 2;
     }
     procstat_free(&base);
+    if (cfg.procs > 1) {
+        /* Workers are forked before any thread: probe here, they start their engines. */
+        if (probe_target(&cfg, err, sizeof err) < 0) {
+            fprintf(stderr, "loadgen: %s\n", err);
+            return 2;
+        }
+        return lg_procs_main(&cfg);
+    }
     int stopfd = stopsig_install(err, sizeof err);
     if (stopfd < 0) {
         fprintf(stderr, "loadgen: %s\n", err);
@@ -847,7 +639,7 @@ int main(int argc, char **argv)
         return 1;
     }
     if (probe_target(&cfg, err, sizeof err) < 0 ||
-        (cfg.server_pid && baseline_sample(&cfg, &base, err, sizeof err) < 0)) {
+        (cfg.server_pid && lg_baseline_sample(&cfg, &base, err, sizeof err) < 0)) {
         fprintf(stderr, "loadgen: %s\n", err);
         lg_engine_free(e);
         close(stopfd);
@@ -857,26 +649,22 @@ int main(int argc, char **argv)
     json_t *steps = json_array();
     struct lg_stats *scratch = malloc(sizeof *scratch);
     struct lg_step_result *r = malloc(sizeof *r);
-    int interrupted = wait_start_at(&cfg, stopfd);
-    double wall_start = wall_now();
+    int interrupted = lg_wait_start_at(&cfg, stopfd);
+    double wall_start = lg_wall_now();
     for (int i = 0; i < cfg.nsteps && scratch && r && !interrupted; i++) {
         memset(r, 0, sizeof *r);
-        interrupted = run_step(&cfg, e, stopfd, i, scratch, r);
+        interrupted = lg_run_step(&cfg, e, stopfd, i, scratch, r);
         /* A step cut short during its set-up measured nothing: it is left out. */
         if (!interrupted || r->interrupted) {
             json_array_append_new(steps, lg_step_json(&cfg, r, &base));
-            summary(&cfg, r);
+            lg_step_summary(&cfg, r);
         }
         procstat_free(&r->s0);
         procstat_free(&r->s1);
     }
     lg_engine_free(e);
 
-    json_t *doc = json_pack("{s:s, s:s, s:s, s:o, s:o, s:b, s:o, s:o}", "schema",
-                            "tvsa-loadgen/1", "scenario", cfg.scn->name, "target", cfg.target,
-                            "config", lg_config_json(&cfg), "steps", steps,
-                            "interrupted", interrupted, "host", host_json(),
-                            "start", start_json(&cfg, wall_start));
+    json_t *doc = lg_run_doc(&cfg, steps, interrupted, wall_start);
     rc = doc ? write_json(&cfg, doc) : -1;
     json_decref(doc);
     free(scratch);

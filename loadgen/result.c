@@ -60,7 +60,7 @@ json_t *lg_config_json(const struct lg_config *cfg)
     for (int i = 0; i < cfg->nopts; i++)
         json_object_set_new(opts, cfg->opt_key[i], json_string(cfg->opt_val[i]));
     return json_pack("{s:s, s:s, s:o, s:f, s:I, s:I, s:I, s:f, s:s, s:I, s:I, s:I, s:I, s:s,"
-                     " s:o, s:o, s:b, s:o, s:o}",
+                     " s:o, s:o, s:b, s:o, s:o, s:I}",
                      "scenario", cfg->scn->name, "target", cfg->target,
                      "connections", conns, "duration_s", cfg->duration_s,
                      "threads", (json_int_t)cfg->threads, "size", (json_int_t)cfg->size,
@@ -74,7 +74,8 @@ json_t *lg_config_json(const struct lg_config *cfg)
                      "server_pid", cfg->server_pid ? json_integer(cfg->server_pid) : json_null(),
                      "json", cfg->json_path ? json_string(cfg->json_path) : json_null(),
                      "quiet", cfg->quiet, "opts", opts, "start_at_us",
-                     cfg->start_at > 0 ? json_integer(lg_wall_us(cfg->start_at)) : json_null());
+                     cfg->start_at > 0 ? json_integer(lg_wall_us(cfg->start_at)) : json_null(),
+                     "procs", (json_int_t)(cfg->procs > 0 ? cfg->procs : 1));
 }
 
 static json_t *errno_json(const struct lg_stats *st)

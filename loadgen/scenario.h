@@ -55,6 +55,7 @@ struct lg_config {
     const char *json_path;            /* NULL = stdout */
     int quiet;
     double start_at;                  /* --start-at: wall-clock epoch seconds; 0 = at once */
+    long procs;                       /* --procs: worker processes (1 = this process runs) */
     const char *opt_key[LG_MAX_OPTS]; /* --opt KEY=VALUE, for scenario-specific settings */
     const char *opt_val[LG_MAX_OPTS];
     int nopts;
@@ -152,6 +153,9 @@ struct lg_scenario {
     long (*fixed_connections)(const struct lg_config *cfg);
     /* The settings it reads (ended by a NULL name; NULL = none): any other is bad input. */
     const struct lg_opt_def *opts;
+    /* 1: its figures are per process (one room, populations fixed per process): no --procs,
+     * no `loadgen merge`. */
+    int single_process;
     /* Self-driven scenarios with a rate of their own: --rate R is taken as --opt RATE_OPT=R
      * (NULL: --rate is refused unless drive is LG_DRIVE_LOOP). */
     const char *rate_opt;

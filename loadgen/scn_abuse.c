@@ -412,4 +412,5 @@ const struct lg_scenario scn_abuse = {
     .on_lost = abuse_lost,
     .fixed_connections = abuse_connections,
     .opts = abuse_opts,
+    .single_process = 1,
 };

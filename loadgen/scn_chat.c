@@ -484,5 +484,6 @@ const struct lg_scenario scn_chat = {
     .on_timer = chat_timer,
     .json_step = chat_json,
     .opts = chat_opts,
+    .single_process = 1,
     .rate_opt = "rate",
 };

@@ -1131,6 +1131,76 @@ static void test_port_exhaustion_refused(void **state)
         fail_msg("two addresses still refused for ports: %.300s", testlg_err);
 }
 
+/* hold's accounting is exact: one probe per connection. */
+static void check_hold_exact(json_t *doc, long conns, long procs)
+{
+    if (doc == NULL)
+        fail_msg("--procs %ld: no JSON: %.300s", procs, testlg_err);
+    assert_int_equal(json_integer_value(testlg_get(doc, "config.procs")), procs);
+    assert_int_equal(step_int(doc, 0, "connections.target"), conns);
+    assert_int_equal(step_int(doc, 0, "connections.established"), conns);
+    assert_int_equal(step_int(doc, 0, "requests.completed"), conns);
+    assert_int_equal(step_int(doc, 0, "alive"), conns);
+    assert_int_equal(step_int(doc, 0, "histograms.latency.total"), conns);
+    assert_int_equal(step_int(doc, 0, "requests.errors") + step_int(doc, 0, "requests.timeouts") +
+                         step_int(doc, 0, "requests.mismatches"), 0);
+}
+
+/* --procs 2 against one server accounts for requests as --procs 1 does: every connection
+ * opened and probed once (the server's own counters agree: nothing counted twice or lost),
+ * the merged histograms hold exactly the completed requests; bad combinations refused. */
+static void test_procs_same_accounting(void **state)
+{
+    (void)state;
+    struct testsrv srv;
+    assert_int_equal(testsrv_start(&srv, "async-echo", NULL), 0);
+    char pid[16];
+    snprintf(pid, sizeof pid, "%d", (int)srv.pid);
+    const long conns = 41;
+    for (long procs = 1; procs <= 2; procs++) {
+        char p[8];
+        snprintf(p, sizeof p, "%ld", procs);
+        const char *args[] = {"--scenario", "hold", "--connections", "41", "--duration", "0.2",
+                              "--procs", p, "--server-pid", pid, NULL};
+        json_t *doc;
+        int rc = testlg_run(srv.port, args, &doc);
+        if (rc != 0)
+            fail_msg("--procs %ld: exit %d", procs, rc);
+        check_hold_exact(doc, conns, procs);
+        assert_non_null(testlg_get(json_array_get(json_object_get(doc, "steps"), 0), "server"));
+        json_decref(doc);
+    }
+    /* Closed-loop echo over two workers, two steps: the merged figures are consistent. */
+    const char *eargs[] = {"--connections", "6,9", "--duration", "0.3", "--procs", "2",
+                           "--threads", "1", NULL};
+    json_t *doc;
+    assert_int_equal(testlg_run(srv.port, eargs, &doc), 0);
+    assert_non_null(doc);
+    long long echoed = 0;
+    for (int i = 0; i < 2; i++) {
+        assert_int_equal(step_int(doc, i, "connections.established"), i ? 9 : 6);
+        assert_true(step_int(doc, i, "requests.completed") > 0);
+        assert_int_equal(step_int(doc, i, "histograms.latency.total"),
+                         step_int(doc, i, "requests.completed"));
+        echoed += step_int(doc, i, "requests.completed");
+    }
+    json_decref(doc);
+    int st;
+    json_t *stopped = testsrv_stop(&srv, SIGTERM, 5000, &st);
+    assert_non_null(stopped);
+    /* Each hold run: its probe connection and 41 held ones; the echo run: a probe and 9. */
+    assert_int_equal(json_integer_value(json_object_get(stopped, "connections_accepted")),
+                     2 * (1 + conns) + 1 + 9);
+    long long in = json_integer_value(json_object_get(stopped, "bytes_in"));
+    if (in < 2 * conns * 64 + echoed * 64)
+        fail_msg("server read %lld bytes, fewer than loadgen's completed requests need", in);
+    json_decref(stopped);
+    const char *few[] = {"--connections", "2", "--procs", "3", NULL};
+    assert_int_equal(testlg_run(1, few, NULL), 2);
+    const char *chat[] = {"--scenario", "chat", "--connections", "4", "--procs", "2", NULL};
+    assert_int_equal(testlg_run(1, chat, NULL), 2);
+}
+
 /* SIGINT mid-step: exit 130 and the JSON of what was measured, marked interrupted. */
 static void test_sigint_writes_partial_json(void **state)
 {
@@ -1213,6 +1283,7 @@ int main(void)
         cmocka_unit_test_teardown(test_start_at_waits, testsrv_teardown),
         cmocka_unit_test_teardown(test_server_pid_tree, testsrv_teardown),
         cmocka_unit_test_teardown(test_port_exhaustion_refused, testsrv_teardown),
+        cmocka_unit_test_teardown(test_procs_same_accounting, testsrv_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
