@@ -983,6 +983,11 @@ static void test_merge_exact(void **state)
     }
     json_decref(dm);
 
+    /* A merged result that cannot be written is exit 1, not a silent 0. */
+    const char *full[] = {"--json", "/dev/full", a, b, NULL};
+    assert_int_equal(run_merge(full, &dm), 1);
+    json_decref(dm);
+
     /* Refused: a file that is not a run, and runs with different numbers of steps. */
     char c[64];
     snprintf(c, sizeof c, "/tmp/test_loadgen_%d_c.json", (int)getpid());
@@ -1170,6 +1175,13 @@ static void test_procs_same_accounting(void **state)
         assert_non_null(testlg_get(json_array_get(json_object_get(doc, "steps"), 0), "server"));
         json_decref(doc);
     }
+    /* The same over source addresses spread over the workers. */
+    const char *sargs[] = {"--scenario", "hold", "--connections", "41", "--duration", "0.2",
+                           "--procs", "2", "--source-ips", "127.0.0.1-127.0.0.4", NULL};
+    json_t *sdoc;
+    assert_int_equal(testlg_run(srv.port, sargs, &sdoc), 0);
+    check_hold_exact(sdoc, conns, 2);
+    json_decref(sdoc);
     /* Closed-loop echo over two workers, two steps: the merged figures are consistent. */
     const char *eargs[] = {"--connections", "6,9", "--duration", "0.3", "--procs", "2",
                            "--threads", "1", NULL};
@@ -1188,11 +1200,12 @@ static void test_procs_same_accounting(void **state)
     int st;
     json_t *stopped = testsrv_stop(&srv, SIGTERM, 5000, &st);
     assert_non_null(stopped);
-    /* Each hold run: its probe connection and 41 held ones; the echo run: a probe and 9. */
+    /* Each of the 3 hold runs: its probe connection and 41 held ones; the echo run: a probe
+     * and 9. */
     assert_int_equal(json_integer_value(json_object_get(stopped, "connections_accepted")),
-                     2 * (1 + conns) + 1 + 9);
+                     3 * (1 + conns) + 1 + 9);
     long long in = json_integer_value(json_object_get(stopped, "bytes_in"));
-    if (in < 2 * conns * 64 + echoed * 64)
+    if (in < 3 * conns * 64 + echoed * 64)
         fail_msg("server read %lld bytes, fewer than loadgen's completed requests need", in);
     json_decref(stopped);
     const char *few[] = {"--connections", "2", "--procs", "3", NULL};
