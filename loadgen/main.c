@@ -54,6 +54,7 @@ static const struct option base_opts[] = {
     {"opt", required_argument, NULL, 'O'},
     {"start-at", required_argument, NULL, 'a'},
     {"procs", required_argument, NULL, 'P'},
+    {"host-name", required_argument, NULL, 'H'},
     {"quiet", no_argument, NULL, 'q'},
     {"help", no_argument, NULL, 'h'},
 };
@@ -143,6 +144,8 @@ static void usage(FILE *out)
             "                          loadgens on several hosts (scripts/cluster.sh)\n"
             "  --procs N               N worker processes (each with --threads), every step's\n"
             "                          connections and --rate split among them, one JSON\n"
+            "  --host-name NAME        this host's name in the JSON (default: gethostname; network\n"
+            "                          namespaces share one, so scripts/cluster.sh names each)\n"
             "  --quiet                 no progress line\n");
     usage_scenario_opts(out);
     fprintf(out, "usage: loadgen merge [--json OUT] A.json B.json ...  (one JSON of several runs)\n");
@@ -415,6 +418,11 @@ static int parse_args(int argc, char **argv, struct lg_config *cfg, char *err, s
                 snprintf(err, errlen, "--start-at: %s is more than a day ahead", optarg);
                 return -1;
             }
+            break;
+        case 'H':
+            if (optarg[0] == '\0' || strlen(optarg) >= sizeof cfg->host_name)
+                goto bad_value;
+            snprintf(cfg->host_name, sizeof cfg->host_name, "%s", optarg);
             break;
         case 'P':
             if (opts_parse_long(optarg, 1, LG_MAX_PROCS, &cfg->procs) < 0)

@@ -249,8 +249,10 @@ json_t *lg_start_json(const struct lg_config *cfg, double wall)
                                        : json_null());
 }
 
-json_t *lg_host_json(void)
+json_t *lg_host_json(const struct lg_config *cfg)
 {
+    if (cfg->host_name[0])
+        return json_string(cfg->host_name);
     char name[256];
     if (gethostname(name, sizeof name) < 0)
         snprintf(name, sizeof name, "unknown");
@@ -265,5 +267,5 @@ json_t *lg_run_doc(const struct lg_config *cfg, json_t *steps, int interrupted,
     return json_pack("{s:s, s:s, s:s, s:o, s:o, s:b, s:o, s:o}", "schema", "tvsa-loadgen/1",
                      "scenario", cfg->scn->name, "target", cfg->target,
                      "config", lg_config_json(cfg), "steps", steps, "interrupted", interrupted,
-                     "host", lg_host_json(), "start", lg_start_json(cfg, wall_start));
+                     "host", lg_host_json(cfg), "start", lg_start_json(cfg, wall_start));
 }

@@ -34,7 +34,7 @@ int lg_run_step(const struct lg_config *cfg, struct lg_engine *e, int stopfd, in
 void lg_step_summary(const struct lg_config *cfg, const struct lg_step_result *r);
 
 /* The document's `host` and `start` values. */
-json_t *lg_host_json(void);
+json_t *lg_host_json(const struct lg_config *cfg);
 json_t *lg_start_json(const struct lg_config *cfg, double wall);
 /* The whole tvsa-loadgen/1 document of a run (takes steps). */
 json_t *lg_run_doc(const struct lg_config *cfg, json_t *steps, int interrupted,

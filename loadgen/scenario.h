@@ -56,6 +56,7 @@ struct lg_config {
     int quiet;
     double start_at;                  /* --start-at: wall-clock epoch seconds; 0 = at once */
     long procs;                       /* --procs: worker processes (1 = this process runs) */
+    char host_name[128];              /* --host-name, "" = gethostname() */
     const char *opt_key[LG_MAX_OPTS]; /* --opt KEY=VALUE, for scenario-specific settings */
     const char *opt_val[LG_MAX_OPTS];
     int nopts;

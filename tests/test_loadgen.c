@@ -927,7 +927,8 @@ static void test_merge_exact(void **state)
     char a[64], b[64];
     snprintf(a, sizeof a, "/tmp/test_loadgen_%d_a.json", (int)getpid());
     snprintf(b, sizeof b, "/tmp/test_loadgen_%d_b.json", (int)getpid());
-    const char *aargs[] = {"--connections", "3,5", "--duration", "0.3", "--json", a, NULL};
+    const char *aargs[] = {"--connections", "3,5", "--duration", "0.3", "--json", a,
+                           "--host-name", "ns1", NULL};
     const char *bargs[] = {"--connections", "2,4", "--duration", "0.3", "--think-ms", "1",
                            "--json", b, NULL};
     assert_int_equal(testlg_run(srv.port, aargs, NULL), 0);
@@ -968,8 +969,11 @@ static void test_merge_exact(void **state)
         assert_int_equal(step_int(dm, i, "latency_us.max"), hm.max);
     }
     assert_int_equal(json_integer_value(testlg_get(dm, "merged.count")), 2);
+    assert_string_equal(json_string_value(json_object_get(da, "host")), "ns1");
     assert_string_equal(json_string_value(json_array_get(testlg_get(dm, "merged.hosts"), 0)),
-                        json_string_value(json_object_get(da, "host")));
+                        "ns1");
+    assert_string_equal(json_string_value(json_array_get(testlg_get(dm, "merged.hosts"), 1)),
+                        json_string_value(json_object_get(db, "host")));
     assert_string_equal(json_string_value(testlg_get(
                             json_array_get(testlg_get(dm, "merged.inputs"), 1), "file")), b);
     json_decref(dm);
