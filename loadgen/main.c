@@ -19,24 +19,23 @@
 #include "engine.h"
 #include "lgjson.h"
 #include "merge.h"
+#include "procs.h"
 #include "mono.h"
 #include "opts.h"
 #include "procstat.h"
 #include "result.h"
+#include "run.h"
 #include "scenario.h"
 #include "sock.h"
 #include "stopsig.h"
 
 #define FD_RESERVE 64         /* fds beyond the connections: stdio, event bases, pipes */
-#define SETTLE_POLL_MS 50
-#define PROBE_WAIT_MS 5000    /* hold's probes, when --timeout is 0 */
 #define LG_MAX_REQUEST_BYTES (2ULL << 30) /* --size x the largest step, at most */
-#define BASELINE_POLL_MS 20   /* the server's thread count, polled before the baseline... */
-#define BASELINE_STABLE 4     /* ...until this many samples in a row agree... */
-#define BASELINE_MAX_MS 2000  /* ...or this long */
+#define PORT_RANGE_PATH "/proc/sys/net/ipv4/ip_local_port_range"
 #define START_AT_MAX_AHEAD_S 86400.0 /* --start-at further ahead is a mistake */
 
-static const struct option longopts[] = {
+/* The flags of every run; each scenario's shorthand flags are added from its table (below). */
+static const struct option base_opts[] = {
     {"target", required_argument, NULL, 't'},
     {"scenario", required_argument, NULL, 's'},
     {"connections", required_argument, NULL, 'c'},
@@ -53,16 +52,67 @@ static const struct option longopts[] = {
     {"server-pid", required_argument, NULL, 'p'},
     {"json", required_argument, NULL, 'j'},
     {"opt", required_argument, NULL, 'O'},
-    {"kind", required_argument, NULL, 'K'},
-    {"abusers", required_argument, NULL, 'A'},
-    {"good", required_argument, NULL, 'G'},
-    {"senders", required_argument, NULL, 'M'},
-    {"stalled", required_argument, NULL, 'L'},
     {"start-at", required_argument, NULL, 'a'},
+    {"procs", required_argument, NULL, 'P'},
+    {"host-name", required_argument, NULL, 'H'},
     {"quiet", no_argument, NULL, 'q'},
     {"help", no_argument, NULL, 'h'},
-    {NULL, 0, NULL, 0},
 };
+#define NBASE (int)(sizeof base_opts / sizeof base_opts[0])
+#define OPT_SCENARIO_FLAG 1000 /* getopt's value for every flag from a scenario's table */
+#define MAX_LONGOPTS (NBASE + 64)
+
+/* base_opts, then one entry per distinct flag name in the scenarios' tables, then the end
+ * marker, into out[MAX_LONGOPTS]. */
+static void build_longopts(struct option *out)
+{
+    int n = 0;
+    for (int i = 0; i < NBASE; i++)
+        out[n++] = base_opts[i];
+    for (int i = 0; lg_scenarios[i]; i++)
+        for (const struct lg_opt_def *d = lg_scenarios[i]->opts; d && d->name; d++) {
+            int dup = 0;
+            for (int k = 0; k < n && !dup; k++)
+                dup = strcmp(out[k].name, d->name) == 0;
+            if (d->flag && !dup && n < MAX_LONGOPTS - 1)
+                out[n++] = (struct option){d->name, required_argument, NULL, OPT_SCENARIO_FLAG};
+        }
+    out[n] = (struct option){NULL, 0, NULL, 0};
+}
+
+/* Prints text from column `indent` on, wrapped at spaces before column 96. */
+static void usage_wrap(FILE *out, const char *text, int indent)
+{
+    const int width = 96 - indent;
+    while ((int)strlen(text) > width) {
+        int cut = width;
+        while (cut > 0 && text[cut] != ' ')
+            cut--;
+        if (cut == 0)
+            break;
+        fprintf(out, "%.*s\n%*s", cut, text, indent, "");
+        text += cut + 1;
+    }
+    fprintf(out, "%s\n", text);
+}
+
+/* The scenarios' settings for --help, from their tables. */
+static void usage_scenario_opts(FILE *out)
+{
+    fprintf(out, "scenario settings: --opt KEY=VALUE (repeatable; a key the scenario does not "
+                 "read is refused),\nor the flag shown:\n");
+    for (int i = 0; lg_scenarios[i]; i++)
+        for (const struct lg_opt_def *d = lg_scenarios[i]->opts; d && d->name; d++) {
+            char left[64];
+            if (d->flag)
+                snprintf(left, sizeof left, "--%s %s", d->name, d->metavar);
+            else
+                snprintf(left, sizeof left, "--opt %s=%s", d->name, d->metavar);
+            fprintf(out, "  %-8s %-20s ", d == lg_scenarios[i]->opts ? lg_scenarios[i]->name : "",
+                    left);
+            usage_wrap(out, d->help, 32);
+        }
+}
 
 static void usage(FILE *out)
 {
@@ -88,25 +138,17 @@ static void usage(FILE *out)
             "  --source-ips A-B        bind connections over 127.0.0.1-127.0.0.8 style ranges\n"
             "  --server-pid PID        sample the server's /proc figures\n"
             "  --json FILE             write the JSON there (default stdout)\n"
-            "  --opt KEY=VALUE         scenario-specific setting (repeatable); a key the scenario\n"
-            "                          does not read is refused. dns, dns-tcp: names=FILE,\n"
-            "                          zone=FILE; chat: senders, stalled, rate; abuse: below\n"
-            "  --senders M             chat: clients that send (default 1; = --opt senders=M)\n"
-            "  --stalled K             chat: extra clients that join and never read (default 0;\n"
-            "                          = --opt stalled=K)\n"
-            "  --kind K                abuse: slowloris|garbage|reset|flood (= --opt kind=K)\n"
-            "  --abusers N             abuse: misbehaving connections (default 50; = --opt abusers=N)\n"
-            "  --good N                abuse: well-behaved echo connections that measure the\n"
-            "                          service (default 4; = --opt good=N); the abuse scenario\n"
-            "                          opens N + abusers connections and takes no --connections.\n"
-            "                          Also --opt interval-ms=MS (slowloris: between bytes, 2000;\n"
-            "                          reset: before the RST, 10; garbage/flood: between bursts, 1)\n"
-            "                          and --opt line=BYTES (garbage's over-long line, 65536)\n"
+            "  --opt KEY=VALUE         a scenario's setting (below)\n"
             "  --start-at EPOCH        wait until this wall-clock time (seconds since 1970, may be\n"
             "                          fractional) before the first step: a synchronized start of\n"
             "                          loadgens on several hosts (scripts/cluster.sh)\n"
-            "  --quiet                 no progress line\n"
-            "usage: loadgen merge [--json OUT] A.json B.json ...  (one JSON of several runs)\n");
+            "  --procs N               N worker processes (each with --threads), every step's\n"
+            "                          connections and --rate split among them, one JSON\n"
+            "  --host-name NAME        this host's name in the JSON (default: gethostname; network\n"
+            "                          namespaces share one, so scripts/cluster.sh names each)\n"
+            "  --quiet                 no progress line\n");
+    usage_scenario_opts(out);
+    fprintf(out, "usage: loadgen merge [--json OUT] A.json B.json ...  (one JSON of several runs)\n");
 }
 
 /* The CPUs this process may run on (its affinity mask), not the online ones: pinned to one
@@ -118,15 +160,6 @@ static long affinity_cpus(void)
         return CPU_COUNT(&set);
     long cpus = sysconf(_SC_NPROCESSORS_ONLN);
     return cpus > 0 ? cpus : 1;
-}
-
-/* The wall clock in epoch seconds: only for --start-at and the start instants recorded for a
- * multi-host merge, never for an interval. */
-static double wall_now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
 /* Fills cfg with every default. */
@@ -145,6 +178,7 @@ static void config_defaults(struct lg_config *cfg)
     cfg->max_connecting = 256;
     cfg->connect_timeout_ms = 2000;
     cfg->timeout_ms = 5000;
+    cfg->procs = 1;
 }
 
 static int parse_double(const char *s, double min, double max, double *out)
@@ -228,6 +262,55 @@ static int parse_source_ips(struct lg_config *cfg, const char *s, char *err, siz
     return 0;
 }
 
+static long largest_step(const struct lg_config *cfg)
+{
+    long most = 0;
+    for (int i = 0; i < cfg->nsteps; i++)
+        if (cfg->connections[i] > most)
+            most = cfg->connections[i];
+    return most;
+}
+
+/* Every setting given (opt_flag[i]: "--opt", or the flag it came from) is one the scenario's
+ * table declares, as a flag when it came as one, and a number in its range when declared so.
+ * 0, or -1 with err filled. */
+static int check_scenario_opts(const struct lg_config *cfg, const char *const *opt_flag,
+                               char *err, size_t errlen)
+{
+    for (int i = 0; i < cfg->nopts; i++) {
+        const struct lg_opt_def *d = cfg->scn->opts;
+        while (d && d->name && strcmp(d->name, cfg->opt_key[i]) != 0)
+            d++;
+        int via_opt = strcmp(opt_flag[i], "--opt") == 0;
+        if (d == NULL || d->name == NULL || (!via_opt && opt_flag[i][0] != '-' && !d->flag)) {
+            if (via_opt)
+                snprintf(err, errlen, "--opt %s: the %s scenario has no such setting",
+                         cfg->opt_key[i], cfg->scn->name);
+            else
+                snprintf(err, errlen, "--%s: not a setting of the %s scenario", opt_flag[i],
+                         cfg->scn->name);
+            return -1;
+        }
+        double v;
+        long iv;
+        int bad = d->type == LG_OPT_INT
+                      ? opts_parse_long(cfg->opt_val[i], (long)d->min, (long)d->max, &iv) < 0
+                  : d->type == LG_OPT_NUM
+                      ? parse_double(cfg->opt_val[i], d->min, d->max, &v) < 0
+                      : 0;
+        if (bad) {
+            /* Named as it was given: --opt KEY, --rate, or the shorthand --KEY. */
+            const char *given = via_opt ? d->name : opt_flag[i];
+            if (given[0] == '-')
+                given += 2;
+            snprintf(err, errlen, "%s%s: want %.17g..%.17g, got '%s'", via_opt ? "--opt " : "--",
+                     given, d->min, d->max, cfg->opt_val[i]);
+            return -1;
+        }
+    }
+    return 0;
+}
+
 /* Parses argv into cfg. Returns 0, 1 for --help, or -1 with err filled. */
 static int parse_args(int argc, char **argv, struct lg_config *cfg, char *err, size_t errlen)
 {
@@ -236,6 +319,8 @@ static int parse_args(int argc, char **argv, struct lg_config *cfg, char *err, s
     char name[48];
     long v;
     int opt, li, conns_given = 0;
+    struct option longopts[MAX_LONGOPTS];
+    build_longopts(longopts);
     config_defaults(cfg);
     optind = 1;
     opterr = 0;
@@ -316,12 +401,8 @@ static int parse_args(int argc, char **argv, struct lg_config *cfg, char *err, s
             cfg->opt_val[cfg->nopts++] = eq + 1;
             break;
         }
-        case 'K':
-        case 'A':
-        case 'G':
-        case 'M':
-        case 'L':
-            /* Shorthands for --opt kind=, abusers=, good= (abuse), senders=, stalled= (chat). */
+        case OPT_SCENARIO_FLAG:
+            /* A scenario's shorthand: --NAME V is --opt NAME=V (checked below). */
             if (cfg->nopts == LG_MAX_OPTS) {
                 snprintf(err, errlen, "%s: more than %d scenario settings", name, LG_MAX_OPTS);
                 return -1;
@@ -333,10 +414,19 @@ static int parse_args(int argc, char **argv, struct lg_config *cfg, char *err, s
         case 'a':
             if (parse_double(optarg, 1, 1e11, &cfg->start_at) < 0)
                 goto bad_value;
-            if (cfg->start_at > wall_now() + START_AT_MAX_AHEAD_S) {
+            if (cfg->start_at > lg_wall_now() + START_AT_MAX_AHEAD_S) {
                 snprintf(err, errlen, "--start-at: %s is more than a day ahead", optarg);
                 return -1;
             }
+            break;
+        case 'H':
+            if (optarg[0] == '\0' || strlen(optarg) >= sizeof cfg->host_name)
+                goto bad_value;
+            snprintf(cfg->host_name, sizeof cfg->host_name, "%s", optarg);
+            break;
+        case 'P':
+            if (opts_parse_long(optarg, 1, LG_MAX_PROCS, &cfg->procs) < 0)
+                goto bad_value;
             break;
         case 'q': cfg->quiet = 1; break;
         case 'h': return 1;
@@ -372,20 +462,8 @@ static int parse_args(int argc, char **argv, struct lg_config *cfg, char *err, s
         cfg->opt_val[cfg->nopts++] = rate_arg;
         cfg->rate = 0;
     }
-    for (int i = 0; i < cfg->nopts; i++) {
-        int known = 0;
-        for (int k = 0; cfg->scn->opt_keys && cfg->scn->opt_keys[k] && !known; k++)
-            known = strcmp(cfg->scn->opt_keys[k], cfg->opt_key[i]) == 0;
-        if (!known) {
-            if (strcmp(opt_flag[i], "--opt") == 0)
-                snprintf(err, errlen, "--opt %s: the %s scenario has no such setting",
-                         cfg->opt_key[i], cfg->scn->name);
-            else
-                snprintf(err, errlen, "--%s: not a setting of the %s scenario", opt_flag[i],
-                         cfg->scn->name);
-            return -1;
-        }
-    }
+    if (check_scenario_opts(cfg, opt_flag, err, errlen) < 0)
+        return -1;
     if (cfg->rate > 0 && cfg->scn->drive != LG_DRIVE_LOOP) {
         snprintf(err, errlen, "--rate: the %s scenario does not send a request loop",
                  cfg->scn->name);
@@ -393,6 +471,17 @@ static int parse_args(int argc, char **argv, struct lg_config *cfg, char *err, s
     }
     if (cfg->scn->check && cfg->scn->check(cfg, err, errlen) < 0)
         return -1;
+    if (cfg->procs > 1 && cfg->scn->single_process) {
+        snprintf(err, errlen, "--procs: the %s scenario's figures are per process (one process only)",
+                 cfg->scn->name);
+        return -1;
+    }
+    for (int i = 0; cfg->procs > 1 && i < cfg->nsteps; i++)
+        if (cfg->connections[i] < cfg->procs) {
+            snprintf(err, errlen, "--procs %ld: every step needs at least as many connections",
+                     cfg->procs);
+            return -1;
+        }
     if (cfg->scn->fixed_connections) {
         if (conns_given) {
             snprintf(err, errlen, "--connections: the %s scenario sets its own (see --help)",
@@ -404,10 +493,7 @@ static int parse_args(int argc, char **argv, struct lg_config *cfg, char *err, s
     }
     /* Every connection keeps a request of --size bytes (or more) in its state: refuse a
      * run whose requests alone would take more memory than a test machine has to spare. */
-    long most = 0;
-    for (int i = 0; i < cfg->nsteps; i++)
-        if (cfg->connections[i] > most)
-            most = cfg->connections[i];
+    long most = largest_step(cfg);
     if ((unsigned long long)most * (unsigned long long)cfg->size > LG_MAX_REQUEST_BYTES) {
         snprintf(err, errlen, "--size %ld x --connections %ld: more than %llu GiB of requests",
                  cfg->size, most, LG_MAX_REQUEST_BYTES >> 30);
@@ -416,13 +502,36 @@ static int parse_args(int argc, char **argv, struct lg_config *cfg, char *err, s
     return 0;
 }
 
-/* Raises the fd limit to the hard limit and checks that the largest step fits in it. */
+/* Every connection to the one target takes an ephemeral port of its source address: a step
+ * cannot open more than (source addresses) x (ports in ip_local_port_range). Refused before
+ * anything starts rather than found as EADDRNOTAVAIL half-way through a ramp. */
+static int check_ports(const struct lg_config *cfg, char *err, size_t errlen)
+{
+    long lo, hi;
+    FILE *f = fopen(PORT_RANGE_PATH, "r");
+    if (f == NULL)
+        return 0; /* not Linux-like: nothing to check against */
+    int n = fscanf(f, "%ld %ld", &lo, &hi);
+    fclose(f);
+    if (n != 2 || hi < lo)
+        return 0;
+    long ports = hi - lo + 1, addrs = cfg->src_count ? (long)cfg->src_count : 1;
+    long most = largest_step(cfg);
+    if (most > ports * addrs) {
+        snprintf(err, errlen,
+                 "--connections %ld: more than %ld source address(es) x %ld ephemeral ports "
+                 "(ip_local_port_range %ld-%ld); give --source-ips with %ld or more addresses",
+                 most, addrs, ports, lo, hi, (most + ports - 1) / ports);
+        return -1;
+    }
+    return 0;
+}
+
+/* Raises the fd limit to the hard limit and checks that the largest step fits in it (in each
+ * worker's share of it with --procs: every worker has its own fd table). */
 static int check_fd_limit(const struct lg_config *cfg, char *err, size_t errlen)
 {
-    long most = 0;
-    for (int i = 0; i < cfg->nsteps; i++)
-        if (cfg->connections[i] > most)
-            most = cfg->connections[i];
+    long most = (largest_step(cfg) + cfg->procs - 1) / cfg->procs;
     struct rlimit rl;
     if (getrlimit(RLIMIT_NOFILE, &rl) == 0) {
         rl.rlim_cur = rl.rlim_max;
@@ -431,8 +540,9 @@ static int check_fd_limit(const struct lg_config *cfg, char *err, size_t errlen)
         if (rl.rlim_cur != RLIM_INFINITY &&
             (rlim_t)(most + FD_RESERVE + 4 * cfg->threads) > rl.rlim_cur) {
             snprintf(err, errlen,
-                     "--connections %ld needs more fds than the limit (%llu) allows",
-                     most, (unsigned long long)rl.rlim_cur);
+                     "--connections %ld needs more fds than the limit (%llu) allows%s",
+                     most, (unsigned long long)rl.rlim_cur,
+                     cfg->procs > 1 ? " in each worker" : " (--procs N splits them)");
             return -1;
         }
     }
@@ -477,32 +587,6 @@ static int probe_target(const struct lg_config *cfg, char *err, size_t errlen)
     return 0;
 }
 
-/* The server's baseline once its thread count has settled (the probe connection's thread
- * gone): Threads polled until BASELINE_STABLE samples in a row agree, BASELINE_MAX_MS at
- * most. 0, or -1 with err filled. */
-static int baseline_sample(const struct lg_config *cfg, struct proc_sample *base, char *err,
-                           size_t errlen)
-{
-    long prev = -1;
-    int same = 0;
-    for (int waited = 0; waited <= BASELINE_MAX_MS; waited += BASELINE_POLL_MS) {
-        long threads = procstat_threads((pid_t)cfg->server_pid);
-        if (threads < 0)
-            break;
-        same = threads == prev ? same + 1 : 0;
-        prev = threads;
-        if (same + 1 >= BASELINE_STABLE)
-            break;
-        poll(NULL, 0, BASELINE_POLL_MS);
-    }
-    return procstat_sample((pid_t)cfg->server_pid, base, err, errlen);
-}
-
-static double tv_s(struct timeval tv)
-{
-    return (double)tv.tv_sec + (double)tv.tv_usec / 1e6;
-}
-
 /* Writes the JSON to --json FILE or stdout; every write checked, the flush and the close
  * included (/dev/full, a closed pipe): a lost result is -1 and a message, never a silent 0. */
 static int write_json(const struct lg_config *cfg, json_t *doc)
@@ -512,180 +596,6 @@ static int write_json(const struct lg_config *cfg, json_t *doc)
         fprintf(stderr, "loadgen: cannot write the JSON to %s: %s\n",
                 cfg->json_path ? cfg->json_path : "stdout", strerror(errno));
     return rc;
-}
-
-/* ---- the run ------------------------------------------------------------------------------ */
-
-/* Waits up to ms for a stop signal. Returns 1 if one came. */
-static int wait_stop(int stopfd, int ms)
-{
-    struct pollfd p = {.fd = stopfd, .events = POLLIN};
-    if (ms < 0)
-        ms = 0;
-    return poll(&p, 1, ms) > 0 || stopsig_received() != 0;
-}
-
-static void progress(const struct lg_config *cfg, int step, const char *phase,
-                     const struct lg_status *s, double rps, const struct lg_stats *st)
-{
-    if (cfg->quiet)
-        return;
-    fprintf(stderr, "loadgen %s step %d/%d %-9s conns %ld/%ld (connecting %ld, failed %ld)",
-            cfg->scn->name, step + 1, cfg->nsteps, phase, s->open, s->target, s->connecting,
-            s->failed);
-    if (st)
-        fprintf(stderr, "  %.0f req/s  p99 %llu us  errors %llu timeouts %llu mismatches %llu",
-                rps, (unsigned long long)hist_percentile(&st->latency, 99),
-                (unsigned long long)st->errors, (unsigned long long)st->timeouts,
-                (unsigned long long)st->mismatches);
-    fputc('\n', stderr);
-}
-
-/* Runs one step into *r. Returns 1 if a stop signal arrived (r->interrupted tells whether the
- * measurement had started), else 0. */
-static int run_step(const struct lg_config *cfg, struct lg_engine *e, int stopfd, int step,
-                    struct lg_stats *scratch, struct lg_step_result *r)
-{
-    struct lg_status s;
-    char err[160];
-    r->target = cfg->connections[step];
-    lg_engine_set_target(e, r->target);
-
-    /* Set-up: every wanted connection established or failed, or the deadline: a generous
-     * bound (connect timeout twice, the paced connect time, 1 ms a connection, 5 s at least)
-     * so a server that keeps closing connections cannot hold the run forever. */
-    uint64_t last = mono_now_ns();
-    double setup_s = 2.0 * (double)cfg->connect_timeout_ms / 1000.0 + (double)r->target / 1000.0 +
-                     (cfg->connect_rate ? (double)r->target / (double)cfg->connect_rate : 0.0);
-    uint64_t deadline = last + (uint64_t)((setup_s < 5.0 ? 5.0 : setup_s) * 1e9);
-    for (;;) {
-        lg_engine_status(e, &s, NULL);
-        if (lg_engine_settled(&s) || mono_now_ns() >= deadline)
-            break;
-        if (wait_stop(stopfd, SETTLE_POLL_MS))
-            return 1;
-        if (mono_now_ns() - last >= 1000000000ull) {
-            last = mono_now_ns();
-            progress(cfg, step, "connecting", &s, 0, NULL);
-        }
-    }
-
-    /* Measurement. */
-    if (cfg->server_pid)
-        r->have_server = procstat_sample((pid_t)cfg->server_pid, &r->s0, err, sizeof err) == 0;
-    struct rusage ru0, ru1;
-    getrusage(RUSAGE_SELF, &ru0);
-    r->wall_start = wall_now();
-    uint64_t t0 = mono_now_ns();
-    lg_engine_measure_start(e, &s);
-    r->established = s.open;
-    uint64_t end = t0 + (uint64_t)(cfg->duration_s * 1e9);
-    uint64_t prev_done = 0, prev_t = t0;
-    int stopped = 0;
-    for (;;) {
-        uint64_t now = mono_now_ns();
-        if (now >= end)
-            break;
-        uint64_t next = prev_t + 1000000000ull;
-        if (next > end)
-            next = end;
-        if (wait_stop(stopfd, (int)((next - now + 999999) / 1000000))) {
-            stopped = 1;
-            break;
-        }
-        now = mono_now_ns();
-        if (now - prev_t >= 1000000000ull && !cfg->quiet) {
-            lg_engine_status(e, &s, scratch);
-            progress(cfg, step, "measuring", &s,
-                     (double)(scratch->completed - prev_done) * 1e9 / (double)(now - prev_t),
-                     scratch);
-            prev_done = scratch->completed;
-            prev_t = now;
-        } else if (now - prev_t >= 1000000000ull) {
-            prev_t = now;
-        }
-    }
-    lg_engine_measure_stop(e);
-    uint64_t t1 = mono_now_ns();
-    if (cfg->scn->probe_at_end) {
-        /* Wait for the probes: every connection answers or times out. */
-        long wait_ms = cfg->timeout_ms > 0 ? cfg->timeout_ms + 200 : PROBE_WAIT_MS;
-        uint64_t deadline = mono_now_ns() + (uint64_t)wait_ms * 1000000ull;
-        for (;;) {
-            lg_engine_status(e, &s, NULL);
-            if (s.pending == 0 || mono_now_ns() >= deadline)
-                break;
-            if (wait_stop(stopfd, 20)) {
-                stopped = 1;
-                break;
-            }
-        }
-    }
-    lg_engine_status(e, &s, &r->st);
-    getrusage(RUSAGE_SELF, &ru1);
-    r->cpu_user = tv_s(ru1.ru_utime) - tv_s(ru0.ru_utime);
-    r->cpu_sys = tv_s(ru1.ru_stime) - tv_s(ru0.ru_stime);
-    if (r->have_server)
-        r->have_server = procstat_sample((pid_t)cfg->server_pid, &r->s1, err, sizeof err) == 0;
-    if (cfg->server_pid && !r->have_server)
-        fprintf(stderr, "loadgen: step %d has no server figures: %s\n", step + 1, err);
-    r->failed = s.failed;
-    r->duration = (double)(t1 - t0) / 1e9;
-    r->interrupted = stopped;
-    return stopped;
-}
-
-static void summary(const struct lg_config *cfg, const struct lg_step_result *r)
-{
-    const struct lg_stats *st = &r->st;
-    fprintf(stderr,
-            "loadgen %s %s: %ld/%ld connections (%ld failed), %.1f s: %llu requests, %.0f/s, "
-            "latency p50 %llu p99 %llu p99.9 %llu max %llu us, errors %llu timeouts %llu "
-            "mismatches %llu%s\n",
-            cfg->scn->name, cfg->target, r->established, r->target, r->failed, r->duration,
-            (unsigned long long)st->completed,
-            r->duration > 0 ? (double)st->completed / r->duration : 0.0,
-            (unsigned long long)hist_percentile(&st->latency, 50),
-            (unsigned long long)hist_percentile(&st->latency, 99),
-            (unsigned long long)hist_percentile(&st->latency, 99.9),
-            (unsigned long long)st->latency.max, (unsigned long long)st->errors,
-            (unsigned long long)st->timeouts, (unsigned long long)st->mismatches,
-            r->interrupted ? " (interrupted)" : "");
-}
-
-/* Waits until the wall clock reaches cfg->start_at (nothing when it is 0 or past). Returns 1
- * if a stop signal came first. */
-static int wait_start_at(const struct lg_config *cfg, int stopfd)
-{
-    for (;;) {
-        double left = cfg->start_at - wall_now();
-        if (left <= 0)
-            return 0;
-        /* At most a second at a time: the wall clock may be stepped meanwhile. */
-        if (wait_stop(stopfd, left > 1.0 ? 1000 : (int)(left * 1000.0) + 1))
-            return 1;
-    }
-}
-
-/* When this run started, for a multi-host merge (epoch microseconds: a double of seconds would
- * lose them at the JSON's 10 digits): the --start-at instant asked for, this host's wall clock
- * when the first step began, and how late that was by its own clock. */
-static json_t *start_json(const struct lg_config *cfg, double wall)
-{
-    return json_pack("{s:o, s:I, s:o}", "at_us",
-                     cfg->start_at > 0 ? json_integer(lg_wall_us(cfg->start_at)) : json_null(),
-                     "wall_us", lg_wall_us(wall), "late_us",
-                     cfg->start_at > 0 ? json_integer(lg_wall_us(wall) - lg_wall_us(cfg->start_at))
-                                       : json_null());
-}
-
-static json_t *host_json(void)
-{
-    char name[256];
-    if (gethostname(name, sizeof name) < 0)
-        snprintf(name, sizeof name, "unknown");
-    name[sizeof name - 1] = '\0';
-    return json_string(name);
 }
 
 int main(int argc, char **argv)
@@ -706,7 +616,7 @@ int main(int argc, char **argv)
     }
     struct proc_sample base;
     memset(&base, 0, sizeof base);
-    if (check_fd_limit(&cfg, err, sizeof err) < 0 || check_json_path(&cfg, err, sizeof err) < 0 ||
+    if (check_ports(&cfg, err, sizeof err) < 0 || check_fd_limit(&cfg, err, sizeof err) < 0 || check_json_path(&cfg, err, sizeof err) < 0 ||
         (cfg.server_pid &&
          procstat_sample((pid_t)cfg.server_pid, &base, err, sizeof err) < 0)) {
         fprintf(stderr, "loadgen: %s\n", err);
@@ -714,6 +624,14 @@ int main(int argc, char **argv)
         return 2;
     }
     procstat_free(&base);
+    if (cfg.procs > 1) {
+        /* Workers are forked before any thread: probe here, they start their engines. */
+        if (probe_target(&cfg, err, sizeof err) < 0) {
+            fprintf(stderr, "loadgen: %s\n", err);
+            return 2;
+        }
+        return lg_procs_main(&cfg);
+    }
     int stopfd = stopsig_install(err, sizeof err);
     if (stopfd < 0) {
         fprintf(stderr, "loadgen: %s\n", err);
@@ -729,7 +647,7 @@ int main(int argc, char **argv)
         return 1;
     }
     if (probe_target(&cfg, err, sizeof err) < 0 ||
-        (cfg.server_pid && baseline_sample(&cfg, &base, err, sizeof err) < 0)) {
+        (cfg.server_pid && lg_baseline_sample(&cfg, &base, err, sizeof err) < 0)) {
         fprintf(stderr, "loadgen: %s\n", err);
         lg_engine_free(e);
         close(stopfd);
@@ -739,26 +657,22 @@ int main(int argc, char **argv)
     json_t *steps = json_array();
     struct lg_stats *scratch = malloc(sizeof *scratch);
     struct lg_step_result *r = malloc(sizeof *r);
-    int interrupted = wait_start_at(&cfg, stopfd);
-    double wall_start = wall_now();
+    int interrupted = lg_wait_start_at(&cfg, stopfd);
+    double wall_start = lg_wall_now();
     for (int i = 0; i < cfg.nsteps && scratch && r && !interrupted; i++) {
         memset(r, 0, sizeof *r);
-        interrupted = run_step(&cfg, e, stopfd, i, scratch, r);
+        interrupted = lg_run_step(&cfg, e, stopfd, i, scratch, r);
         /* A step cut short during its set-up measured nothing: it is left out. */
         if (!interrupted || r->interrupted) {
             json_array_append_new(steps, lg_step_json(&cfg, r, &base));
-            summary(&cfg, r);
+            lg_step_summary(&cfg, r);
         }
         procstat_free(&r->s0);
         procstat_free(&r->s1);
     }
     lg_engine_free(e);
 
-    json_t *doc = json_pack("{s:s, s:s, s:s, s:o, s:o, s:b, s:o, s:o}", "schema",
-                            "tvsa-loadgen/1", "scenario", cfg.scn->name, "target", cfg.target,
-                            "config", lg_config_json(&cfg), "steps", steps,
-                            "interrupted", interrupted, "host", host_json(),
-                            "start", start_json(&cfg, wall_start));
+    json_t *doc = lg_run_doc(&cfg, steps, interrupted, wall_start);
     rc = doc ? write_json(&cfg, doc) : -1;
     json_decref(doc);
     free(scratch);

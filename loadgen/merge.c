@@ -34,7 +34,7 @@ static int merged_config(json_t *const *docs, int n, struct lg_config *cfg, char
     }
     /* chat: one room whose deliveries are counted against the senders of one process;
      * abuse: populations fixed per process. Their figures do not add up across inputs. */
-    if (strcmp(scenario, "chat") == 0 || strcmp(scenario, "abuse") == 0) {
+    if (cfg->scn->single_process) {
         snprintf(err, errlen, "the %s scenario's figures cannot be merged exactly", scenario);
         return -1;
     }

@@ -60,7 +60,7 @@ json_t *lg_config_json(const struct lg_config *cfg)
     for (int i = 0; i < cfg->nopts; i++)
         json_object_set_new(opts, cfg->opt_key[i], json_string(cfg->opt_val[i]));
     return json_pack("{s:s, s:s, s:o, s:f, s:I, s:I, s:I, s:f, s:s, s:I, s:I, s:I, s:I, s:s,"
-                     " s:o, s:o, s:b, s:o, s:o}",
+                     " s:o, s:o, s:b, s:o, s:o, s:I}",
                      "scenario", cfg->scn->name, "target", cfg->target,
                      "connections", conns, "duration_s", cfg->duration_s,
                      "threads", (json_int_t)cfg->threads, "size", (json_int_t)cfg->size,
@@ -74,7 +74,8 @@ json_t *lg_config_json(const struct lg_config *cfg)
                      "server_pid", cfg->server_pid ? json_integer(cfg->server_pid) : json_null(),
                      "json", cfg->json_path ? json_string(cfg->json_path) : json_null(),
                      "quiet", cfg->quiet, "opts", opts, "start_at_us",
-                     cfg->start_at > 0 ? json_integer(lg_wall_us(cfg->start_at)) : json_null());
+                     cfg->start_at > 0 ? json_integer(lg_wall_us(cfg->start_at)) : json_null(),
+                     "procs", (json_int_t)(cfg->procs > 0 ? cfg->procs : 1));
 }
 
 static json_t *errno_json(const struct lg_stats *st)
@@ -101,6 +102,25 @@ static double per_conn(double delta, long conns)
 
 /* The `server` object of a step: sample at the end vs the baseline (memory) and vs the start
  * of the measurement (CPU, switches). */
+/* Each process of the server's tree at the step's end, its CPU over the window (a process
+ * born during the window counts all of its CPU). */
+static json_t *workers_json(const struct proc_sample *s0, const struct proc_sample *s1)
+{
+    json_t *a = json_array();
+    for (size_t i = 0; i < s1->nprocs; i++) {
+        const struct proc_one *p = &s1->procs[i], *q = NULL;
+        for (size_t k = 0; k < s0->nprocs && q == NULL; k++)
+            if (s0->procs[k].pid == p->pid)
+                q = &s0->procs[k];
+        json_array_append_new(
+            a, json_pack("{s:I, s:I, s:I, s:I, s:{s:f, s:f}}", "pid", (json_int_t)p->pid,
+                         "rss_kib", (json_int_t)p->rss_kib, "vsz_kib", (json_int_t)p->vsz_kib,
+                         "threads", (json_int_t)p->threads, "cpu_s", "user",
+                         p->user_s - (q ? q->user_s : 0), "sys", p->sys_s - (q ? q->sys_s : 0)));
+    }
+    return a;
+}
+
 static json_t *server_json(const struct proc_sample *base, const struct proc_sample *s0,
                            const struct proc_sample *s1, long established, uint64_t completed,
                            double duration)
@@ -113,7 +133,7 @@ static json_t *server_json(const struct proc_sample *base, const struct proc_sam
     double cpu = (s1->user_s - s0->user_s) + (s1->sys_s - s0->sys_s);
     double kstack = (double)(s1->kernel_stack_kib - base->kernel_stack_kib) * 1024.0;
     double smem = (double)(s1->sock_mem_pages - base->sock_mem_pages) * (double)sysconf(_SC_PAGESIZE);
-    return json_pack(
+    json_t *o = json_pack(
         "{s:I, s:I, s:I, s:{s:I, s:I}, s:b, s:{s:f, s:f}, s:f, s:f, s:f, s:f, s:f,"
         " s:{s:f, s:f, s:f}, s:{s:I, s:I, s:I}}",
         "rss_kib", (json_int_t)s1->rss_kib, "vsz_kib", (json_int_t)s1->vsz_kib,
@@ -130,6 +150,13 @@ static json_t *server_json(const struct proc_sample *base, const struct proc_sam
         "sock_mem", per_conn(smem, established), "total", per_conn(kstack + smem, established),
         "baseline", "rss_kib", (json_int_t)base->rss_kib, "vsz_kib", (json_int_t)base->vsz_kib,
         "threads", (json_int_t)base->threads);
+    if (o == NULL)
+        return NULL;
+    /* The tree under the pid: one process, or a supervisor and its workers. */
+    json_object_set_new(o, "processes", json_integer((json_int_t)s1->nprocs));
+    if (s1->nprocs > 1)
+        json_object_set_new(o, "workers", workers_json(s0, s1));
+    return o;
 }
 
 json_t *lg_step_json(const struct lg_config *cfg, const struct lg_step_result *r,
