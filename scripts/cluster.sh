@@ -307,8 +307,9 @@ pdsh_cmd() {
     PDSH_ARGV=(pdsh -R "$RCMD" -f "${#HOSTS[@]}" -w "$hosts")
     [[ -n $timeout ]] && PDSH_ARGV+=(-u "$timeout")
     if [[ $RCMD == exec ]]; then
-        # exec substitutes %h; a literal % is %%.
-        PDSH_ARGV+=("$@" sh -c "${script//%/%%}")
+        # exec substitutes %h; a literal % is %%; @HOST@ stands for %h.
+        script=${script//%/%%}
+        PDSH_ARGV+=("$@" sh -c "${script//@HOST@/%h}")
     else
         PDSH_ARGV+=("$script")
     fi
@@ -332,6 +333,7 @@ echo \"env pid_max \$(cat /proc/sys/kernel/pid_max)\"
 echo \"env loadavg \$(cat /proc/loadavg)\"
 if [ -x $LG_Q ]; then echo \"env loadgen found\"; else echo \"env loadgen missing\"; fi
 $LG_Q --help 2>&1 | grep -q -- --start-at && echo \"env loadgen_start_at yes\"
+$LG_Q --help 2>&1 | grep -q -- --host-name && echo \"env loadgen_host_name yes\"
 command -v chronyc >/dev/null 2>&1 && echo \"env chrony \$(chronyc tracking 2>/dev/null | sed -n 's/^System time *: //p')\"
 exit 0"
 # A host that hangs (ssh waiting on something) is given up after 60 s.
@@ -383,6 +385,15 @@ HAS_START_AT=1
 for h in "${OK_HOSTS[@]}"; do
     grep -q '"loadgen_start_at"' "$OUT/env/$h.json" || HAS_START_AT=0
 done
+# exec runs every host on this machine (namespaces share its hostname): each loadgen is told
+# its pdsh host name (%h) instead, so a merge's inputs name the hosts.
+HOST_NAME_ARG=()
+if [[ $RCMD == exec ]]; then
+    HOST_NAME_ARG=(--host-name @HOST@)
+    for h in "${OK_HOSTS[@]}"; do
+        grep -q '"loadgen_host_name"' "$OUT/env/$h.json" || HOST_NAME_ARG=()
+    done
+fi
 [[ $HAS_START_AT == 1 ]] || say "loadgen without --start-at on some host: the hosts start as pdsh reaches them"
 
 # ---- 2. the shares ------------------------------------------------------------------------------
@@ -416,6 +427,7 @@ for key in "${GROUP_KEYS[@]}"; do
     [[ $key == *" server" ]] && args+=(--server-pid "$SERVER_PID")
     [[ -n $HOST_RATE ]] && args+=(--rate "$HOST_RATE")
     [[ $HAS_START_AT == 1 ]] && args+=(--start-at "$START_AT")
+    args+=("${HOST_NAME_ARG[@]}")
     args+=("${REST[@]}")
     words=
     for a in "${args[@]}"; do words+=" $(shq "$a")"; done

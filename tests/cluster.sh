@@ -255,6 +255,7 @@ out, hosts = sys.argv[1], sys.argv[2:]
 m = json.load(open(out + "/merged.json"))
 docs = [json.load(open("%s/hosts/%s.json" % (out, h))) for h in hosts]
 assert m["cluster"]["hosts"] == hosts, m["cluster"]["hosts"]
+assert m["merged"]["hosts"] == hosts, ("loadgen --host-name", m["merged"]["hosts"])
 assert len(m["steps"]) == 2, len(m["steps"])
 for i, ms in enumerate(m["steps"]):
     for key, sub in (("requests", "completed"), ("requests", "errors"), ("requests", "timeouts"),
