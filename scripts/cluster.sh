@@ -268,7 +268,8 @@ if [[ $LOCAL -gt 0 ]]; then
     server_bin=${SERVER[0]}
     [[ $server_bin == */* ]] || server_bin=$REPO/bin/$server_bin
     server_args=("${SERVER[@]:1}")
-    [[ " ${server_args[*]} " == *" --bind "* ]] || server_args+=(--bind "$SRV_ADDR")
+    [[ " ${server_args[*]} " == *" --bind "* || " ${server_args[*]} " == *" --bind="* ]] ||
+        server_args+=(--bind "$SRV_ADDR")
     cpus=0
     [[ $(nproc) -ge 2 ]] || cpus=0-$(($(nproc) - 1))
     if ! tvsa_server_start "$OUT/server" "$(basename "$server_bin")" "$cpus" \
