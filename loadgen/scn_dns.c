@@ -307,7 +307,13 @@ static void dns_json(const struct lg_config *cfg, const struct lg_stats *st, dou
                                   (json_int_t)st->counter[C_OTHER_RCODE]));
 }
 
-static const char *const dns_keys[] = {"names", "zone", NULL};
+static const struct lg_opt_def dns_opts[] = {
+    {"names", 0, LG_OPT_STR, "FILE", "the names to ask for, one a line (default: the zone's)", 0,
+     0},
+    {"zone", 0, LG_OPT_STR, "FILE",
+     "the zone the answers are checked against (default: the sample zone)", 0, 0},
+    {NULL, 0, 0, NULL, NULL, 0, 0},
+};
 
 const struct lg_scenario scn_dns = {
     .name = "dns",
@@ -323,7 +329,7 @@ const struct lg_scenario scn_dns = {
     .send_request = dns_send,
     .on_data = dns_udp_data,
     .json_step = dns_json,
-    .opt_keys = dns_keys,
+    .opts = dns_opts,
 };
 
 const struct lg_scenario scn_dns_tcp = {
@@ -339,5 +345,5 @@ const struct lg_scenario scn_dns_tcp = {
     .send_request = dns_send,
     .on_data = dns_tcp_data,
     .json_step = dns_json,
-    .opt_keys = dns_keys,
+    .opts = dns_opts,
 };
