@@ -976,7 +976,20 @@ static void test_merge_exact(void **state)
                         json_string_value(json_object_get(db, "host")));
     assert_string_equal(json_string_value(testlg_get(
                             json_array_get(testlg_get(dm, "merged.inputs"), 1), "file")), b);
+    /* A merge of a merge stays exact and keeps every host. */
+    char m[64];
+    snprintf(m, sizeof m, "/tmp/test_loadgen_%d_m.json", (int)getpid());
+    assert_int_equal(json_dump_file(dm, m, 0), 0);
     json_decref(dm);
+    const char *ma[] = {m, a, NULL};
+    assert_int_equal(run_merge(ma, &dm), 0);
+    assert_int_equal(json_array_size(testlg_get(dm, "merged.hosts")), 3);
+    for (int i = 0; i < 2; i++)
+        assert_int_equal(step_int(dm, i, "requests.completed"),
+                         2 * step_int(da, i, "requests.completed") +
+                             step_int(db, i, "requests.completed"));
+    json_decref(dm);
+    unlink(m);
 
     const char *aa[] = {a, a, NULL};
     assert_int_equal(run_merge(aa, &dm), 0);
