@@ -115,7 +115,12 @@ static json_t *inputs_json(json_t *const *docs, const char *const *names, int n)
                                                 "start", start ? start : json_null(),
                                                 "start_offset_us", w > 0 && first > 0 ?
                                                 json_integer(w - first) : json_null()));
-        json_array_append_new(hosts, host ? json_incref(host) : json_null());
+        /* An input that is itself a merge brings its own hosts. */
+        json_t *inner = json_object_get(json_object_get(docs[k], "merged"), "hosts");
+        if (inner)
+            json_array_extend(hosts, inner);
+        else
+            json_array_append_new(hosts, host ? json_incref(host) : json_null());
     }
     return json_pack("{s:i, s:o, s:o, s:I}", "count", n, "inputs", inputs, "hosts", hosts,
                      "start_spread_us", first > 0 ? last - first : (json_int_t)0);

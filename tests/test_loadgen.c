@@ -976,7 +976,20 @@ static void test_merge_exact(void **state)
                         json_string_value(json_object_get(db, "host")));
     assert_string_equal(json_string_value(testlg_get(
                             json_array_get(testlg_get(dm, "merged.inputs"), 1), "file")), b);
+    /* A merge of a merge stays exact and keeps every host. */
+    char m[64];
+    snprintf(m, sizeof m, "/tmp/test_loadgen_%d_m.json", (int)getpid());
+    assert_int_equal(json_dump_file(dm, m, 0), 0);
     json_decref(dm);
+    const char *ma[] = {m, a, NULL};
+    assert_int_equal(run_merge(ma, &dm), 0);
+    assert_int_equal(json_array_size(testlg_get(dm, "merged.hosts")), 3);
+    for (int i = 0; i < 2; i++)
+        assert_int_equal(step_int(dm, i, "requests.completed"),
+                         2 * step_int(da, i, "requests.completed") +
+                             step_int(db, i, "requests.completed"));
+    json_decref(dm);
+    unlink(m);
 
     const char *aa[] = {a, a, NULL};
     assert_int_equal(run_merge(aa, &dm), 0);
@@ -1218,26 +1231,28 @@ static void test_procs_same_accounting(void **state)
     assert_int_equal(testlg_run(1, chat, NULL), 2);
 }
 
-/* SIGINT mid-step: exit 130 and the JSON of what was measured, marked interrupted. */
-static void test_sigint_writes_partial_json(void **state)
+/* Runs loadgen against srv with --quiet --json PATH and args, sends SIGINT after delay_ms,
+ * checks the exit 130 and returns the JSON written (the caller decrefs). */
+static json_t *sigint_run(const struct testsrv *srv, const char *const *args, long delay_ms)
 {
-    (void)state;
-    struct testsrv srv;
-    assert_int_equal(testsrv_start(&srv, "async-echo", NULL), 0);
     char target[32], path[64];
-    snprintf(target, sizeof target, "127.0.0.1:%d", srv.port);
+    snprintf(target, sizeof target, "127.0.0.1:%d", srv->port);
     snprintf(path, sizeof path, "/tmp/test_loadgen_%d.json", (int)getpid());
     unlink(path);
     char bin[512];
     snprintf(bin, sizeof bin, "%s/loadgen", testsrv_bin_dir());
+    const char *argv[24] = {"loadgen", "--target", target, "--quiet", "--json", path};
+    int n = 6;
+    for (int i = 0; args[i] && n < 23; i++)
+        argv[n++] = args[i];
+    argv[n] = NULL;
     pid_t pid = fork();
     assert_true(pid >= 0);
     if (pid == 0) {
-        execl(bin, "loadgen", "--target", target, "--connections", "10,20", "--duration", "20",
-              "--quiet", "--json", path, (char *)NULL);
+        execv(bin, (char *const *)argv);
         _exit(127);
     }
-    struct timespec ts = {1, 500000000};
+    struct timespec ts = {delay_ms / 1000, (delay_ms % 1000) * 1000000L};
     nanosleep(&ts, NULL);
     kill(pid, SIGINT);
     int status = 0, waited = 0;
@@ -1252,8 +1267,6 @@ static void test_sigint_writes_partial_json(void **state)
         waitpid(pid, &status, 0);
         fail_msg("loadgen did not exit after SIGINT");
     }
-    int st;
-    json_decref(testsrv_stop(&srv, SIGTERM, 5000, &st));
     assert_true(WIFEXITED(status));
     assert_int_equal(WEXITSTATUS(status), 130);
     json_error_t jerr;
@@ -1261,13 +1274,40 @@ static void test_sigint_writes_partial_json(void **state)
     unlink(path);
     assert_non_null(doc);
     assert_true(json_is_true(json_object_get(doc, "interrupted")));
-    json_t *steps = json_object_get(doc, "steps");
-    assert_int_equal(json_array_size(steps), 1);
-    json_t *step = json_array_get(steps, 0);
-    assert_true(json_is_true(json_object_get(step, "interrupted")));
-    assert_true(json_integer_value(testlg_get(step, "requests.completed")) > 0);
-    assert_true(json_number_value(json_object_get(step, "duration_s")) < 10.0);
+    return doc;
+}
+
+/* SIGINT mid-step: exit 130 and the JSON of what was measured, marked interrupted; the same
+ * through --procs 2 (the supervisor forwards it); and during a --start-at wait, no step. */
+static void test_sigint_writes_partial_json(void **state)
+{
+    (void)state;
+    struct testsrv srv;
+    assert_int_equal(testsrv_start(&srv, "async-echo", NULL), 0);
+    static const char *const one[] = {"--connections", "10,20", "--duration", "20", NULL};
+    static const char *const two[] = {"--connections", "10,20", "--duration", "20", "--procs",
+                                      "2", "--threads", "1", NULL};
+    const char *const *runs[] = {one, two};
+    for (int k = 0; k < 2; k++) {
+        json_t *doc = sigint_run(&srv, runs[k], 1500);
+        json_t *steps = json_object_get(doc, "steps");
+        assert_int_equal(json_array_size(steps), 1);
+        json_t *step = json_array_get(steps, 0);
+        assert_true(json_is_true(json_object_get(step, "interrupted")));
+        assert_true(json_integer_value(testlg_get(step, "requests.completed")) > 0);
+        assert_true(json_number_value(json_object_get(step, "duration_s")) < 10.0);
+        json_decref(doc);
+    }
+    struct timespec now;
+    clock_gettime(CLOCK_REALTIME, &now);
+    char at[32];
+    snprintf(at, sizeof at, "%lld", (long long)now.tv_sec + 60);
+    const char *wait[] = {"--connections", "2", "--start-at", at, NULL};
+    json_t *doc = sigint_run(&srv, wait, 500);
+    assert_int_equal(json_array_size(json_object_get(doc, "steps")), 0);
     json_decref(doc);
+    int st;
+    json_decref(testsrv_stop(&srv, SIGTERM, 5000, &st));
 }
 
 int main(void)
