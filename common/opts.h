@@ -11,6 +11,8 @@ enum {
     OPTS_CHAT = 1u << 3,     /* --max-line, --max-backlog, --broadcast */
     OPTS_ZONE = 1u << 4,     /* --zone */
     OPTS_THREADS = 1u << 5,  /* --threads */
+    OPTS_PROCS = 1u << 6,    /* --procs */
+    OPTS_LOOPS = 1u << 7,    /* --loops */
 };
 
 enum opts_api { OPTS_API_BUFFEREVENT, OPTS_API_EVENT };
@@ -30,6 +32,8 @@ struct server_opts {
     enum opts_broadcast broadcast;
     const char *zone;      /* DNS: zone file, NULL for the sample zone */
     long threads;          /* 0: number of online CPUs */
+    long procs;            /* worker processes, default 1 (no supervisor) */
+    long loops;            /* async echo: event loops (threads), default 1 */
 };
 
 struct opts_spec {

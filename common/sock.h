@@ -8,6 +8,14 @@
  * SO_REUSEADDR, non-blocking, backlog SOMAXCONN. Returns the fd, or -1 with err filled. */
 int sock_listen_tcp(const char *addr, int port, char *err, size_t errlen);
 
+/* sock_listen_tcp with SO_REUSEPORT: one of several listeners on one port (--procs, --loops),
+ * among which the kernel spreads new connections. */
+int sock_listen_tcp_reuseport(const char *addr, int port, char *err, size_t errlen);
+
+/* A TCP socket bound to ADDR:PORT with SO_REUSEPORT but not listening: it holds a port for
+ * listeners to come and takes no connection itself. fd, or -1 with err filled. */
+int sock_reserve_tcp(const char *addr, int port, char *err, size_t errlen);
+
 /* Bound UDP socket on numeric ADDR:PORT, non-blocking; reuseport sets SO_REUSEPORT first.
  * Returns the fd, or -1 with err filled. */
 int sock_bind_udp(const char *addr, int port, int reuseport, char *err, size_t errlen);

@@ -30,7 +30,7 @@ struct tpc {
 
     pthread_mutex_t lock;         /* guards every field below it */
     pthread_cond_t changed;       /* a handler finished, a connection was queued, or stop */
-    struct tpc_conn *live;        /* connections a handler is serving */
+    struct list_node live;        /* connections a handler is serving (tpc_conn.link) */
     long running;                 /* threads that hold a connection (registered or about to) */
     int stopping;
     struct tpc_conn *queue;       /* pool mode: accepted connections waiting for a worker (a
@@ -70,11 +70,7 @@ static int conn_enter_locked(struct tpc *t, struct tpc_conn *c)
 {
     if (t->stopping)
         return -1;
-    c->prev = NULL;
-    c->next = t->live;
-    if (t->live)
-        t->live->prev = c;
-    t->live = c;
+    list_push(&t->live, &c->link);
     return 0;
 }
 
@@ -83,12 +79,7 @@ static int conn_enter_locked(struct tpc *t, struct tpc_conn *c)
 static void conn_leave(struct tpc *t, struct tpc_conn *c)
 {
     pthread_mutex_lock(&t->lock);
-    if (c->prev)
-        c->prev->next = c->next;
-    else
-        t->live = c->next;
-    if (c->next)
-        c->next->prev = c->prev;
+    list_remove(&c->link);
     pthread_mutex_unlock(&t->lock);
 
     close(c->fd);
@@ -298,8 +289,8 @@ static long stop_all(struct tpc *t)
     deadline_in(&deadline, STOP_WAIT_MS);
     pthread_mutex_lock(&t->lock);
     t->stopping = 1;
-    for (struct tpc_conn *c = t->live; c; c = c->next)
-        shutdown(c->fd, SHUT_RDWR);
+    for (struct list_node *n = t->live.next; n != &t->live; n = n->next)
+        shutdown(LIST_ENTRY(n, struct tpc_conn, link)->fd, SHUT_RDWR);
     while (t->qlen > 0) {
         close(t->queue[t->qhead].fd);
         srvstats_closed(t->stats, 0, 0);
@@ -333,6 +324,7 @@ int tpc_run(const struct tpc_config *cfg, int stop_fd, struct srv_stats *stats,
     }
     t->cfg = cfg;
     t->stats = stats;
+    list_init(&t->live);
     runtime = t;
     /* One malloc arena for the whole process: glibc gives each thread that allocates its own
      * arena (64 MiB of address space, up to 8 per core), which would show up in VSZ per
