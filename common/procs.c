@@ -267,7 +267,8 @@ static int supervise(struct serve *sv, struct worker *ws, long n, int reserved[2
              * after, the others go on serving. */
             serve_log("worker %ld (pid %d) %s%s", (long)(w - ws), (int)w->pid,
                       status_text(w->status, buf, sizeof buf),
-                      announced ? "; the others go on" : " before listening: stopping");
+                      !announced ? " before listening: stopping"
+                      : alive > 1 ? "; the others go on" : "; none left: stopping");
             if (!announced) {
                 stopping = 1;
                 deadline = mono_now_ns() + (uint64_t)STOP_GRACE_MS * 1000000u;

@@ -47,12 +47,19 @@ void serve_log(const char *fmt, ...)
     va_end(ap);
 }
 
-int serve_log_limited(uint64_t *last_ns, const char *fmt, ...)
+int serve_log_due(uint64_t *last_ns)
 {
     uint64_t now = mono_now_ns();
     if (*last_ns != 0 && now - *last_ns < 1000000000u)
         return 0;
     *last_ns = now;
+    return 1;
+}
+
+int serve_log_limited(uint64_t *last_ns, const char *fmt, ...)
+{
+    if (!serve_log_due(last_ns))
+        return 0;
     va_list ap;
     va_start(ap, fmt);
     vlog(fmt, ap);

@@ -61,6 +61,9 @@ void serve_log_as(const char *name);
 /* serve_log at most once a second for one call site: *last_ns is that site's own stamp
  * (start at 0; guard it if several threads share it). Returns 1 if it printed. */
 int serve_log_limited(uint64_t *last_ns, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* 1 (and *last_ns updated) when a message of that site is due: at most once a second. For a
+ * message that costs something to build. */
+int serve_log_due(uint64_t *last_ns);
 
 /* Step 1. Names the log, installs the stop signal, and with o->procs > 1 becomes the --procs
  * supervisor (procs.h): the parent returns only when its workers are done, with its exit

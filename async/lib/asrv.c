@@ -305,8 +305,8 @@ static int loops_init(long n)
     return 0;
 }
 
-/* Runs loops 1.. on threads of their own and loop 0 on this one, until the stop. */
-static void loops_run(void)
+/* Starts loops 1.. on threads of their own (loop 0 is main's). Returns the loops running. */
+static long loops_start(void)
 {
     long started = 1;
     for (; started < skel.nloops; started++) {
@@ -316,6 +316,12 @@ static void loops_run(void)
             break;
         }
     }
+    return started;
+}
+
+/* Runs loop 0 until the stop, then waits for the others. */
+static void loops_wait(long started)
+{
     loop_run(&skel.loops[0]);
     for (long i = 1; i < started; i++)
         pthread_join(skel.loops[i].tid, NULL);
@@ -332,7 +338,7 @@ static json_t *with_loops(json_t *extra)
     if (skel.nloops > 1) {
         if (extra == NULL)
             extra = json_object();
-        json_object_set_new(extra, "loops", json_integer(skel.nloops));
+        json_object_set_new(extra, "loops", json_integer(skel.res.loops));
     }
     return extra;
 }
@@ -355,11 +361,12 @@ int asrv_run(const struct asrv_config *cfg)
         serve_log("libevent set-up failed");
         goto out;
     }
-    skel.res.loops = skel.nloops;
+    long running = loops_start();
+    skel.res.loops = running;
     serve_listening(&skel.sv, with_loops(cfg->listening_extra
                                              ? cfg->listening_extra(&skel.res, cfg->arg)
                                              : NULL));
-    loops_run();
+    loops_wait(running);
     json_t *extra = cfg->stopped_extra ? cfg->stopped_extra(&skel.res, cfg->arg) : NULL;
     if (cfg->transport != SERVE_UDP) {
         if (extra == NULL)

@@ -18,6 +18,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "serve.h"
 #include "sock.h"
 
 #define STOP_WAIT_MS 900   /* the whole stop must fit in 1 s */
@@ -39,6 +40,7 @@ struct tpc {
 
     /* Owned by the accept thread (the caller of tpc_run); read after the workers stopped. */
     uint64_t threads_created, create_failures;
+    uint64_t create_failure_logged_ns; /* serve_log_limited's stamp */
     /* Peer addresses by fd for connection threads (see dispatch): written by the accept
      * thread before pthread_create, read once by the thread that owns that fd. Sized by the fd
      * limit; the kernel maps its pages only as fds are used. */
@@ -174,6 +176,113 @@ static void configure_socket(const struct tpc_config *cfg, int fd)
     }
 }
 
+/* A number from a /proc or /sys file, or -1. */
+static long read_long(const char *path)
+{
+    FILE *f = fopen(path, "r");
+    long v = -1;
+    if (f == NULL)
+        return -1;
+    if (fscanf(f, "%ld", &v) != 1)
+        v = -1;
+    fclose(f);
+    return v;
+}
+
+/* Lines of a /proc file that start with key ("Threads:"), its number; or the line count when
+ * key is NULL. -1 if unreadable. */
+static long proc_count(const char *path, const char *key)
+{
+    FILE *f = fopen(path, "r");
+    char line[512];
+    long n = 0;
+    if (f == NULL)
+        return -1;
+    while (fgets(line, sizeof line, f)) {
+        if (key == NULL)
+            n++;
+        else if (strncmp(line, key, strlen(key)) == 0) {
+            n = strtol(line + strlen(key), NULL, 10);
+            break;
+        }
+    }
+    fclose(f);
+    return n;
+}
+
+/* The pids cgroup (v1 or v2) this process is in: its pids.max ("max" gives -1) and current. */
+static void pids_cgroup(long *max, long *current)
+{
+    char line[512], path[700];
+    FILE *f = fopen("/proc/self/cgroup", "r");
+    *max = *current = -1;
+    if (f == NULL)
+        return;
+    while (fgets(line, sizeof line, f)) {
+        char *p = strstr(line, ":pids:"), *dir = NULL;
+        const char *root = "/sys/fs/cgroup/pids";
+        if (p)
+            dir = p + 6;
+        else if (strncmp(line, "0::", 3) == 0) {
+            dir = line + 3;
+            root = "/sys/fs/cgroup";
+        }
+        if (dir == NULL)
+            continue;
+        dir[strcspn(dir, "\n")] = '\0';
+        snprintf(path, sizeof path, "%s%s/pids.max", root, dir);
+        long m = read_long(path);
+        snprintf(path, sizeof path, "%s%s/pids.current", root, dir);
+        long c = read_long(path);
+        if (c >= 0) {
+            *max = m;
+            *current = c;
+            if (p)
+                break; /* v1's pids line wins over the v2 line */
+        }
+    }
+    fclose(f);
+}
+
+/* Which limit a failed pthread_create most likely hit, with the figures, into buf. At most
+ * once a second (the caller's rate limit): it reads /proc/self/maps, which is long when
+ * there are tens of thousands of threads. */
+static void thread_limit_guess(int rc, char *buf, size_t len)
+{
+    struct rlimit nproc, as;
+    long threads = proc_count("/proc/self/status", "Threads:");
+    long maps = proc_count("/proc/self/maps", NULL);
+    long map_max = read_long("/proc/sys/vm/max_map_count");
+    long pid_max = read_long("/proc/sys/kernel/pid_max");
+    long threads_max = read_long("/proc/sys/kernel/threads-max");
+    long cg_max, cg_cur;
+    const char *likely;
+
+    pids_cgroup(&cg_max, &cg_cur);
+    getrlimit(RLIMIT_NPROC, &nproc);
+    getrlimit(RLIMIT_AS, &as);
+    if (map_max > 0 && maps >= map_max - 16)
+        likely = "vm.max_map_count (each thread maps its stack and a guard page)";
+    else if (cg_max > 0 && cg_cur >= cg_max - 2)
+        likely = "the pids cgroup's pids.max";
+    else if (as.rlim_cur != RLIM_INFINITY)
+        likely = "RLIMIT_AS: no address space for another stack";
+    else if (rc == ENOMEM)
+        likely = "memory";
+    else if (nproc.rlim_cur != RLIM_INFINITY && geteuid() != 0 &&
+             threads >= (long)nproc.rlim_cur - 16)
+        likely = "RLIMIT_NPROC (ulimit -u)";
+    else if (pid_max > 0 && threads >= pid_max - 1000)
+        likely = "kernel.pid_max";
+    else
+        likely = "kernel.pid_max or kernel.threads-max (system-wide), or memory";
+    snprintf(buf, len,
+             "likely limit: %s [threads %ld, maps %ld of max_map_count %ld, pid_max %ld, "
+             "threads-max %ld, pids cgroup %ld of %ld, RLIMIT_NPROC %ld]",
+             likely, threads, maps, map_max, pid_max, threads_max, cg_cur, cg_max,
+             nproc.rlim_cur == RLIM_INFINITY ? -1L : (long)nproc.rlim_cur);
+}
+
 /* Hands an accepted, counted connection to a thread; closes it if that fails. */
 static void dispatch(struct tpc *t, const struct tpc_conn *accepted)
 {
@@ -203,12 +312,15 @@ static void dispatch(struct tpc *t, const struct tpc_conn *accepted)
     pthread_t tid;
     rc = pthread_create(&tid, &t->attr, conn_thread, (void *)(intptr_t)fd);
     if (rc != 0) {
-        /* EAGAIN under `ulimit -u` or when memory for stacks runs out: drop this one
-         * connection, keep serving the others. */
+        /* EAGAIN under a PID or thread limit, or when memory for stacks runs out: drop this
+         * one connection, keep serving the others. */
         t->create_failures++;
-        if (t->create_failures == 1 || t->create_failures % 1000 == 0)
-            fprintf(stderr, "tpc: pthread_create: %s (%llu so far); connection closed\n",
-                    strerror(rc), (unsigned long long)t->create_failures);
+        if (serve_log_due(&t->create_failure_logged_ns)) {
+            char why[320];
+            thread_limit_guess(rc, why, sizeof why);
+            serve_log("pthread_create: %s (%llu so far); connection closed; %s", strerror(rc),
+                      (unsigned long long)t->create_failures, why);
+        }
         conn_drop(t, fd);
         return;
     }
@@ -264,8 +376,8 @@ static void accept_loop(struct tpc *t, int stop_fd)
         if (!paused && (p[0].revents & POLLIN) && accept_batch(t)) {
             paused = 1;
             if (pauses++ % 100 == 0)
-                fprintf(stderr, "tpc: accept: %s; pausing accepts for %d ms (%lu times)\n",
-                        strerror(errno), EMFILE_PAUSE_MS, pauses);
+                serve_log("accept: %s; pausing accepts for %d ms (%lu times)", strerror(errno),
+                          EMFILE_PAUSE_MS, pauses);
         }
     }
 }
