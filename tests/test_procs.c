@@ -87,6 +87,29 @@ static void expect_sums(json_t *stopped, const char *const *keys)
     }
 }
 
+/* Every worker's stopped object has key > 0. */
+static void expect_each_got_some(json_t *stopped, const char *key)
+{
+    json_t *ws = json_object_get(stopped, "workers");
+    assert_true(json_array_size(ws) > 1);
+    for (size_t i = 0; i < json_array_size(ws); i++) {
+        json_int_t n = get_int(json_array_get(ws, i), key);
+        print_message("  worker %zu: %lld %s\n", i, (long long)n, key);
+        assert_true(n > 0);
+    }
+}
+
+/* SIGTERM: every worker and the parent end within 1 s, exit 0; the stopped line. */
+static json_t *stop_clean(struct testsrv *s)
+{
+    int status;
+    json_t *st = testsrv_stop(s, SIGTERM, 1000, &status);
+    assert_int_equal(status, 0);
+    assert_non_null(st);
+    assert_int_equal(get_int(st, "workers_failed"), 0);
+    return st;
+}
+
 /* 200 connections reach every worker (SO_REUSEPORT spreads them by hash); the parent's
  * counters are the workers' sums; SIGTERM ends every worker within 1 s. */
 static void spread_and_sum(const char *name)
@@ -105,40 +128,27 @@ static void spread_and_sum(const char *name)
     for (int i = 0; i < N; i++)
         close(fds[i]);
 
-    int status;
-    json_t *st = testsrv_stop(&s, SIGTERM, 1000, &status);
-    assert_int_equal(status, 0);
-    assert_non_null(st);
+    json_t *st = stop_clean(&s);
     for (size_t i = 0; i < PROCS; i++)
         assert_true(kill(pids[i], 0) < 0 && errno == ESRCH);
     assert_int_equal(get_int(st, "procs"), PROCS);
-    assert_int_equal(get_int(st, "workers_failed"), 0);
     assert_int_equal(get_int(st, "connections_accepted"), N);
     assert_int_equal(get_int(st, "bytes_in"), N * 6);
     expect_sums(st, keys);
+    expect_each_got_some(st, "connections_accepted");
     json_t *ws = json_object_get(st, "workers");
     assert_int_equal(json_array_size(ws), PROCS);
     for (size_t i = 0; i < PROCS; i++) {
         json_t *w = json_array_get(ws, i);
-        print_message("  worker %zu: %lld connections\n", i,
-                      (long long)get_int(w, "connections_accepted"));
-        assert_true(get_int(w, "connections_accepted") > 0);
         assert_int_equal(get_int(w, "pid"), pids[i]);
         assert_string_equal(json_string_value(json_object_get(w, "exit")), "exited 0");
     }
     json_decref(st);
 }
 
-static void test_spread_async_echo(void **state)
+static void test_spread(void **state)
 {
-    (void)state;
-    spread_and_sum("async-echo");
-}
-
-static void test_spread_threaded_echo(void **state)
-{
-    (void)state;
-    spread_and_sum("threaded-echo");
+    spread_and_sum(*state);
 }
 
 static void test_spread_threaded_dns_tcp(void **state)
@@ -157,14 +167,9 @@ static void test_spread_threaded_dns_tcp(void **state)
     usleep(200000);
     for (int i = 0; i < N; i++)
         close(fds[i]);
-    int status;
-    json_t *st = testsrv_stop(&s, SIGTERM, 1000, &status);
-    assert_int_equal(status, 0);
-    assert_non_null(st);
+    json_t *st = stop_clean(&s);
     expect_sums(st, keys);
-    json_t *ws = json_object_get(st, "workers");
-    for (size_t i = 0; i < json_array_size(ws); i++)
-        assert_true(get_int(json_array_get(ws, i), "connections_accepted") > 0);
+    expect_each_got_some(st, "connections_accepted");
     json_decref(st);
 }
 
@@ -191,28 +196,16 @@ static void udp_spread(const char *name)
         close(fd);
     }
     assert_true(answered >= N - 5); /* UDP on a busy machine may lose one */
-    int status;
-    json_t *st = testsrv_stop(&s, SIGTERM, 1000, &status);
-    assert_int_equal(status, 0);
-    assert_non_null(st);
+    json_t *st = stop_clean(&s);
     expect_sums(st, keys);
     assert_true(get_int(st, "datagrams_received") >= answered);
-    json_t *ws = json_object_get(st, "workers");
-    for (size_t i = 0; i < json_array_size(ws); i++)
-        assert_true(get_int(json_array_get(ws, i), "datagrams_received") > 0);
+    expect_each_got_some(st, "datagrams_received");
     json_decref(st);
 }
 
-static void test_udp_async(void **state)
+static void test_udp(void **state)
 {
-    (void)state;
-    udp_spread("async-udp");
-}
-
-static void test_udp_threaded(void **state)
-{
-    (void)state;
-    udp_spread("threaded-udp");
+    udp_spread(*state);
 }
 
 /* A worker killed by SIGKILL: the others go on serving, the stopped line reports it, and the
@@ -308,11 +301,15 @@ static void test_worker_start_failure(void **state)
 int main(int argc, char **argv)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_teardown(test_spread_async_echo, testsrv_teardown),
-        cmocka_unit_test_teardown(test_spread_threaded_echo, testsrv_teardown),
+        cmocka_unit_test_prestate_setup_teardown(test_spread, NULL, testsrv_teardown,
+                                                 (void *)"async-echo"),
+        cmocka_unit_test_prestate_setup_teardown(test_spread, NULL, testsrv_teardown,
+                                                 (void *)"threaded-echo"),
         cmocka_unit_test_teardown(test_spread_threaded_dns_tcp, testsrv_teardown),
-        cmocka_unit_test_teardown(test_udp_async, testsrv_teardown),
-        cmocka_unit_test_teardown(test_udp_threaded, testsrv_teardown),
+        cmocka_unit_test_prestate_setup_teardown(test_udp, NULL, testsrv_teardown,
+                                                 (void *)"async-udp"),
+        cmocka_unit_test_prestate_setup_teardown(test_udp, NULL, testsrv_teardown,
+                                                 (void *)"threaded-udp"),
         cmocka_unit_test_teardown(test_killed_worker_reported, testsrv_teardown),
         cmocka_unit_test_teardown(test_all_workers_killed, testsrv_teardown),
         cmocka_unit_test_teardown(test_async_loops, testsrv_teardown),
