@@ -224,22 +224,9 @@ void opts_usage(const struct opts_spec *spec, FILE *out)
         fprintf(out, "  %-22s %s\n", left, help);
     }
     fprintf(out, "  %-22s %s\n", "-h, --help", "show this help and exit");
+    if (spec->groups & OPTS_CHAT)
+        fprintf(out, "\nOne process: the room lives in this process's memory, so there is no "
+                     "--procs.\n");
     fprintf(out, "\nPrints one JSON line on stdout when listening and one when stopped "
                  "(SIGINT/SIGTERM).\n");
-}
-
-void opts_parse_or_exit(const struct opts_spec *spec, int argc, char **argv, struct server_opts *o)
-{
-    char err[256];
-
-    switch (opts_parse(spec, argc, argv, o, err, sizeof err)) {
-    case OPTS_OK:
-        return;
-    case OPTS_HELP:
-        opts_usage(spec, stdout);
-        exit(0);
-    case OPTS_ERROR:
-        fprintf(stderr, "%s: %s\nTry '%s --help'.\n", spec->name, err, spec->name);
-        exit(2);
-    }
 }

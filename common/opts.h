@@ -1,4 +1,5 @@
-/* The command line every server shares (docs/interfaces.md), parsed in one place with getopt_long. */
+/* Pure, but for opts_parse_or_exit (main's: prints and exits; in opts_main.c). The command
+ * line every server shares (docs/interfaces.md), parsed in one place with getopt_long. */
 #ifndef TVSA_OPTS_H
 #define TVSA_OPTS_H
 #include <stdio.h>

@@ -1,4 +1,4 @@
-/* Socket helpers shared by both models: one shape, int sock_x(..., char *err, size_t errlen). */
+/* I/O. Socket helpers shared by both models: one shape, int sock_x(..., char *err, size_t errlen). */
 #ifndef TVSA_SOCK_H
 #define TVSA_SOCK_H
 #include <stddef.h>

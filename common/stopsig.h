@@ -1,4 +1,4 @@
-/* Graceful stop: SIGINT/SIGTERM become a readable fd that any loop (poll or libevent) waits on. */
+/* I/O (signals, a pipe). Graceful stop: SIGINT/SIGTERM become a readable fd that any loop (poll or libevent) waits on. */
 #ifndef TVSA_STOPSIG_H
 #define TVSA_STOPSIG_H
 #include <stddef.h>

@@ -1,4 +1,4 @@
-/* The echo protocol: ASCII uppercase, the one transform both models apply to every byte. */
+/* Pure. The echo protocol: ASCII uppercase, the one transform both models apply to every byte. */
 #ifndef TVSA_UPPER_H
 #define TVSA_UPPER_H
 #include <stddef.h>
