@@ -67,7 +67,7 @@ void asrv_conn_close(struct asrv_conn *c)
     if (c->flow.bev) {
         /* Queued but unsent bytes never went out. */
         c->bytes_out -= evbuffer_get_length(bufferevent_get_output(c->flow.bev));
-        bufferevent_free(c->flow.bev); /* BEV_OPT_CLOSE_ON_FREE closes the fd */
+        bevflow_free(&c->flow); /* BEV_OPT_CLOSE_ON_FREE closes the fd */
     } else if (c->fd >= 0) {
         close(c->fd);
     }
