@@ -59,6 +59,11 @@ const struct timeval *asrv_idle(const struct asrv_conn *c)
     return skel.sv.o->idle_timeout_s > 0 ? &skel.idle_tv : NULL;
 }
 
+int asrv_stop_fd(void)
+{
+    return skel.sv.stop_fd;
+}
+
 void asrv_conn_close(struct asrv_conn *c)
 {
     list_remove(&c->link);

@@ -80,6 +80,11 @@ int asrv_run(const struct asrv_config *cfg);
 struct event_base *asrv_base(const struct asrv_conn *c);
 const struct timeval *asrv_idle(const struct asrv_conn *c);
 
+/* The stop pipe (readable once a stop was asked): for a callback that must block, e.g. a
+ * naive broadcast waiting in poll() for a slow receiver, to wait on as well. It is never
+ * drained, so every loop's stop event still sees it. */
+int asrv_stop_fd(void);
+
 /* For conn_start: a bufferevent on c->fd with bevflow's back-pressure and drain (marks
  * BEVFLOW_HIGH_WATER / BEVFLOW_LOW_WATER, --idle-timeout both ways); read_cb gets c. The
  * connection closes itself (asrv_conn_close) on EOF, error, timeout or drained. 0, or -1. */
