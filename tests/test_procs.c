@@ -215,7 +215,15 @@ static void test_killed_worker_reported(void **state)
 {
     (void)state;
     struct testsrv s;
+    /* The server's stderr goes to a file (the child inherits fd 2), to read the report. */
+    char path[] = "/tmp/tvsa-procs-stderr-XXXXXX";
+    int errfd = mkstemp(path), saved = dup(2);
+    assert_true(errfd >= 0 && saved >= 0);
+    unlink(path);
+    dup2(errfd, 2);
     start_procs(&s, "async-echo", "2", NULL);
+    dup2(saved, 2);
+    close(saved);
     pid_t victim = worker_pid(&s, 0);
     assert_int_equal(kill(victim, SIGKILL), 0);
     for (int i = 0; i < 500 && !exited(victim); i++)
@@ -235,6 +243,13 @@ static void test_killed_worker_reported(void **state)
     assert_null(json_object_get(w0, "connections_accepted"));
     assert_int_equal(get_int(st, "connections_accepted"), 20);
     json_decref(st);
+    char err[4096], want[96];
+    ssize_t n = pread(errfd, err, sizeof err - 1, 0);
+    close(errfd);
+    assert_true(n > 0);
+    err[n] = '\0';
+    snprintf(want, sizeof want, "async-echo: worker 0 (pid %d) killed by signal 9", (int)victim);
+    assert_non_null(strstr(err, want));
 }
 
 /* Every worker gone: the parent does not hang, it prints its stopped line and exits 1. */
