@@ -4,14 +4,14 @@
 # and writes the raw JSON, env.json, summary.md (medians and spreads) and PNG plots into one
 # results directory. docs/compare.md explains every row; results/README.md the layout.
 #
-# Usage: scripts/compare.sh [--quick] [--rounds N] [--python] [--no-rerun] [--out DIR]
-#                           [--no-build] [--p99-bound-ms MS] [--help]
+# Usage: scripts/compare.sh [--quick] [--rounds N] [--python] [--no-rerun] [--models A,B]
+#                           [--out DIR] [--no-build] [--p99-bound-ms MS] [--help]
 set -euo pipefail
 
 usage() {
     cat <<'EOF'
-Usage: scripts/compare.sh [--quick] [--rounds N] [--python] [--no-rerun] [--out DIR]
-                          [--no-build] [--p99-bound-ms MS]
+Usage: scripts/compare.sh [--quick] [--rounds N] [--python] [--no-rerun] [--models A,B]
+                          [--out DIR] [--no-build] [--p99-bound-ms MS]
 
 Runs every server model of the model table (threaded --pool 50, threaded one thread per
 connection, async; async coroutines, Python threads and Python asyncio once they are built)
@@ -26,6 +26,7 @@ and plots/*.png.
   --rounds N         rounds (default 3; 1 with --quick)
   --python           the Python columns in a --quick run too (a full run has them)
   --no-rerun         do not rerun a noisy run once
+  --models A,B,...   only these columns of the model table (labels; default every one)
   --out DIR          results directory (created; must be empty or absent)
   --no-build         do not run make for the binaries
   --p99-bound-ms MS  tail-latency bound of the "concurrent connections" row (default 500)
@@ -43,6 +44,7 @@ P99_BOUND_MS=500
 ROUNDS=
 PYTHON=
 RERUN_NOISY=1
+ONLY_MODELS=
 while [[ $# -gt 0 ]]; do
     case $1 in
         --quick) QUICK=1 ;;
@@ -50,6 +52,8 @@ while [[ $# -gt 0 ]]; do
         --rounds=*) ROUNDS=${1#--rounds=} ;;
         --python) PYTHON=1 ;;
         --no-rerun) RERUN_NOISY=0 ;;
+        --models) [[ $# -ge 2 ]] || { usage >&2; exit 2; }; ONLY_MODELS=$2; shift ;;
+        --models=*) ONLY_MODELS=${1#--models=} ;;
         --out) [[ $# -ge 2 ]] || { usage >&2; exit 2; }; OUT=$2; shift ;;
         --out=*) OUT=${1#--out=} ;;
         --no-build) BUILD=0 ;;
@@ -173,12 +177,21 @@ for line in "${MODEL_TABLE[@]}"; do
             fi
             MODEL_CMD[$label]="python3 $REPO/$script" ;;
     esac
+    if [[ -n $ONLY_MODELS && ,$ONLY_MODELS, != *,$label,* ]]; then
+        MODEL_SKIP[$label]="not asked for (--models $ONLY_MODELS)"
+    fi
     if [[ -n ${MODEL_SKIP[$label]:-} ]]; then
         log "column '$title': ${MODEL_SKIP[$label]}"
     else
         MODELS+=("$label")
     fi
 done
+if [[ -n $ONLY_MODELS ]]; then
+    for label in ${ONLY_MODELS//,/ }; do
+        [[ -n ${MODEL_TITLE[$label]:-} ]] || die "--models: no column '$label' (labels: ${MODEL_ORDER[*]})"
+    done
+fi
+(( ${#MODELS[@]} > 0 )) || die "no column to run"
 server_of() { echo "${MODEL_CMD[$1]}"; }
 # Python servers sustain a few thousand requests/s: the fixed load offered to them is lower
 # (stated in summary.md), so that the row compares switching, not overload.
