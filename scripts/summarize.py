@@ -15,8 +15,8 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from tvsa_json import (TIMEOUT_FRACTION, compare_spreads, fmt_int, fmt_spread, fmt_us,  # noqa: E402
-                       get, highest_prefix, load_json, num, read_runs, run_noise, spread,
-                       step_verdict)
+                       get, highest_prefix, load_json, num, read_runs, run_noise, server_bound,
+                       spread, step_verdict)
 
 # The columns when plan.json does not list them (results of an older compare.sh).
 DEFAULT_MODELS = [
@@ -627,8 +627,41 @@ def figure_row(res, title, fn, fmt):
 
 
 def peak_rps(rnd, m):
-    return max((num(get(s, "requests", "per_sec")) for s in rnd.steps("echo", m)
-                if num(get(s, "requests", "per_sec")) is not None), default=None)
+    return get(peak_step(rnd, m), "requests", "per_sec")
+
+
+def peak_step(rnd, m):
+    steps = [s for s in rnd.steps("echo", m) if num(get(s, "requests", "per_sec")) is not None]
+    return max(steps, key=lambda s: num(get(s, "requests", "per_sec"))) if steps else None
+
+
+def cores(st, who):
+    """CPU seconds per second of the server or loadgen over a step."""
+    dur = num(get(st, "duration_s"))
+    if not dur:
+        return None
+    u, s_ = num(get(st, who, "cpu_s", "user")), num(get(st, who, "cpu_s", "sys"))
+    return None if u is None or s_ is None else (u + s_) / dur
+
+
+def bottleneck_row(res):
+    """At each model's peak step: the server's and loadgen's cores, and who was the bottleneck
+    (the bench's saturation rule): a capacity figure means the server's capacity only when the
+    server was saturated and loadgen was not."""
+    row = ["At the peak: server / loadgen cores (saturation rule)"]
+    for m in res.labels():
+        pk = [peak_step(r, m) for r in res.rounds]
+        pk = [p for p in pk if p is not None]
+        if not pk:
+            row.append(NA)
+            continue
+        srv = spread([cores(p, "server") for p in pk])
+        lg = spread([cores(p, "loadgen") for p in pk])
+        bound = [server_bound(cores(p, "server"), cores(p, "loadgen")) for p in pk]
+        what = ("server-bound" if all(bound) else "not server-bound in %d of %d rounds: "
+                "the peak is loadgen's or the machine's, not the server's" % (bound.count(False), len(bound)))
+        row.append("%s / %s; %s" % (fmt_spread(srv, num2), fmt_spread(lg, num2), what))
+    return row
 
 
 def churn_cps(rnd, m):
@@ -641,6 +674,7 @@ def extra_table(res):
     head = ["Figure"] + [t for _, t in res.models]
     lines = [md_row(head), md_row(["---"] * len(head))]
     lines.append(md_row(figure_row(res, "Peak echo throughput (closed loop), req/s", peak_rps, fmt_rate)))
+    lines.append(md_row(bottleneck_row(res)))
     lines.append(md_row(figure_row(res, "Churn: connect + 1 request + close, conns/s", churn_cps, fmt_rate)))
     lines.append(md_row(figure_row(res, "Churn: connect p99",
                                    lambda r, m: get(r.steps("churn", m), -1, "connect_latency_us", "p99"),
