@@ -146,6 +146,7 @@ BIN=${TVSA_BIN:-$REPO/bin}
 # needs: empty (always), "help:WORD" (the binary's --help mentions WORD), "python" (a Python
 # column: full runs and --python). A column whose needs are not met is skipped with a
 # "not built" note in summary.md.
+# shellcheck disable=SC2016 # the backquotes are markdown, not a command
 MODEL_TABLE=(
     'threaded-pool50|threaded `--pool 50`|bin/threaded-echo --pool 50|'
     'threaded-tpc|threaded, 1 thread/conn (8 MiB stacks)|bin/threaded-echo|'
@@ -164,7 +165,8 @@ for line in "${MODEL_TABLE[@]}"; do
     read -r exe _ <<<"$cmd"
     case $needs in
         help:*)
-            help=$([[ -x $exe ]] && "$exe" --help 2>&1 || true)
+            help=
+            [[ -x $exe ]] && help=$("$exe" --help 2>&1 || true)
             if ! grep -q -- "${needs#help:}" <<<"$help"; then
                 MODEL_SKIP[$label]="not built: \`${cmd#"$BIN"/}\` needs ${exe#"$BIN"/} with ${needs#help:}"
             fi ;;

@@ -4,6 +4,7 @@
 # files are missing). Writes DIR/plots/{throughput,p99,rss_per_conn,vsz_per_conn,
 # ctx_per_request,cpu_bound}.png. Each plot is its own gnuplot run, so one without data does
 # not stop the others; the exit status is 1 if any failed.
+# shellcheck disable=SC2016 # single-quoted $N are gnuplot column references
 set -uo pipefail
 
 [[ $# -eq 1 && -d $1 ]] || { echo "usage: scripts/plots.sh RESULTS_DIR" >&2; exit 2; }
@@ -60,7 +61,9 @@ rounds=$(meta rounds)
 spread_note=""
 [[ ${rounds:-1} -gt 1 ]] && spread_note=", bars: min-max over $rounds rounds"
 
-# lines FILE_PREFIX USING STYLE: one plot clause per model, joined with commas.
+# lines FILE_PREFIX USING STYLE: one plot clause per model, joined with commas. USING holds
+# gnuplot's $N column references, so the callers quote it in single quotes (SC2016 is off for
+# this file, at the top).
 lines() {
     local prefix=$1 using=$2 style=$3 i out=""
     for ((i = 0; i < nmodels; i++)); do
