@@ -645,19 +645,21 @@ def bench_point(d, name, rnd):
 
 
 def bench_best(d, name, rounds):
-    """(best round's point by req/s or None, bad summed over every round, rounds with no data):
-    best-of-N must not hide a failing round, so bad counts them all (a missing one counts 1)."""
-    best, bad, missing = None, 0, 0
+    """(best round's point by req/s or None, bad summed over every round, rounds with no data,
+    lost queries summed): best-of-N must not hide a failing round, so bad counts them all (lost
+    queries included; a round with no data counts 1)."""
+    best, bad, missing, lost = None, 0, 0, 0
     for rnd in range(1, rounds + 1):
         p = bench_point(d, name, rnd)
         if p is None:
             missing += 1
             bad += 1
             continue
+        lost += p.get("lost") or 0
         bad += p["bad"] + (p.get("lost") or 0)
         if best is None or (p["rps"] or 0) > (best["rps"] or 0):
             best = p
-    return best, bad, missing
+    return best, bad, missing, lost
 
 
 def _f(v, fmt):
@@ -679,7 +681,7 @@ def cmd_bench_report(d, rounds, conns, big, dns_servers=""):
     print("%-28s %6s %10s %8s %9s %9s %8s %8s %5s" % ("run (client -> server)", "conns", "req/s",
           "p99 us", "cli us/rq", "srv us/rq", "srv cpu", "cli cpu", "bad"))
     for n in names + ["async-echo-%s" % big]:
-        p, bad, _ = pts[n]
+        p, bad = pts[n][:2]
         if p is None:
             print("%-28s %s" % (label.get(n, n), "no data (see %s.err)" % n))
             continue
@@ -710,7 +712,7 @@ def cmd_bench_report(d, rounds, conns, big, dns_servers=""):
             lg["client_us_per_req"], lg["us_per_req"]))
     for s in dns:
         a, b = p("%s-loadgen" % s), p("%s-dnsperf" % s)
-        lost = pts["%s-dnsperf" % s][1]
+        _, _, missing, lost = pts["%s-dnsperf" % s]
         if not a.get("rps") or not b.get("rps"):
             print("%-34s no data" % ("%s: loadgen vs dnsperf" % s))
             continue
@@ -718,10 +720,12 @@ def cmd_bench_report(d, rounds, conns, big, dns_servers=""):
         cpu_ok = (a.get("client_us_per_req") is not None and b.get("client_us_per_req") is not None
                   and a["client_us_per_req"] <= b["client_us_per_req"])
         print("%-34s %.3f  %s   (goal >= 1.00 queries/s; CPU per query loadgen %s us, dnsperf %s us: %s;"
-              " dnsperf lost %d over %d rounds: %s)" % (
+              " dnsperf lost %d over %d rounds%s: %s)" % (
                   "%s: loadgen / dnsperf" % s, r, "ok" if r >= 1.0 else "MISSED",
                   _f(a.get("client_us_per_req"), "%.2f"), _f(b.get("client_us_per_req"), "%.2f"),
-                  "ok" if cpu_ok else "MISSED", lost, rounds, "ok" if lost == 0 else "MISSED"))
+                  "ok" if cpu_ok else "MISSED", lost, rounds,
+                  ", %d with no output" % missing if missing else "",
+                  "ok" if lost == 0 and not missing else "MISSED"))
     b = pts["async-echo-%s" % big][0]
     if b:
         print("async-echo at %s connections: %s established, %s req/s, p99 %s us, server RSS/conn %s B" % (

@@ -260,5 +260,119 @@ class Summary(unittest.TestCase):
         self.assertEqual(tsv[1].split("\t")[-1], "1")
 
 
+DNSPERF_OUT = """Statistics:
+
+  Queries sent:         425284
+  Queries completed:    425280 (100.00%)
+  Queries lost:         4 (0.00%)
+
+  Run time (s):         2.000033
+  Queries per second:   212638.491465
+"""
+
+
+class BenchReport(unittest.TestCase):
+    """make bench's report on synthetic result files: the rule decides every ratio line."""
+
+    def setUp(self):
+        self.d = tempfile.mkdtemp(prefix="tvsa-bench-")
+
+    def tearDown(self):
+        shutil.rmtree(self.d)
+
+    def loadgen(self, name, rnd, rps, server_cores, client_cores, us=5.0, timeouts=0):
+        st = step(1000, rps=rps, timeouts=timeouts)
+        st["duration_s"] = 2.0
+        st["server"]["cpu_s"] = {"user": 0.0, "sys": server_cores * 2.0}
+        st["server"]["cpu_us_per_request"] = us
+        st["loadgen"]["cpu_s"] = {"user": 0.0, "sys": client_cores * 2.0}
+        st["loadgen"]["cpu_us_per_request"] = 4.0
+        with open(os.path.join(self.d, "%s.r%d.json" % (name, rnd)), "w") as f:
+            json.dump({"steps": [st]}, f)
+
+    def report(self, dns=""):
+        import contextlib
+        import io
+        buf = io.StringIO()
+        with contextlib.redirect_stdout(buf):
+            tj.cmd_bench_report(self.d, "2", "1000", "10000", dns)
+        return buf.getvalue()
+
+    def line(self, text, start):
+        return [l for l in text.splitlines() if l.startswith(start)][0]
+
+    def test_busy_server_gives_no_verdict_and_saturated_gives_ratio(self):
+        for r in (1, 2):
+            self.loadgen("async-echo", r, 60000 + r, 0.6, 0.5)       # 0.6 cores busy
+            self.loadgen("bare-epoll-echo", r, 100000, 1.0, 0.8, us=4.5)
+            self.loadgen("threaded-echo", r, 90000 + r, 0.99, 0.8)   # saturated, client not
+            self.loadgen("bare-thread-echo", r, 100000, 1.0, 0.8)
+        out = self.report()
+        a = self.line(out, "async-echo / bare-epoll-echo")
+        self.assertIn("client-bound: no verdict", a)
+        self.assertIn("by server CPU per request 0.900", a)
+        t = self.line(out, "threaded-echo / bare-thread-echo")
+        self.assertIn("0.900  ok   (req/s, server-bound", t)
+        # The best round is shown; a round that wrote nothing counts as bad.
+        self.assertIn(" 60002 ", self.line(out, "async-echo "))
+        self.assertTrue(self.line(out, "async-echo-api-event").endswith("no data (see async-echo-api-event.err)"))
+
+    def test_bad_sums_every_round(self):
+        self.loadgen("async-echo", 1, 100000, 1.0, 0.5, timeouts=3)
+        self.loadgen("async-echo", 2, 90000, 1.0, 0.5, timeouts=4)
+        best, bad, missing, _ = tj.bench_best(self.d, "async-echo", 2)
+        self.assertEqual(best["rps"], 100000)
+        self.assertEqual((bad, missing), (7, 0))
+        best, bad, missing, _ = tj.bench_best(self.d, "async-echo", 3)
+        self.assertEqual((bad, missing), (8, 1))
+
+    def test_dnsperf_point(self):
+        self.assertEqual(tj.parse_dnsperf(DNSPERF_OUT)["lost"], 4)
+        self.assertAlmostEqual(tj.parse_dnsperf(DNSPERF_OUT)["qps"], 212638.491465)
+        with open(os.path.join(self.d, "async-dns-dnsperf.r1.txt"), "w") as f:
+            f.write(DNSPERF_OUT)
+        with open(os.path.join(self.d, "async-dns-dnsperf.r1.cpu.json"), "w") as f:
+            json.dump({"server_cpu_s": 2.0, "client_cpu_s": 1.2756, "wall_s": 2.0}, f)
+        self.loadgen("async-dns-loadgen", 1, 250000, 1.0, 0.6)
+        p = tj.bench_point(self.d, "async-dns-dnsperf", 1)
+        self.assertAlmostEqual(p["client_us_per_req"], 1.2756e6 / 425280)
+        self.assertEqual(p["lost"], 4)
+        out = self.report("async-dns")
+        d = self.line(out, "async-dns: loadgen / dnsperf")
+        self.assertIn("1.176  ok", d)
+        self.assertIn("dnsperf lost 4 over 2 rounds, 1 with no output: MISSED", d)
+        # loadgen spent 4 us a query against dnsperf's 3: the CPU goal is missed.
+        self.assertIn("dnsperf 3.00 us: MISSED", d)
+
+
+class Noisy(unittest.TestCase):
+    def test_a_round_above_the_threshold_is_named(self):
+        d = tempfile.mkdtemp(prefix="tvsa-noisy-")
+        try:
+            with open(os.path.join(d, "plan.json"), "w") as f:
+                json.dump({"noisy_cores": 0.3}, f)
+            for r, busy in ((1, 1.1), (2, 2.5)):
+                rd = os.path.join(d, "r%d" % r)
+                os.makedirs(os.path.join(rd, "servers"))
+                with open(os.path.join(rd, "servers", "echo-async.stopped.json"), "w") as f:
+                    json.dump({"rusage": {"user_s": 0.5, "sys_s": 0.5}}, f)
+                with open(os.path.join(rd, "runs.jsonl"), "w") as f:
+                    # The same tag twice: the rerun (the last line) is the one that counts.
+                    f.write(json.dumps({"tag": "echo-async", "scenario": "echo", "model": "async",
+                                        "machine_busy_cpu_s": 9.0, "measured_wall_s": 1.0,
+                                        "loadgen_cpu_s": 0.0}) + "\n")
+                    f.write(json.dumps({"tag": "echo-async", "scenario": "echo", "model": "async",
+                                        "machine_busy_cpu_s": busy, "measured_wall_s": 1.0,
+                                        "loadgen_cpu_s": 0.0, "rerun_of_noisy_cores": 8.0}) + "\n")
+            res = summarize.Results(d)
+            noisy = summarize.noisy_rounds(res)
+            self.assertEqual(list(noisy), [2])
+            self.assertAlmostEqual(noisy[2][0][1], 1.5)
+            self.assertIn("noisy in round 2", summarize.noisy_note(res, "echo", "v"))
+            self.assertEqual(summarize.noisy_note(res, "hold", "v"), "v")
+        finally:
+            shutil.rmtree(d)
+
+
 if __name__ == "__main__":
     unittest.main()
