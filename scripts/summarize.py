@@ -354,6 +354,20 @@ def med(s):
     return None if s is None else s[0]
 
 
+def in_python(figs, key, fmt, what):
+    """The same comparison between the two Python columns (threads against asyncio), or None."""
+    thr, asy = figs.get("python-threads"), figs.get("python-asyncio")
+    a, b = get(thr, key), get(asy, key)
+    if a is None or b is None:
+        return None
+    c = compare_spreads(b, a)
+    if c == "within noise":
+        return "in Python: %s, asyncio %s and threads %s, within noise" % (what, fmt_spread(b, fmt),
+                                                                          fmt_spread(a, fmt))
+    return "in Python: %s, asyncio %s, %s than threads %s" % (what, fmt_spread(b, fmt), c,
+                                                              fmt_spread(a, fmt))
+
+
 def verdict_concurrency(res, figs):
     top = max((num(get(s, "connections", "target")) or 0 for r in res.rounds for m in res.labels()
                for s in r.steps("echo", m)), default=0)
@@ -402,10 +416,12 @@ def verdict_memory(res, figs):
                        % (fmt_spread(asy["rss"], fmt_bytes), fmt_spread(tpc["rss"], fmt_bytes)))
         else:
             out.append("async %s/conn: not less than a thread (disagrees)" % fmt_spread(asy["rss"], fmt_bytes))
-    for m, title in res.models:
-        f = figs.get(m)
-        if m in ("async-coro", "python-threads", "python-asyncio") and f and f["rss"] is not None:
-            out.append("%s: %s RSS/conn" % (title, fmt_spread(f["rss"], fmt_bytes)))
+    coro = figs.get("async-coro")
+    if coro and coro["rss"] is not None:
+        out.append("coroutines: %s RSS/conn" % fmt_spread(coro["rss"], fmt_bytes))
+    py = in_python(figs, "rss", fmt_bytes, "RSS per connection")
+    if py:
+        out.append(py)
     return "; ".join(out) if out else NA
 
 
@@ -455,6 +471,9 @@ def verdict_ctx(res, figs):
                        "server CPU µs per request")
             if v:
                 out.append(v)
+    py = in_python(figs, "per_req", num2, "switches per request")
+    if py:
+        out.append(py)
     if "async-coro" not in res.labels():
         out.append("the async server has no user-level switching: it sleeps in epoll_wait")
     sw = switch_cost_text(res)
@@ -483,6 +502,9 @@ def verdict_cpu(res, figs):
                        % (fmt_spread(asy["rate"], fmt_rate), fmt_spread(thr["rate"], fmt_rate)))
         else:
             out.append("async kept up with the threads here (disagrees)")
+    py = in_python(figs, "rate", fmt_rate, "req/s")
+    if py:
+        out.append(py)
     py = figs.get("python-threads")
     if py and py["cores"] is not None:
         holds = med(py["cores"]) <= 1.2

@@ -245,6 +245,15 @@ class Summary(unittest.TestCase):
         v = summarize.verdict_ctx(self.res, figs)
         self.assertIn("within noise", v)
 
+    def test_python_pair(self):
+        figs = {"python-threads": {"rss": (8000.0, 7000.0, 9000.0)},
+                "python-asyncio": {"rss": (2000.0, 1900.0, 2100.0)}}
+        v = summarize.in_python(figs, "rss", summarize.fmt_bytes, "RSS per connection")
+        self.assertIn("asyncio 2.0 KiB (1.9 KiB–2.1 KiB), lower than threads", v)
+        figs["python-asyncio"]["rss"] = (8500.0, 6000.0, 9500.0)
+        self.assertIn("within noise", summarize.in_python(figs, "rss", summarize.fmt_bytes, "x"))
+        self.assertIsNone(summarize.in_python({}, "rss", summarize.fmt_bytes, "x"))
+
     def test_summary_written(self):
         summarize.main(["summarize.py", self.d])
         with open(os.path.join(self.d, "summary.md")) as f:
