@@ -156,7 +156,7 @@ def concurrency_cell(res, model):
     per = [x for x in res.per_round(concurrency_round, model, res.bound_us()) if x is not None]
     if not per:
         return NA, None
-    best = spread([0 if p["best"] is None else p["best"] for p in per])
+    best = spread([0 if p["best"] is None else p["best"] for p in per], low=True)
     parts = ["none" if best[2] == 0 else bold_spread(best, fmt_int)]
     fails = []
     for p in per:

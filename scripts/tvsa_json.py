@@ -58,14 +58,18 @@ def num(v):
 # Statistics over rounds (issue 13): the median, its min-max spread, and when two models differ.
 
 
-def spread(values):
+def spread(values, low=False):
     """(median, min, max) of the numbers among values (None and non-numbers are skipped), or
-    None when there is none. The median of an even count is the mean of the middle two."""
+    None when there is none. The median of an even count is the mean of the middle two, or with
+    low the lower of them (for figures that must be one of the values, like a ramp step)."""
     v = sorted(x for x in (num(x) for x in values) if x is not None)
     if not v:
         return None
     n = len(v)
-    med = v[n // 2] if n % 2 else (v[n // 2 - 1] + v[n // 2]) / 2.0
+    if n % 2:
+        med = v[n // 2]
+    else:
+        med = v[n // 2 - 1] if low else (v[n // 2 - 1] + v[n // 2]) / 2.0
     return (med, v[0], v[-1])
 
 
@@ -90,7 +94,7 @@ def fmt_spread(s, fmt, sep="–"):
     if s is None:
         return "n/a"
     med, lo, hi = s
-    if lo == hi:
+    if fmt(lo) == fmt(hi):
         return fmt(med)
     return "%s (%s%s%s)" % (fmt(med), fmt(lo), sep, fmt(hi))
 

@@ -36,6 +36,7 @@ class Spread(unittest.TestCase):
     def test_median_odd_even_and_missing(self):
         self.assertEqual(tj.spread([3, 1, 2]), (2, 1, 3))
         self.assertEqual(tj.spread([4, 1, 3, 2]), (2.5, 1, 4))
+        self.assertEqual(tj.spread([1000, 100], low=True), (100, 100, 1000))
         self.assertEqual(tj.spread([None, 5, "x", 7, float("nan")]), (6.0, 5, 7))
         self.assertIsNone(tj.spread([]))
         self.assertIsNone(tj.spread([None]))
@@ -43,6 +44,8 @@ class Spread(unittest.TestCase):
     def test_format(self):
         self.assertEqual(tj.fmt_spread((2, 1, 3), str), "2 (1–3)")
         self.assertEqual(tj.fmt_spread((2, 2, 2), str), "2")
+        # A spread that rounds to one figure is shown as that figure.
+        self.assertEqual(tj.fmt_spread((1.21, 1.2, 1.22), lambda v: "%.1f" % v), "1.2")
         self.assertEqual(tj.fmt_spread(None, str), "n/a")
         self.assertEqual(summarize.bold_spread((1000, 500, 1000), summarize.fmt_int),
                          "**1,000** (500–1,000)")
