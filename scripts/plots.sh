@@ -136,9 +136,9 @@ set ylabel 'context switches per request (log scale)'
 set logscale y 10
 plot $(lines echo '1:($8 > 0 ? $8 : NaN)' linespoints)
 unset logscale
-set title 'At a fixed load: $fixed_conns conns, $fixed_rate req/s offered$spread_note'
+set title 'At a fixed load: $fixed_conns conns, $fixed_rate req/s offered'
 set xlabel ''
-set ylabel 'context switches per request'
+set ylabel 'context switches per request${spread_note:+ (bars: min-max)}'
 set yrange [0:*]
 set style fill solid 0.8 border -1
 set boxwidth 0.6
