@@ -382,9 +382,11 @@ run_once() {
     LOADGEN_PID=
     children_cpu_s
     c1=$CHILDREN_CPU
+    # The window ends after the server's exit, so it holds the whole life the server's rusage
+    # covers (a thread-per-connection server's shutdown included).
+    stop_server "$SERVER_PID" || src=$?
     stat1=$(head -n1 /proc/stat)
     t1=$(date +%s.%N)
-    stop_server "$SERVER_PID" || src=$?
     if [[ $lrc -eq 124 ]]; then
         log "r$rnd $tag: loadgen stopped by the watchdog after $limit s (see r$rnd/logs/$tag.loadgen.log)"
     elif [[ $lrc -ne 0 ]]; then
@@ -398,8 +400,8 @@ run_once() {
 }
 
 # record_run ROUND_DIR ROUND TAG ...: one line in ROUND_DIR/runs.jsonl: what ran, how it ended,
-# and the machine's busy CPU seconds (all CPUs, /proc/stat) from the server's start to
-# loadgen's end. RERUN_OF (the noisy first attempt's "everything else") marks a rerun.
+# and the machine's busy CPU seconds (all CPUs, /proc/stat) from the server's start to its
+# exit. RERUN_OF (the noisy first attempt's "everything else") marks a rerun.
 record_run() {
     local rd=$1 rnd=$2 a=("${@:3}")
     # TAG MODEL SCENARIO CMD LOADGEN_EXIT SERVER_EXIT ELAPSED STAT0 STAT1 WALL [LOADGEN_CPU]

@@ -888,7 +888,7 @@ def write_summary(res):
     rows = noise(res)
     if rows:
         lines += ["", "## Machine noise", "",
-                  "CPU time of the whole machine from each server's start to loadgen's end, in "
+                  "CPU time of the whole machine from each server's start to its exit, in "
                   "cores: every CPU's wall time minus its idle time (/proc/stat), split into the "
                   "server (its `stopped` rusage), loadgen (its whole rusage, connects included) "
                   "and everything else (other programs). On a quiet machine *everything else* is "
