@@ -4,13 +4,13 @@
 # and writes the raw JSON, env.json, summary.md (medians and spreads) and PNG plots into one
 # results directory. docs/compare.md explains every row; results/README.md the layout.
 #
-# Usage: scripts/compare.sh [--quick] [--rounds N] [--python] [--no-rerun] [--models A,B]
+# Usage: scripts/compare.sh [--quick] [--rounds N] [--python] [--[no-]rerun] [--models A,B]
 #                           [--out DIR] [--no-build] [--p99-bound-ms MS] [--help]
 set -euo pipefail
 
 usage() {
     cat <<'EOF'
-Usage: scripts/compare.sh [--quick] [--rounds N] [--python] [--no-rerun] [--models A,B]
+Usage: scripts/compare.sh [--quick] [--rounds N] [--python] [--[no-]rerun] [--models A,B]
                           [--out DIR] [--no-build] [--p99-bound-ms MS]
 
 Runs every server model of the model table (threaded --pool 50, threaded one thread per
@@ -25,7 +25,8 @@ and plots/*.png.
                      (under 3 minutes on 2 cores)
   --rounds N         rounds (default 3; 1 with --quick)
   --python           the Python columns in a --quick run too (a full run has them)
-  --no-rerun         do not rerun a noisy run once
+  --no-rerun         do not rerun a noisy run once (the default with --quick)
+  --rerun            rerun a noisy run once (the default of a full run)
   --models A,B,...   only these columns of the model table (labels; default every one)
   --out DIR          results directory (created; must be empty or absent)
   --no-build         do not run make for the binaries
@@ -43,7 +44,7 @@ BUILD=1
 P99_BOUND_MS=500
 ROUNDS=
 PYTHON=
-RERUN_NOISY=1
+RERUN_NOISY=
 ONLY_MODELS=
 while [[ $# -gt 0 ]]; do
     case $1 in
@@ -52,6 +53,7 @@ while [[ $# -gt 0 ]]; do
         --rounds=*) ROUNDS=${1#--rounds=} ;;
         --python) PYTHON=1 ;;
         --no-rerun) RERUN_NOISY=0 ;;
+        --rerun) RERUN_NOISY=1 ;;
         --models) [[ $# -ge 2 ]] || { usage >&2; exit 2; }; ONLY_MODELS=$2; shift ;;
         --models=*) ONLY_MODELS=${1#--models=} ;;
         --out) [[ $# -ge 2 ]] || { usage >&2; exit 2; }; OUT=$2; shift ;;
@@ -68,6 +70,8 @@ done
 [[ -z $ROUNDS ]] && ROUNDS=$(( QUICK ? 1 : 3 ))
 [[ $ROUNDS =~ ^[1-9][0-9]?$ ]] || { echo "compare: --rounds: 1 to 99" >&2; exit 2; }
 [[ -z $PYTHON ]] && PYTHON=$(( QUICK ? 0 : 1 ))
+# A quick run is a smoke test: rerunning its noisy runs would only spend its 3-minute budget.
+[[ -z $RERUN_NOISY ]] && RERUN_NOISY=$(( QUICK ? 0 : 1 ))
 # --out is relative to where we were called from; everything else to the repository.
 [[ -n $OUT && $OUT != /* ]] && OUT=$PWD/$OUT
 cd "$(dirname "$0")/.."
