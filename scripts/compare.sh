@@ -143,6 +143,15 @@ else
     log "only one CPU: server and loadgen share it (figures will say so)"
 fi
 BIN=${TVSA_BIN:-$REPO/bin}
+# Built before the model table, which asks the binaries what they support.
+if [[ $BUILD -eq 1 ]]; then
+    if ! make --no-print-directory -s bin/threaded-echo bin/async-echo bin/loadgen >&2; then
+        log "make failed; using the binaries already in $BIN if they exist"
+    fi
+fi
+for b in threaded-echo async-echo loadgen; do
+    [[ -x $BIN/$b ]] || die "$BIN/$b is missing (run make)"
+done
 
 # ---------------------------------------------------------------------------------------------
 # The model table: one line per column of summary.md, in order.
@@ -205,16 +214,7 @@ PY_FIXED_RATE=2000
 fixed_rate_of() { [[ $1 == python-* ]] && echo "$PY_FIXED_RATE" || echo "$FIXED_RATE"; }
 
 # ---------------------------------------------------------------------------------------------
-# Build and output directory.
-if [[ $BUILD -eq 1 ]]; then
-    if ! make --no-print-directory -s bin/threaded-echo bin/async-echo bin/loadgen >&2; then
-        log "make failed; using the binaries already in $BIN if they exist"
-    fi
-fi
-for b in threaded-echo async-echo loadgen; do
-    [[ -x $BIN/$b ]] || die "$BIN/$b is missing (run make)"
-done
-
+# Output directory.
 if [[ -z $OUT ]]; then
     OUT=$REPO/results/$(date -u +%Y%m%dT%H%M%SZ)
 fi
