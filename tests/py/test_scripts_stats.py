@@ -151,6 +151,17 @@ class Saturation(unittest.TestCase):
         v = tj.bench_verdict(self.point(95000, 0.99, 0.8, 5.0), self.point(100000, 1.0, 0.8, 4.5), 0.9)
         self.assertTrue(v.startswith("0.950  ok"), v)
 
+    def test_loadgen_against_epoll_client(self):
+        pt = lambda rps, srv, cli, us: {"rps": rps, "server_cores": srv, "client_cores": cli,
+                                        "client_us_per_req": us}
+        v = tj.client_verdict(pt(90000, 0.6, 0.6, 4.4), pt(60000, 0.4, 0.4, 4.0))
+        self.assertTrue(v.startswith("no verdict: neither side saturated"), v)
+        self.assertIn("client CPU per request: loadgen 4.40 us, epoll-client 4.00 us (ratio 0.909)", v)
+        v = tj.client_verdict(pt(90000, 0.9, 0.97, 4.4), pt(100000, 0.9, 0.99, 4.0))
+        self.assertTrue(v.startswith("0.900  MISSED   (req/s, both clients at their core"), v)
+        v = tj.client_verdict(pt(100000, 1.0, 0.8, 4.4), pt(100000, 1.0, 0.7, 4.0))
+        self.assertTrue(v.startswith("1.000  ok   (req/s, server-bound in both"), v)
+
     def test_rule(self):
         self.assertTrue(tj.server_bound(0.95, 0.5))
         self.assertFalse(tj.server_bound(0.94, 0.5))
