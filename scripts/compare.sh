@@ -181,16 +181,17 @@ for line in "${MODEL_TABLE[@]}"; do
             help=
             [[ -x $exe ]] && help=$("$exe" --help 2>&1 || true)
             if ! grep -q -- "${needs#help:}" <<<"$help"; then
-                MODEL_SKIP[$label]="not built: \`${cmd#"$BIN"/}\` needs ${exe#"$BIN"/} with ${needs#help:}"
+                MODEL_SKIP[$label]="not built: \`bin/${exe#"$BIN"/} --help\` does not offer ${needs#help:}"
             fi ;;
         python)
-            read -r _ script _ <<<"$cmd"
+            rest=${cmd#python3 }
+            read -r script _ <<<"$rest"
             if [[ $PYTHON -eq 0 ]]; then
                 MODEL_SKIP[$label]="left out of --quick (add --python)"
             elif [[ ! -f $REPO/$script ]]; then
                 MODEL_SKIP[$label]="not built: $script is missing"
             fi
-            MODEL_CMD[$label]="python3 $REPO/$script" ;;
+            MODEL_CMD[$label]="python3 $REPO/$rest" ;;
     esac
     if [[ -n $ONLY_MODELS && ,$ONLY_MODELS, != *,$label,* ]]; then
         MODEL_SKIP[$label]="not asked for (--models $ONLY_MODELS)"
