@@ -436,7 +436,7 @@ def switch_cost_text(res):
             for k, x in v.items():
                 walk(prefix + [str(k)], x)
         elif num(v) is not None and prefix and prefix[-1] not in ("schema",):
-            leaves.append("%s %s" % (".".join(prefix), fmt_num(v, 1)))
+            leaves.append("%s %s" % (".".join(prefix), "%d" % v if float(v).is_integer() else fmt_num(v, 1)))
     walk([], res.switch)
     return "switch cost (`bin/switch-cost --json`): " + ", ".join(leaves[:12]) if leaves else None
 

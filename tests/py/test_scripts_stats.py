@@ -268,6 +268,19 @@ class Summary(unittest.TestCase):
         self.assertIn("within noise", summarize.in_python(figs, "rss", summarize.fmt_bytes, "x"))
         self.assertIsNone(summarize.in_python({}, "rss", summarize.fmt_bytes, "x"))
 
+    def test_switch_cost_read_generically(self):
+        self.res.switch = {"schema": "x/1", "ns_per_switch": {"futex_threads": 1234.5,
+                                                               "coroutine": 9.25},
+                           "note": "text is skipped", "iterations": 100000}
+        v = summarize.switch_cost_text(self.res)
+        self.assertIn("ns_per_switch.futex_threads 1234.5", v)
+        self.assertIn("ns_per_switch.coroutine 9.2", v)
+        self.assertIn("iterations 100000,", v + ",")
+        self.assertNotIn("note", v)
+        self.assertNotIn("schema", v)
+        self.res.switch = None
+        self.assertIsNone(summarize.switch_cost_text(self.res))
+
     def test_summary_written(self):
         summarize.main(["summarize.py", self.d])
         with open(os.path.join(self.d, "summary.md")) as f:
