@@ -527,4 +527,8 @@ else
     log "gnuplot not found: no plots (scripts/install-deps.sh installs it)"
 fi
 rm -f "$OUT/.times"
+BUDGET_S=$(( QUICK ? 180 : 1800 ))      # docs/compare.md, Budget
+if (( SECONDS - RUN_START > BUDGET_S )); then
+    log "over budget: $((SECONDS - RUN_START)) s against $BUDGET_S s (a busy machine, or reruns of noisy runs)"
+fi
 log "done in $((SECONDS - RUN_START)) s: $OUT/summary.md"
