@@ -11,6 +11,7 @@
 
 #include "../async/lib/coro.h"
 #include "cm.h"
+#include "testsrv.h"
 
 #define STACK (64 * 1024)
 
@@ -386,6 +387,68 @@ static void test_untouched_stack_is_not_resident(void **state)
     coro_free(c);
 }
 
+/* ---- bin/switch-cost: its JSON, every figure present and positive ------------------------- */
+
+static void test_switch_cost_json(void **state)
+{
+    (void)state;
+    static char out[64 * 1024], err[16 * 1024];
+    const char *argv[] = {"switch-cost", "--json", "--iterations", "2000", "--rounds", "1",
+                          NULL};
+    assert_int_equal(testsrv_run(argv, out, sizeof out, err, sizeof err, 60000), 0);
+    json_error_t jerr;
+    json_t *doc = json_loads(out, 0, &jerr);
+    if (doc == NULL)
+        fail_msg("switch-cost --json printed no JSON (%s): %s", jerr.text, out);
+    assert_string_equal(json_string_value(json_object_get(doc, "schema")),
+                        "tvsa-switch-cost/1");
+    assert_true(json_integer_value(json_object_get(doc, "cpu")) >= 0);
+    json_t *results = json_object_get(doc, "results");
+    static const char *const keys[] = {"function", "coro", "fcontext_raw", "swapcontext",
+                                       "libevent_callback", "libevent_loop", "thread_futex",
+                                       "thread_pipe"};
+    for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) {
+        json_t *r = json_object_get(results, keys[i]);
+        if (r == NULL)
+            fail_msg("no results.%s", keys[i]);
+        for (const char *const *f = (const char *const[]){"ns", "ns_min", "ns_max", NULL}; *f;
+             f++)
+            if (!json_is_real(json_object_get(r, *f)) ||
+                json_real_value(json_object_get(r, *f)) <= 0)
+                fail_msg("results.%s.%s missing or not positive", keys[i], *f);
+        assert_true(json_integer_value(json_object_get(r, "ops")) > 0);
+        assert_non_null(json_string_value(json_object_get(r, "unit")));
+        json_t *k = json_object_get(r, "kernel_switches_per_op");
+        assert_true(json_is_real(k) && json_real_value(k) >= 0);
+        /* A count, not a time: on one CPU every hand-over between threads is a kernel
+         * switch, and a coroutine switch is none (a stray preemption is far below 0.5). */
+        if (strncmp(keys[i], "thread_", 7) == 0)
+            assert_true(json_real_value(k) >= 0.9);
+        if (strcmp(keys[i], "coro") == 0)
+            assert_true(json_real_value(k) < 0.5);
+    }
+    json_t *goal = json_object_get(doc, "goal");
+    assert_true(json_real_value(json_object_get(goal, "coro_over_thread_futex")) > 0);
+    assert_true(json_is_boolean(json_object_get(goal, "met")));
+    json_decref(doc);
+
+    const char *const bad[][4] = {
+        {"switch-cost", "--rounds", "0", NULL},
+        {"switch-cost", "--iterations", "x", NULL},
+        {"switch-cost", "--bogus", NULL, NULL},
+        {"switch-cost", "extra", NULL, NULL},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        int rc = testsrv_run(bad[i], out, sizeof out, err, sizeof err, 5000);
+        if (rc != 2 || strstr(err, "--help") == NULL)
+            fail_msg("%s %s: exit %d, stderr '%s'", bad[i][1], bad[i][2] ? bad[i][2] : "", rc,
+                     err);
+    }
+    const char *help[] = {"switch-cost", "--help", NULL};
+    assert_int_equal(testsrv_run(help, out, sizeof out, err, sizeof err, 5000), 0);
+    assert_non_null(strstr(out, "--json"));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -398,6 +461,7 @@ int main(void)
         cmocka_unit_test(test_parked_forever_is_freed),
         cmocka_unit_test(test_guard_page_faults),
         cmocka_unit_test(test_untouched_stack_is_not_resident),
+        cmocka_unit_test(test_switch_cost_json),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,23 +1,13 @@
 /* Stackful coroutines on Boost.Context's fcontext (coro.h). The stack switch is theirs; the
  * stacks, the states and the tool annotations are ours. */
 #include "coro.h"
+#include "fcontext.h"
 
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <unistd.h>
-
-/* libboost_context exports these as extern "C" (boost/context/detail/fcontext.hpp) but ships
- * only a C++ header, so C declares them itself. transfer_t is two pointers, returned in
- * rax:rdx by the SysV ABI exactly as the C++ side returns it. */
-typedef void *fcontext_t;
-struct transfer_t {
-    fcontext_t fctx;
-    void *data;
-};
-struct transfer_t jump_fcontext(fcontext_t const to, void *vp);
-fcontext_t make_fcontext(void *sp, size_t size, void (*fn)(struct transfer_t));
 
 /* Valgrind must be told where each stack is, or it takes a switch for a wild stack-pointer
  * move and reports the coroutine's frames as invalid accesses. The client requests cost a few
