@@ -14,6 +14,7 @@
 
 #include "burn.h"
 #include "lib/bevflow.h"
+#include "lib/coio.h"
 #include "lib/evlisten.h"
 #include "bytebuf.h"
 #include "opts.h"
@@ -52,6 +53,7 @@ struct conn {
     int fd;                     /* --api event: the socket, its events and our own buffer */
     struct event *rev, *wev;
     struct bytebuf out;
+    struct coio io;             /* --api coro: its coroutine and events (fd above) */
     uint64_t bytes_in, bytes_out;
     struct conn *prev, *next;   /* every live connection, so the stop can close them all */
 };
@@ -82,6 +84,7 @@ static void conn_free(struct conn *c)
         c->bytes_out -= evbuffer_get_length(bufferevent_get_output(c->flow.bev));
         bufferevent_free(c->flow.bev); /* BEV_OPT_CLOSE_ON_FREE closes the fd */
     } else {
+        coio_free(&c->io); /* --api coro: a coroutine parked in a wait is discarded */
         if (c->rev)
             event_free(c->rev);
         if (c->wev)
@@ -302,6 +305,49 @@ static int raw_conn_start(struct server *s, struct conn *c, evutil_socket_t fd)
     return event_add(c->rev, idle_timeout(s));
 }
 
+/* ---- --api coro: one coroutine per connection, written like threaded-echo -------------- */
+
+/* The read/uppercase/write loop of threaded/echo.c, in a coroutine: coio_read and
+ * coio_write_all park it (and run the loop) where the thread would block. A client that stops
+ * reading parks it in coio_write_all, so it stops reading: back-pressure as in the threaded
+ * server, with at most one buffer of output held per connection. */
+static void coro_echo(struct coio *io, void *arg)
+{
+    struct conn *c = arg;
+    /* On the coroutine's stack (--coro-stack-kb is at least 32), like the thread's buffer. */
+    uint8_t buf[READ_CHUNK];
+    for (;;) {
+        ssize_t n = coio_read(io, buf, sizeof buf);
+        if (n <= 0)
+            break; /* EOF, error or idle timeout */
+        c->bytes_in += (uint64_t)n;
+        if (c->srv->o->work_us > 0)
+            burn_cpu_us((unsigned)c->srv->o->work_us);
+        upper_inplace(buf, (size_t)n);
+        if (coio_write_all(io, buf, (size_t)n) < 0)
+            break;
+        c->bytes_out += (uint64_t)n;
+    }
+}
+
+/* coio's done callback: the handler returned, the loop frees its connection. */
+static void coro_done(void *arg)
+{
+    conn_free(arg);
+}
+
+static int coro_conn_start(struct server *s, struct conn *c, evutil_socket_t fd)
+{
+    char err[256];
+    c->fd = fd; /* owned from here */
+    if (coio_start(&c->io, s->base, fd, idle_timeout(s), (size_t)s->o->coro_stack_kb * 1024,
+                   coro_echo, coro_done, c, err, sizeof err) < 0) {
+        fprintf(stderr, SERVER_NAME ": %s\n", err);
+        return -1;
+    }
+    return 0;
+}
+
 /* ---- accepting and stopping ------------------------------------------------------------ */
 
 static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
@@ -319,7 +365,9 @@ static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct socka
         return;
     }
     srvstats_opened(&s->stats);
-    int rc = s->o->api == OPTS_API_EVENT ? raw_conn_start(s, c, fd) : bev_conn_start(s, c, fd);
+    int rc = s->o->api == OPTS_API_EVENT  ? raw_conn_start(s, c, fd)
+             : s->o->api == OPTS_API_CORO ? coro_conn_start(s, c, fd)
+                                          : bev_conn_start(s, c, fd);
     if (rc < 0) {
         int owned = c->flow.bev != NULL || c->fd >= 0; /* then conn_free closes it */
         if (!owned)
@@ -364,11 +412,15 @@ int main(int argc, char **argv)
         goto out;
     }
 
+    static const char *const api_names[] = {"bufferevent", "event", "coro"};
+    json_t *extra = json_pack("{s:s, s:I}", "api", api_names[o.api], "work_us",
+                              (json_int_t)o.work_us);
+    if (o.api == OPTS_API_CORO)
+        json_object_update_new(extra, json_pack("{s:I, s:s}", "coro_stack_kb",
+                                                (json_int_t)o.coro_stack_kb, "coro_backend",
+                                                coro_backend()));
     report_emit(stdout, report_listening(SERVER_NAME, "async", o.bind, sock_local_port(listen_fd),
-                                         json_pack("{s:s, s:I}", "api",
-                                                   o.api == OPTS_API_EVENT ? "event"
-                                                                           : "bufferevent",
-                                                   "work_us", (json_int_t)o.work_us)));
+                                         extra));
     event_base_dispatch(s.base);
 
     /* Stop: no more accepts, then every connection closed, then the final counters. */
@@ -376,7 +428,17 @@ int main(int argc, char **argv)
     s.listener = NULL;
     while (s.conns)
         conn_free(s.conns);
-    report_emit(stdout, report_stopped(SERVER_NAME, "async", &s.stats, NULL));
+    json_t *stopped_extra = NULL;
+    if (o.api == OPTS_API_CORO) {
+        struct coio_totals t;
+        coio_totals(&t);
+        stopped_extra = json_pack("{s:I, s:I, s:I, s:I}", "coroutines_started",
+                                  (json_int_t)t.started, "coroutines_finished",
+                                  (json_int_t)t.finished, "coroutines_discarded",
+                                  (json_int_t)t.discarded, "coro_switches",
+                                  (json_int_t)t.switches);
+    }
+    report_emit(stdout, report_stopped(SERVER_NAME, "async", &s.stats, stopped_extra));
     rc = 0;
 out:
     evlisten_free(s.listener);

@@ -6,14 +6,14 @@
 /* Optional flag groups; a server names the groups it accepts in its spec. */
 enum {
     OPTS_THREADED = 1u << 0, /* --stack-kb, --pool */
-    OPTS_API = 1u << 1,      /* --api bufferevent|event */
+    OPTS_API = 1u << 1,      /* --api bufferevent|event|coro, --coro-stack-kb */
     OPTS_WORK = 1u << 2,     /* --work-us */
     OPTS_CHAT = 1u << 3,     /* --max-line, --max-backlog, --broadcast */
     OPTS_ZONE = 1u << 4,     /* --zone */
     OPTS_THREADS = 1u << 5,  /* --threads */
 };
 
-enum opts_api { OPTS_API_BUFFEREVENT, OPTS_API_EVENT };
+enum opts_api { OPTS_API_BUFFEREVENT, OPTS_API_EVENT, OPTS_API_CORO };
 enum opts_broadcast { OPTS_BROADCAST_QUEUED, OPTS_BROADCAST_NAIVE };
 
 struct server_opts {
@@ -30,6 +30,7 @@ struct server_opts {
     enum opts_broadcast broadcast;
     const char *zone;      /* DNS: zone file, NULL for the sample zone */
     long threads;          /* 0: number of online CPUs */
+    long coro_stack_kb;    /* --api coro: each coroutine's stack, default 32 */
 };
 
 struct opts_spec {
