@@ -33,6 +33,19 @@
 #include <sanitizer/common_interface_defs.h>
 #endif
 
+/* TSan tracks happens-before per thread; each coroutine must be a fiber of its own to it, or it
+ * sees one thread's stack jump about and reports races between a coroutine and itself. */
+#if defined(__SANITIZE_THREAD__)
+#define CORO_TSAN 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define CORO_TSAN 1
+#endif
+#endif
+#ifdef CORO_TSAN
+#include <sanitizer/tsan_interface.h>
+#endif
+
 struct coro {
     fcontext_t ctx;            /* the coroutine, while it is not running */
     fcontext_t caller;         /* the coro_resume that entered it, while it runs */
@@ -48,6 +61,8 @@ struct coro {
     void *asan_fake;           /* ASan's fake stack of the side that switched away */
     const void *caller_bottom; /* the resumer's stack, as ASan reported it on entry */
     size_t caller_size;
+    void *tsan_fiber;          /* TSan's fiber for this coroutine, and its resumer's */
+    void *tsan_caller;
 };
 
 /* Owned by each thread: its running coroutine and its switch count. */
@@ -78,6 +93,16 @@ static void asan_arrived(void *fake_save, const void **from_bottom, size_t *from
 #endif
 }
 
+/* Tells TSan the next jump goes to fiber (NULL outside TSan builds). */
+static void tsan_switch(void *fiber)
+{
+#ifdef CORO_TSAN
+    __tsan_switch_to_fiber(fiber, 0);
+#else
+    (void)fiber;
+#endif
+}
+
 /* ---- the switch ------------------------------------------------------------------------- */
 
 /* Every coroutine starts here, on its own stack, from its first coro_resume. */
@@ -93,6 +118,7 @@ static void trampoline(struct transfer_t t)
     current = c->resumer;
     /* NULL: this stack is done, ASan may drop its fake frames. */
     asan_leave(NULL, c->caller_bottom, c->caller_size);
+    tsan_switch(c->tsan_caller);
     jump_fcontext(c->caller, NULL);
     /* Not reached: nothing resumes a finished coroutine. */
 }
@@ -108,6 +134,10 @@ enum coro_state coro_resume(struct coro *c)
     current = c;
     switches++;
     asan_leave(&fake, c->stack_lo, c->stack_len);
+#ifdef CORO_TSAN
+    c->tsan_caller = __tsan_get_current_fiber();
+#endif
+    tsan_switch(c->tsan_fiber);
     struct transfer_t t = jump_fcontext(c->ctx, c);
     asan_arrived(fake, NULL, NULL);
     /* Back: c yielded or finished (both set current to c->resumer). */
@@ -125,6 +155,7 @@ int coro_yield(void)
     current = c->resumer;
     switches++;
     asan_leave(&c->asan_fake, c->caller_bottom, c->caller_size);
+    tsan_switch(c->tsan_caller);
     struct transfer_t t = jump_fcontext(c->caller, NULL);
     /* Resumed, perhaps by another resumer than last time. */
     asan_arrived(c->asan_fake, &c->caller_bottom, &c->caller_size);
@@ -174,6 +205,9 @@ struct coro *coro_new(void (*fn)(void *arg), void *arg, size_t stack_bytes, char
 #ifdef CORO_VALGRIND
     c->valgrind_id = VALGRIND_STACK_REGISTER(c->stack_lo, c->stack_lo + c->stack_len);
 #endif
+#ifdef CORO_TSAN
+    c->tsan_fiber = __tsan_create_fiber(0);
+#endif
     return c;
 }
 
@@ -185,6 +219,9 @@ int coro_free(struct coro *c)
         return -1;
 #ifdef CORO_VALGRIND
     VALGRIND_STACK_DEREGISTER(c->valgrind_id);
+#endif
+#ifdef CORO_TSAN
+    __tsan_destroy_fiber(c->tsan_fiber);
 #endif
 #ifdef CORO_ASAN
     /* A suspended coroutine's frames keep their redzones poisoned; the next mapping at this
