@@ -42,8 +42,8 @@ int coio_start(struct coio *io, struct event_base *base, evutil_socket_t fd,
     io->handler = handler;
     io->done = done;
     io->arg = arg;
-    io->rev = event_new(base, fd, EV_READ, wake_cb, io);
-    io->wev = event_new(base, fd, EV_WRITE, wake_cb, io);
+    io->rev = event_new(base, fd, EV_READ | EV_PERSIST, wake_cb, io);
+    io->wev = event_new(base, fd, EV_WRITE | EV_PERSIST, wake_cb, io);
     if (io->rev == NULL || io->wev == NULL) {
         snprintf(err, errlen, "event_new failed");
         goto fail;
@@ -64,15 +64,22 @@ fail:
     return -1;
 }
 
-/* Arms ev (one-shot, with the idle timeout) and parks until it fires. 0, or -1 (errno set). */
+/* Parks until ev fires (or its idle timeout). 0, or -1 (errno set).
+ * The events are persistent and stay armed between waits, so a connection that waits for
+ * reading again and again costs no epoll_ctl (one-shot events would cost two per request: a
+ * delete when it fires, an add at the next wait). Only the awaited one may be armed, or the
+ * other would wake the coroutine for what it does not wait for: waiting to write disarms
+ * reading (back-pressure: no reading while the peer takes nothing), and the reverse. */
 static int coio_wait(struct coio *io, struct event *ev)
 {
-    if (event_add(ev, io->idle) < 0) {
+    struct event *other = ev == io->rev ? io->wev : io->rev;
+    if (event_pending(other, EV_READ | EV_WRITE, NULL))
+        event_del(other);
+    if (!event_pending(ev, EV_READ | EV_WRITE, NULL) && event_add(ev, io->idle) < 0) {
         errno = EIO;
         return -1;
     }
     if (coro_yield() < 0) { /* not called from io's coroutine: a caller's bug */
-        event_del(ev);
         errno = EINVAL;
         return -1;
     }

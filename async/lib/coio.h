@@ -14,7 +14,7 @@
 struct coio {
     struct coro *co;
     evutil_socket_t fd;            /* non-blocking; not owned (its opener closes it) */
-    struct event *rev, *wev;       /* one-shot: armed only while the coroutine waits on them */
+    struct event *rev, *wev;       /* persistent; at most the awaited one is armed */
     const struct timeval *idle;    /* each wait's timeout, or NULL */
     short fired;                   /* what woke the coroutine: EV_READ, EV_WRITE, EV_TIMEOUT */
     int short_read;                /* the last recv took less than asked: wait before the next */
