@@ -289,18 +289,66 @@ static void test_parked_forever_is_freed(void **state)
     assert_int_equal(mapped((char *)lo + len - 1), 1);
 
     assert_int_equal(coro_free(c), 0);
-    /* The whole mapping, guard page included, is gone. */
-    assert_int_equal(mapped(lo), 0);
-    assert_int_equal(mapped((char *)lo + len - 1), 0);
-    assert_int_equal(mapped((char *)lo - 1), 0);
-
-    /* And the runtime goes on: a new coroutine runs and finishes. */
+    /* The stack is kept for the next coroutine of its size, which runs and finishes on it. */
+    assert_int_equal(mapped(lo), 1);
     struct steps s = {0, NULL};
     struct coro *d = new_or_fail(three_steps, &s, STACK);
+    void *lo2;
+    size_t len2;
+    coro_stack(d, &lo2, &len2);
+    assert_ptr_equal(lo2, lo);
+    assert_int_equal(len2, len);
+    assert_int_equal(coro_state(d), CORO_SUSPENDED);
     while (coro_resume(d) == CORO_SUSPENDED)
         ;
     assert_int_equal(s.step, 3);
+    assert_int_equal(entered, 1); /* the old coroutine never ran again */
     coro_free(d);
+
+    /* Dropping the cache unmaps it all, guard page included. */
+    coro_cache_drop();
+    assert_int_equal(mapped(lo), 0);
+    assert_int_equal(mapped((char *)lo + len - 1), 0);
+    assert_int_equal(mapped((char *)lo - 1), 0);
+}
+
+/* The cache keeps CORO_CACHE_MAX stacks at most; the rest are unmapped at once. */
+static void test_stack_cache_is_bounded(void **state)
+{
+    (void)state;
+    enum { N = CORO_CACHE_MAX + 10 };
+    static struct coro *c[N];
+    static void *lo[N];
+    size_t len;
+    int entered = 0;
+    coro_cache_drop();
+    for (int i = 0; i < N; i++) {
+        c[i] = new_or_fail(park_forever, &entered, STACK);
+        coro_stack(c[i], &lo[i], &len);
+        coro_resume(c[i]);
+    }
+    assert_int_equal(entered, N);
+    for (int i = 0; i < N; i++)
+        assert_int_equal(coro_free(c[i]), 0);
+    static int is_cached[N];
+    int still = 0;
+    for (int i = 0; i < N; i++)
+        still += is_cached[i] = mapped(lo[i]);
+    assert_int_equal(still, CORO_CACHE_MAX);
+    /* A stack of another size is not taken from the cache (an unmapped one's address may be
+     * mapped again, a cached one's not). */
+    struct coro *other = new_or_fail(park_forever, &entered, 2 * STACK);
+    void *olo;
+    coro_stack(other, &olo, &len);
+    for (int i = 0; i < N; i++)
+        if (is_cached[i])
+            assert_ptr_not_equal(olo, lo[i]);
+    coro_free(other);
+    coro_cache_drop();
+    still = 0;
+    for (int i = 0; i < N; i++)
+        still += mapped(lo[i]);
+    assert_int_equal(still, 0);
 }
 
 /* ---- the guard page ----------------------------------------------------------------------- */
@@ -459,6 +507,7 @@ int main(void)
         cmocka_unit_test(test_nested_resume),
         cmocka_unit_test(test_running_is_left_alone),
         cmocka_unit_test(test_parked_forever_is_freed),
+        cmocka_unit_test(test_stack_cache_is_bounded),
         cmocka_unit_test(test_guard_page_faults),
         cmocka_unit_test(test_untouched_stack_is_not_resident),
         cmocka_unit_test(test_switch_cost_json),

@@ -63,11 +63,15 @@ struct coro {
     size_t caller_size;
     void *tsan_fiber;          /* TSan's fiber for this coroutine, and its resumer's */
     void *tsan_caller;
+    struct coro *next_cached;  /* in its thread's cache of freed stacks */
 };
 
-/* Owned by each thread: its running coroutine and its switch count. */
+/* Owned by each thread: its running coroutine, its switch count, and the stacks of its freed
+ * coroutines kept for the next ones (the record at the top of each links them). */
 static _Thread_local struct coro *current;
 static _Thread_local uint64_t switches;
+static _Thread_local struct coro *cache;
+static _Thread_local unsigned cached;
 
 /* ---- sanitizer bookkeeping: no-ops in a normal build ------------------------------------ */
 
@@ -165,6 +169,43 @@ int coro_yield(void)
 
 /* ---- life cycle ------------------------------------------------------------------------- */
 
+/* A cached mapping of exactly map_len bytes (its guard page still in place), or NULL. Reusing
+ * one saves an mmap, an mprotect, a munmap and the page faults of its first frames: a new
+ * connection's coroutine costs no system call. */
+static char *cache_take(size_t map_len)
+{
+    for (struct coro **pp = &cache; *pp; pp = &(*pp)->next_cached) {
+        struct coro *c = *pp;
+        if (c->map_len == map_len) {
+            *pp = c->next_cached;
+            cached--;
+            return c->map;
+        }
+    }
+    return NULL;
+}
+
+/* Keeps c's mapping for a later coro_new of this thread; 0 if the cache is full. */
+static int cache_put(struct coro *c)
+{
+    if (cached >= CORO_CACHE_MAX)
+        return 0;
+    c->next_cached = cache;
+    cache = c;
+    cached++;
+    return 1;
+}
+
+void coro_cache_drop(void)
+{
+    while (cache) {
+        struct coro *c = cache;
+        cache = c->next_cached;
+        munmap(c->map, c->map_len);
+    }
+    cached = 0;
+}
+
 struct coro *coro_new(void (*fn)(void *arg), void *arg, size_t stack_bytes, char *err,
                       size_t errlen)
 {
@@ -176,18 +217,21 @@ struct coro *coro_new(void (*fn)(void *arg), void *arg, size_t stack_bytes, char
         return NULL;
     }
     size_t map_len = page + (stack_bytes + page - 1) / page * page;
-    /* NORESERVE: a stack's untouched pages are neither memory nor commit charge. */
-    char *map = mmap(NULL, map_len, PROT_READ | PROT_WRITE,
-                     MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_STACK, -1, 0);
-    if (map == MAP_FAILED) {
-        snprintf(err, errlen, "mmap of a %zu-byte coroutine stack: %s", map_len,
-                 strerror(errno));
-        return NULL;
-    }
-    if (mprotect(map, page, PROT_NONE) < 0) {
-        snprintf(err, errlen, "mprotect of a coroutine guard page: %s", strerror(errno));
-        munmap(map, map_len);
-        return NULL;
+    char *map = cache_take(map_len);
+    if (map == NULL) {
+        /* NORESERVE: a stack's untouched pages are neither memory nor commit charge. */
+        map = mmap(NULL, map_len, PROT_READ | PROT_WRITE,
+                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_STACK, -1, 0);
+        if (map == MAP_FAILED) {
+            snprintf(err, errlen, "mmap of a %zu-byte coroutine stack: %s", map_len,
+                     strerror(errno));
+            return NULL;
+        }
+        if (mprotect(map, page, PROT_NONE) < 0) {
+            snprintf(err, errlen, "mprotect of a coroutine guard page: %s", strerror(errno));
+            munmap(map, map_len);
+            return NULL;
+        }
     }
     /* The record sits at the very top, in the page the first frames touch anyway: a
      * coroutine costs no page beyond its stack's. */
@@ -224,11 +268,12 @@ int coro_free(struct coro *c)
     __tsan_destroy_fiber(c->tsan_fiber);
 #endif
 #ifdef CORO_ASAN
-    /* A suspended coroutine's frames keep their redzones poisoned; the next mapping at this
-     * address must not inherit them. */
+    /* A suspended coroutine's frames keep their redzones poisoned; the next coroutine on this
+     * stack (or the next mapping at this address) must not inherit them. */
     ASAN_UNPOISON_MEMORY_REGION(c->stack_lo, c->stack_len);
 #endif
-    munmap(c->map, c->map_len);
+    if (!cache_put(c))
+        munmap(c->map, c->map_len);
     return 0;
 }
 

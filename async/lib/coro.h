@@ -43,10 +43,18 @@ enum coro_state coro_state(const struct coro *c);
 /* The usable stack: [*lo, *lo + *len) (the guard page is just below *lo). */
 void coro_stack(const struct coro *c, void **lo, size_t *len);
 
-/* Unmaps c's stack (and its record). A suspended coroutine is discarded without unwinding: what
- * its frames own must be reachable, and freed, from elsewhere. Returns 0, or -1 (nothing freed)
- * when c is running. NULL is a no-op. */
+/* Frees c: its stack goes to this thread's cache of up to CORO_CACHE_MAX stacks for the next
+ * coro_new of the same size (the pages it touched stay resident), or is unmapped when the
+ * cache is full. A suspended coroutine is discarded without unwinding: what its frames own
+ * must be reachable, and freed, from elsewhere. Returns 0, or -1 (nothing freed) when c is
+ * running. NULL is a no-op. */
 int coro_free(struct coro *c);
+
+/* Freed stacks one thread keeps for reuse (like glibc's cache of thread stacks). */
+#define CORO_CACHE_MAX 64
+
+/* Unmaps every stack this thread's cache holds. */
+void coro_cache_drop(void);
 
 /* Switches this thread has made (each resume and each return to the resumer counts one). */
 uint64_t coro_switches(void);
