@@ -53,7 +53,8 @@ int coro_free(struct coro *c);
 /* Freed stacks one thread keeps for reuse (like glibc's cache of thread stacks). */
 #define CORO_CACHE_MAX 64
 
-/* Unmaps every stack this thread's cache holds. */
+/* Unmaps every stack this thread's cache holds. A thread that ends without calling it leaves
+ * them mapped (address space and their touched pages) until the process exits. */
 void coro_cache_drop(void);
 
 /* Switches this thread has made (each resume and each return to the resumer counts one). */
