@@ -97,7 +97,7 @@ static void asan_arrived(void *fake_save, const void **from_bottom, size_t *from
 #endif
 }
 
-/* Tells TSan the next jump goes to fiber (NULL outside TSan builds). */
+/* Tells TSan the next jump goes to fiber (a no-op outside TSan builds). */
 static void tsan_switch(void *fiber)
 {
 #ifdef CORO_TSAN
