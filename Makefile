@@ -25,6 +25,9 @@ PKGS_EVENT := libevent_core libevent_pthreads
 pkgcflags   = $(shell pkg-config --cflags $(1) 2>/dev/null)
 pkglibs     = $(shell pkg-config --libs $(1) 2>/dev/null)
 LIBS_BASE  = $(call pkglibs,$(PKGS_BASE)) -lm
+# async/lib/coro.c switches stacks with Boost.Context's fcontext (libboost-context-dev; no
+# pkg-config file).
+LIBS_CORO  = -lboost_context
 LIBS_EVENT = $(call pkglibs,$(PKGS_EVENT)) $(LIBS_BASE)
 LIBS_TEST  = $(call pkglibs,cmocka) $(LIBS_BASE)
 TVSA_CFLAGS += $(call pkgcflags,$(PKGS_BASE) $(PKGS_EVENT) cmocka)
@@ -89,6 +92,15 @@ $(BIN)/tests/test_%: $(BUILD)/tests/test_%.o $(call obj,$(TEST_LIB)) $(LIBTVSA)
 $(BIN)/tests/%: $(BUILD)/tests/servers/%.o $(call obj,$(THREADED_LIB)) $(LIBTVSA)
 	@mkdir -p $(dir $@)
 	$(CC) -pthread $(LDFLAGS) -o $@ $^ $(LIBS_BASE)
+
+# The coroutine runtime needs no libevent, so its unit test links it alone (the one test that
+# links an async/lib module); bin/switch-cost measures it.
+# Every async binary links it too, since async/lib/*.c goes into each of them.
+CORO_OBJ := $(call obj,async/lib/coro.c)
+$(BIN)/tests/test_coro: $(CORO_OBJ)
+$(BIN)/tests/test_coro: LIBS_TEST += $(LIBS_CORO)
+$(BIN)/switch-cost: $(CORO_OBJ)
+$(ASYNC_BIN) $(BIN)/switch-cost: LIBS_EVENT += $(LIBS_CORO)
 
 $(BIN)/%: $(BUILD)/tools/%.o $(LIBTVSA)
 	@mkdir -p $(dir $@)

@@ -1,6 +1,7 @@
 /* async-echo: uppercase TCP echo on one thread and one libevent event_base (or --loops N,
- * one each), written twice: --api bufferevent (the streams style, default) and --api event
- * (raw callbacks and the server's own buffer, the protocol/transport style). */
+ * one each), written three times: --api bufferevent (the streams style, default), --api event
+ * (raw callbacks and the server's own buffer, the protocol/transport style) and --api coro (a
+ * coroutine per connection in blocking style, like threaded-echo's handler). */
 #include <errno.h>
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
@@ -10,6 +11,7 @@
 #include "burn.h"
 #include "bytebuf.h"
 #include "lib/asrv.h"
+#include "lib/coio.h"
 #include "opts.h"
 #include "serve.h"
 #include "upper.h"
@@ -18,7 +20,8 @@
 #define READ_CHUNK 16384
 
 static const struct opts_spec spec = {
-    SERVER_NAME, "Uppercase TCP echo: one thread, one libevent loop (bufferevents or raw events).",
+    SERVER_NAME,
+    "Uppercase TCP echo: one thread, one libevent loop (bufferevents, raw events or coroutines).",
     9000, OPTS_API | OPTS_WORK | OPTS_PROCS | OPTS_LOOPS,
 };
 
@@ -29,6 +32,7 @@ struct conn {
     enum bevflow_state state;   /* --api event */
     struct event *rev, *wev;
     struct bytebuf out;
+    struct coio io;             /* --api coro: its coroutine and events */
 };
 
 /* Read-only once main parsed it; every loop reads it. */
@@ -180,6 +184,63 @@ static void raw_write_cb(evutil_socket_t fd, short what, void *arg)
         conn_set_state(c, BEVFLOW_READING);
 }
 
+/* ---- --api coro: one coroutine per connection, written like threaded-echo -------------- */
+
+/* threaded/echo.c's read/uppercase/write loop, in a coroutine: coio_read and coio_write_all
+ * park it (and run the loop) where the thread would block. A client that stops reading parks
+ * it in coio_write_all, so it stops reading: back-pressure as in the threaded server, with at
+ * most one buffer of output held per connection. */
+static void coro_echo(struct coio *io, void *arg)
+{
+    struct conn *c = arg;
+    /* On the coroutine's stack (--coro-stack-kb is at least 32), like the thread's buffer. */
+    uint8_t buf[READ_CHUNK];
+    for (;;) {
+        ssize_t n = coio_read(io, buf, sizeof buf);
+        if (n <= 0)
+            break; /* EOF, error or idle timeout */
+        c->base.bytes_in += (uint64_t)n;
+        if (o.work_us > 0)
+            burn_cpu_us((unsigned)o.work_us);
+        upper_inplace(buf, (size_t)n);
+        if (coio_write_all(io, buf, (size_t)n) < 0)
+            break;
+        c->base.bytes_out += (uint64_t)n;
+    }
+}
+
+/* coio's done callback, on the loop's stack once the handler returned. */
+static void coro_done(void *arg)
+{
+    struct conn *c = arg;
+    asrv_conn_close(&c->base);
+}
+
+static int coro_conn_start(struct conn *c)
+{
+    char err[256];
+    if (coio_start(&c->io, asrv_base(&c->base), c->base.fd, asrv_idle(&c->base),
+                   (size_t)o.coro_stack_kb * 1024, coro_echo, coro_done, c, err,
+                   sizeof err) < 0) {
+        serve_log("%s", err);
+        return -1;
+    }
+    return 0;
+}
+
+static json_t *coro_stopped_extra(const struct asrv_result *r, void *arg)
+{
+    struct coio_totals t;
+    (void)r;
+    (void)arg;
+    if (o.api != OPTS_API_CORO)
+        return NULL;
+    coio_totals(&t);
+    return json_pack("{s:I, s:I, s:I, s:I}", "coroutines_started", (json_int_t)t.started,
+                     "coroutines_finished", (json_int_t)t.finished, "coroutines_discarded",
+                     (json_int_t)t.discarded, "coro_switches", (json_int_t)t.switches);
+}
+
 /* ---- the skeleton's callbacks ----------------------------------------------------------- */
 
 static int conn_start(struct asrv_conn *ac, void *arg)
@@ -188,6 +249,8 @@ static int conn_start(struct asrv_conn *ac, void *arg)
     (void)arg;
     if (o.api == OPTS_API_BUFFEREVENT)
         return asrv_conn_bev(ac, bev_read_cb);
+    if (o.api == OPTS_API_CORO)
+        return coro_conn_start(c);
     c->state = BEVFLOW_READING;
     c->rev = event_new(asrv_base(ac), ac->fd, EV_READ | EV_PERSIST, raw_read_cb, c);
     c->wev = event_new(asrv_base(ac), ac->fd, EV_WRITE | EV_PERSIST, raw_write_cb, c);
@@ -200,6 +263,7 @@ static void conn_free(struct asrv_conn *ac, void *arg)
 {
     struct conn *c = (struct conn *)ac;
     (void)arg;
+    coio_free(&c->io); /* --api coro: a coroutine parked in a wait is discarded, not resumed */
     if (c->rev)
         event_free(c->rev);
     if (c->wev)
@@ -209,15 +273,22 @@ static void conn_free(struct asrv_conn *ac, void *arg)
 
 static json_t *listening_extra(const struct asrv_result *r, void *arg)
 {
+    static const char *const api_names[] = {"bufferevent", "event", "coro"};
     (void)r;
     (void)arg;
-    return json_pack("{s:s, s:I}", "api", o.api == OPTS_API_EVENT ? "event" : "bufferevent",
-                     "work_us", (json_int_t)o.work_us);
+    json_t *extra = json_pack("{s:s, s:I}", "api", api_names[o.api], "work_us",
+                              (json_int_t)o.work_us);
+    if (o.api == OPTS_API_CORO)
+        json_object_update_new(extra, json_pack("{s:I, s:s}", "coro_stack_kb",
+                                                (json_int_t)o.coro_stack_kb, "coro_backend",
+                                                coro_backend()));
+    return extra;
 }
 
 static const struct asrv_config cfg = {
     .name = SERVER_NAME, .o = &o, .transport = SERVE_TCP, .conn_size = sizeof(struct conn),
     .conn_start = conn_start, .conn_free = conn_free, .listening_extra = listening_extra,
+    .stopped_extra = coro_stopped_extra,
 };
 
 int main(int argc, char **argv)

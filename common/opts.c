@@ -12,6 +12,7 @@ enum {
     OPT_WORK_US, OPT_MAX_LINE, OPT_MAX_BACKLOG, OPT_BROADCAST, OPT_ZONE, OPT_THREADS,
     OPT_EDNS_SIZE,
     OPT_PROCS, OPT_LOOPS,
+    OPT_CORO_STACK_KB,
 };
 
 struct flag_def {
@@ -34,8 +35,10 @@ static const struct flag_def flags[] = {
      "thread stack in KiB, 32 or more (default: the system's, 8 MiB)", 32, 1048576},
     {"pool", OPT_POOL, OPTS_THREADED, "N",
      "N worker threads serve a queue of connections (default 0: a thread each)", 0, 100000},
-    {"api", OPT_API, OPTS_API, "API", "bufferevent (default, streams) or event (raw callbacks)",
-     0, 0},
+    {"api", OPT_API, OPTS_API, "API",
+     "bufferevent (default, streams), event (raw callbacks), coro (coroutines)", 0, 0},
+    {"coro-stack-kb", OPT_CORO_STACK_KB, OPTS_API, "N",
+     "--api coro: each coroutine's stack in KiB, 32 or more (default 32)", 32, 1048576},
     {"work-us", OPT_WORK_US, OPTS_WORK, "N", "burn N us of CPU per message received (default 0)",
      0, 10000000},
     {"max-line", OPT_MAX_LINE, OPTS_CHAT, "BYTES", "longest line accepted (default 4096)", 1,
@@ -83,6 +86,7 @@ static void set_defaults(const struct opts_spec *spec, struct server_opts *o)
     o->edns_size = 1232; /* DNSWIRE_EDNS_SIZE; opts does not depend on the DNS modules */
     o->procs = 1;
     o->loops = 1;
+    o->coro_stack_kb = 32;
 }
 
 /* The long field a numeric flag sets, or NULL for the flags that are not plain numbers. */
@@ -100,6 +104,7 @@ static long *numeric_field(int id, struct server_opts *o)
     case OPT_EDNS_SIZE: return &o->edns_size;
     case OPT_PROCS: return &o->procs;
     case OPT_LOOPS: return &o->loops;
+    case OPT_CORO_STACK_KB: return &o->coro_stack_kb;
     default: return NULL;
     }
 }
@@ -130,6 +135,8 @@ static int apply_flag(const struct flag_def *f, const char *arg, struct server_o
             o->api = OPTS_API_BUFFEREVENT;
         else if (strcmp(arg, "event") == 0)
             o->api = OPTS_API_EVENT;
+        else if (strcmp(arg, "coro") == 0)
+            o->api = OPTS_API_CORO;
         else
             return -1;
         return 0;

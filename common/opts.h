@@ -7,7 +7,7 @@
 /* Optional flag groups; a server names the groups it accepts in its spec. */
 enum {
     OPTS_THREADED = 1u << 0, /* --stack-kb, --pool */
-    OPTS_API = 1u << 1,      /* --api bufferevent|event */
+    OPTS_API = 1u << 1,      /* --api bufferevent|event|coro, --coro-stack-kb */
     OPTS_WORK = 1u << 2,     /* --work-us */
     OPTS_CHAT = 1u << 3,     /* --max-line, --max-backlog, --broadcast */
     OPTS_ZONE = 1u << 4,     /* --zone, --edns-size */
@@ -16,7 +16,7 @@ enum {
     OPTS_LOOPS = 1u << 7,    /* --loops */
 };
 
-enum opts_api { OPTS_API_BUFFEREVENT, OPTS_API_EVENT };
+enum opts_api { OPTS_API_BUFFEREVENT, OPTS_API_EVENT, OPTS_API_CORO };
 enum opts_broadcast { OPTS_BROADCAST_QUEUED, OPTS_BROADCAST_NAIVE };
 
 struct server_opts {
@@ -36,6 +36,7 @@ struct server_opts {
     long threads;          /* 0: number of online CPUs */
     long procs;            /* worker processes, default 1 (no supervisor) */
     long loops;            /* async echo: event loops (threads), default 1 */
+    long coro_stack_kb;    /* --api coro: each coroutine's stack, default 32 */
 };
 
 struct opts_spec {

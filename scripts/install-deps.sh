@@ -7,8 +7,10 @@ set -eu
 
 # gnuplot: plots; python3: the summary; nc: the README's examples; dig (dnsutils): test_dns
 # checks our DNS servers with a real resolver client too; dnsperf: the DNS load peer (make bench,
-# test_dns); pdsh and iproute2: scripts/cluster.sh (hosts, or network namespaces here).
-PACKAGES="build-essential pkg-config libevent-dev libjansson-dev libcmocka-dev gnuplot-nox python3 netcat-openbsd procps dnsutils dnsperf pdsh iproute2 valgrind"
+# test_dns); pdsh and iproute2: scripts/cluster.sh (hosts, or network namespaces here);
+# libboost-context-dev: the coroutine runtime's stack switch (async/lib/coro.c); strace: lab 3
+# counts the system calls of each kind of switch.
+PACKAGES="build-essential pkg-config libevent-dev libjansson-dev libcmocka-dev gnuplot-nox python3 netcat-openbsd procps dnsutils dnsperf pdsh iproute2 valgrind libboost-context-dev strace"
 check_only=0
 for arg in "$@"; do
     case "$arg" in

@@ -64,11 +64,12 @@ loads_for() {
 }
 
 # The flag sets a server runs with, one a line: the echo servers' other code paths too (raw
-# events with the server's own buffers; a fixed pool of workers).
+# events with the server's own buffers; a coroutine per connection, whose stacks
+# async/lib/coro.c registers with Valgrind; a fixed pool of workers).
 variants_for() {
     echo ""
     case $1 in
-        async-echo) echo "--api event" ;;
+        async-echo) echo "--api event"; echo "--api coro" ;;
         threaded-echo) echo "--pool 4" ;;
     esac
 }

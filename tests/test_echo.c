@@ -474,6 +474,175 @@ static void test_bad_flags_exit_2(void **state)
     json_decref(stop_ok(&s));
 }
 
+/* ---- --api coro (issue 15): one coroutine per connection -------------------------------- */
+/* The shared cases above run for it too (registered in CORO_CASES below); these check what only
+ * the coroutine model has: its counters, its stacks, many coroutines parked at once. */
+
+static const struct variant async_coro = {"async-echo", {"--api", "coro", NULL}};
+
+static json_int_t stopped_int(json_t *stopped, const char *key)
+{
+    json_t *v = json_object_get(stopped, key);
+    if (!json_is_integer(v))
+        fail_msg("stopped line has no integer '%s'", key);
+    return json_integer_value(v);
+}
+
+/* Connects n clients and makes each one echo once, so that each coroutine has run and is parked
+ * in coio_read. The clients all send first, then all read: n coroutines are live at once. */
+static void coro_connect_and_echo(int port, int *fds, int n)
+{
+    for (int i = 0; i < n; i++) {
+        fds[i] = testsrv_connect(port);
+        assert_true(fds[i] >= 0);
+        char msg[24];
+        int len = snprintf(msg, sizeof msg, "coro %d", i);
+        assert_int_equal(send(fds[i], msg, (size_t)len, 0), len);
+    }
+    for (int i = 0; i < n; i++) {
+        char msg[24], reply[24];
+        size_t len = (size_t)snprintf(msg, sizeof msg, "coro %d", i);
+        assert_int_equal(testsrv_read_full(fds[i], reply, len, 10000), len);
+        assert_true(upper_matches((uint8_t *)msg, (uint8_t *)reply, len));
+    }
+}
+
+static void test_coro_2000_concurrent_clients(void **state)
+{
+    (void)state;
+    enum { N = 2000 };
+    static int fds[N];
+    struct testsrv s;
+    start(&s, &async_coro, NULL);
+    json_t *api = json_object_get(s.listening, "api");
+    assert_string_equal(json_string_value(api), "coro");
+    assert_int_equal(json_integer_value(json_object_get(s.listening, "coro_stack_kb")), 32);
+    int baseline = testsrv_fd_count(s.pid);
+    coro_connect_and_echo(s.port, fds, N);
+    for (int i = 0; i < N; i++)
+        close(fds[i]);
+    /* Every coroutine sees its EOF and finishes (its socket closed): none is left to discard. */
+    int now = -1;
+    for (int tries = 0; tries < 500 && now != baseline; tries++) {
+        usleep(10000);
+        now = testsrv_fd_count(s.pid);
+    }
+    assert_int_equal(now, baseline);
+    json_t *stopped = stop_ok(&s);
+    assert_int_equal(stopped_int(stopped, "peak_concurrent"), N);
+    assert_int_equal(stopped_int(stopped, "coroutines_started"), N);
+    assert_int_equal(stopped_int(stopped, "coroutines_finished"), N);
+    assert_int_equal(stopped_int(stopped, "coroutines_discarded"), 0);
+    /* In and out at the start (it reads the message then) and at the EOF, at least. */
+    assert_true(stopped_int(stopped, "coro_switches") >= 4 * N);
+    json_decref(stopped);
+}
+
+/* SIGTERM with 2,000 coroutines parked in a read, and one parked in a write to a client that
+ * never reads: a clean exit, every coroutine discarded, every client sees its end. */
+static void test_coro_sigterm_2000_parked(void **state)
+{
+    (void)state;
+    enum { MAX_CLIENTS = 2000 };
+    static int fds[MAX_CLIENTS + 1];
+    const int N = under_tsan() ? 200 : MAX_CLIENTS;
+    struct testsrv s;
+    start(&s, &async_coro, NULL);
+    coro_connect_and_echo(s.port, fds, N);
+    int blocked = testsrv_connect(s.port);
+    assert_true(blocked >= 0);
+    static uint8_t chunk[65536];
+    for (int i = 0; i < 200; i++)
+        if (send(blocked, chunk, sizeof chunk, MSG_DONTWAIT | MSG_NOSIGNAL) <= 0)
+            break;
+    usleep(100000);
+
+    uint64_t t0 = mono_now_us();
+    json_t *stopped = stop_ok(&s);
+    print_message("  stop with %d parked coroutines took %.0f ms\n", N + 1,
+                  (mono_now_us() - t0) / 1000.0);
+    assert_int_equal(stopped_int(stopped, "coroutines_started"), N + 1);
+    assert_int_equal(stopped_int(stopped, "coroutines_discarded"), N + 1);
+    assert_int_equal(stopped_int(stopped, "coroutines_finished"), 0);
+    for (int i = 0; i < N; i++) {
+        expect_closed(fds[i], 2000);
+        close(fds[i]);
+    }
+    close(blocked);
+    json_decref(stopped);
+}
+
+/* Address space per connection is the coroutine's stack plus its guard page, whatever it
+ * touches; resident memory is only the pages it touched plus the connection's record. */
+static void coro_per_conn_kib(const char *stack_kb, long *vsz, long *rss)
+{
+    enum { N = 200 };
+    int fds[N];
+    const char *extra[] = {"--coro-stack-kb", stack_kb, NULL};
+    struct testsrv s;
+    start(&s, &async_coro, extra);
+    assert_int_equal(json_integer_value(json_object_get(s.listening, "coro_stack_kb")),
+                     atol(stack_kb));
+    long vsz0 = testsrv_proc_status(s.pid, "VmSize"), rss0 = testsrv_proc_status(s.pid, "VmRSS");
+    coro_connect_and_echo(s.port, fds, N);
+    *vsz = (testsrv_proc_status(s.pid, "VmSize") - vsz0) / N;
+    *rss = (testsrv_proc_status(s.pid, "VmRSS") - rss0) / N;
+    for (int i = 0; i < N; i++)
+        close(fds[i]);
+    json_decref(stop_ok(&s));
+}
+
+static void test_coro_stack_kb_sets_the_stack(void **state)
+{
+    (void)state;
+    if (under_tsan())
+        skip(); /* TSan maps ~1 MiB of its own state per coroutine (one fiber each) */
+    long vsz_small, rss_small, vsz_big, rss_big;
+    coro_per_conn_kib("32", &vsz_small, &rss_small);
+    coro_per_conn_kib("256", &vsz_big, &rss_big);
+    print_message("  per connection: VmSize %ld KiB, VmRSS %ld KiB (32 KiB stacks); "
+                  "VmSize %ld KiB, VmRSS %ld KiB (256 KiB stacks)\n",
+                  vsz_small, rss_small, vsz_big, rss_big);
+    assert_true(vsz_small >= 32 && vsz_small < 64);
+    assert_true(vsz_big >= 256 && vsz_big < 300);
+    if (!sanitized()) {
+        /* Two or three touched stack pages and the record, however big the stack. */
+        assert_true(rss_small <= 16);
+        assert_true(rss_big <= 16);
+    }
+}
+
+static void test_coro_bad_flags_exit_2(void **state)
+{
+    (void)state;
+    static const char *const cases[][6] = {
+        {"async-echo", "--api", "coro", "--coro-stack-kb", "8", NULL},
+        {"async-echo", "--coro-stack-kb", "x", NULL},
+        {"threaded-echo", "--coro-stack-kb", "64", NULL},
+    };
+    char out[4096], err[4096];
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        int rc = testsrv_run(cases[i], out, sizeof out, err, sizeof err, 5000);
+        if (rc != 2 || strstr(err, "--help") == NULL || out[0] != '\0')
+            fail_msg("%s %s %s: exit %d, stderr '%s'", cases[i][0], cases[i][1], cases[i][2],
+                     rc, err);
+    }
+}
+
+#define CORO_CASE(fn) \
+    cmocka_unit_test_prestate_setup_teardown(fn, NULL, testsrv_teardown, (void *)&async_coro)
+#define CORO_CASES                                                           \
+    CORO_CASE(test_echo_short_binary_and_1mib), CORO_CASE(test_300_concurrent_clients), \
+        CORO_CASE(test_no_fd_left_after_clients_leave), CORO_CASE(test_write_backpressure), \
+        CORO_CASE(test_sigterm_with_clients), CORO_CASE(test_max_conns),                   \
+        CORO_CASE(test_idle_timeout), CORO_CASE(test_idle_timeout_write_blocked),          \
+        cmocka_unit_test_teardown(test_coro_2000_concurrent_clients, testsrv_teardown),     \
+        cmocka_unit_test_teardown(test_coro_sigterm_2000_parked, testsrv_teardown),         \
+        cmocka_unit_test_teardown(test_coro_stack_kb_sets_the_stack, testsrv_teardown),     \
+        cmocka_unit_test_teardown(test_coro_bad_flags_exit_2, testsrv_teardown)
+
+/* ---- end of --api coro ------------------------------------------------------------------ */
+
 #define EACH_MODEL(fn)                                                   \
     cmocka_unit_test_prestate_setup_teardown(fn, NULL, testsrv_teardown, (void *)&async_bev),                  \
         cmocka_unit_test_prestate_setup_teardown(fn, NULL, testsrv_teardown, (void *)&async_raw),              \
@@ -498,6 +667,7 @@ int main(void)
         cmocka_unit_test_teardown(test_pool_third_client_waits, testsrv_teardown),
         cmocka_unit_test_teardown(test_stack_kb_sets_the_stack, testsrv_teardown),
         cmocka_unit_test_teardown(test_bad_flags_exit_2, testsrv_teardown),
+        CORO_CASES,
     };
     return cmocka_run_group_tests(tests, NULL, testsrv_teardown);
 }
