@@ -268,19 +268,6 @@ class Summary(unittest.TestCase):
         self.assertIn("within noise", summarize.in_python(figs, "rss", summarize.fmt_bytes, "x"))
         self.assertIsNone(summarize.in_python({}, "rss", summarize.fmt_bytes, "x"))
 
-    def test_switch_cost_read_generically(self):
-        self.res.switch = {"schema": "x/1", "ns_per_switch": {"futex_threads": 1234.5,
-                                                               "coroutine": 9.25},
-                           "note": "text is skipped", "iterations": 100000}
-        v = summarize.switch_cost_text(self.res)
-        self.assertIn("ns_per_switch.futex_threads 1234.5", v)
-        self.assertIn("ns_per_switch.coroutine 9.2", v)
-        self.assertIn("iterations 100000,", v + ",")
-        self.assertNotIn("note", v)
-        self.assertNotIn("schema", v)
-        self.res.switch = None
-        self.assertIsNone(summarize.switch_cost_text(self.res))
-
     def test_summary_written(self):
         summarize.main(["summarize.py", self.d])
         with open(os.path.join(self.d, "summary.md")) as f:
@@ -294,6 +281,139 @@ class Summary(unittest.TestCase):
         self.assertEqual(tsv[2].split("\t")[0], "200")
         self.assertEqual(tsv[2].split("\t")[-1], "0")
         self.assertEqual(tsv[1].split("\t")[-1], "1")
+
+
+def switch_doc(futex=1000.0, coro=20.0, goal=True):
+    """A synthetic switch-cost.json (schema tvsa-switch-cost/1)."""
+    names = {"thread_futex": futex, "thread_pipe": 1200.0, "coro": coro, "swapcontext": 400.0,
+             "fcontext_raw": 4.0, "libevent_callback": 18.0, "function": 2.0}
+    doc = {"schema": "tvsa-switch-cost/1",
+           "results": {k: {"ns": v, "ns_min": v, "ns_max": v, "unit": "switch"}
+                       for k, v in names.items()}}
+    if goal:
+        doc["goal"] = {"coro_over_thread_futex": coro / futex, "max": 0.1, "met": coro / futex <= 0.1}
+    return doc
+
+
+class CoroColumn(unittest.TestCase):
+    """The coroutine column (issue 15) and the context-switching verdict on the cost of a switch
+    (issues 15 and 20), over a synthetic three-round directory."""
+    MODELS = ["threaded-tpc", "async", "async-coro"]
+
+    def setUp(self):
+        self.d = tempfile.mkdtemp(prefix="tvsa-coro-")
+        plan = {"rounds": 3, "p99_bound_ms": 500,
+                "models": [{"label": m, "title": m} for m in self.MODELS]}
+        self.write("plan.json", plan)
+        self.write("switch-cost.json", switch_doc())
+        fixed = {"threaded-tpc": [1.00, 1.02, 0.98], "async": [0.93, 1.01, 0.95],
+                 "async-coro": [0.95, 0.97, 0.99]}
+        rss = {"threaded-tpc": 9000.0, "async": 1200.0, "async-coro": 5000.0}
+        for r in range(3):
+            rd = "r%d" % (r + 1)
+            for m in self.MODELS:
+                # Two fixed-load steps: 5,000 + 5,000 requests over the server's life.
+                self.write("%s/loadgen/fixed-%s.json" % (rd, m),
+                           {"steps": [step(50, done=5000, ctx=fixed[m][r]),
+                                      step(50, done=5000, ctx=fixed[m][r])]})
+                hold = step(1000)
+                hold["server"].update({"rss_per_conn_bytes": rss[m] + 100 * r,
+                                       "vsz_per_conn_bytes": 40000.0})
+                self.write("%s/loadgen/hold-%s.json" % (rd, m), {"steps": [hold]})
+                # Saturated ramp: async batches (0.01/req), threads do not (1/req).
+                sat = 0.01 if m == "async" else 1.0
+                self.write("%s/loadgen/echo-%s.json" % (rd, m), {"steps": [step(1000, ctx=sat)]})
+                stopped = {"event": "stopped", "rusage": {}}
+                listening = {"event": "listening"}
+                if m == "async-coro":
+                    # 2 switches per request in round 1, 3 in round 2, 4 in round 3.
+                    stopped["coro_switches"] = 10000 * (r + 2)
+                    listening["coro_stack_kb"] = 32
+                self.write("%s/servers/fixed-%s.stopped.json" % (rd, m), stopped)
+                self.write("%s/servers/hold-%s.listening.json" % (rd, m), listening)
+        self.res = summarize.Results(self.d)
+        self.figs = {m: summarize.ctx_figures(self.res, m) for m in self.MODELS}
+
+    def tearDown(self):
+        shutil.rmtree(self.d)
+
+    def write(self, rel, doc):
+        path = os.path.join(self.d, rel)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path, "w") as f:
+            json.dump(doc, f)
+
+    def test_switch_costs_read_by_name(self):
+        c = summarize.switch_costs(self.res)
+        self.assertEqual(c["thread_futex"], 1000.0)
+        self.assertEqual(c["coro"], 20.0)
+        self.assertEqual(c["swapcontext"], 400.0)
+        self.assertAlmostEqual(c["ratio"], 0.02)
+        self.assertTrue(c["met"])
+        # Without the goal object, the ratio is computed from the two measures.
+        self.res.switch = switch_doc(futex=1000.0, coro=300.0, goal=False)
+        c = summarize.switch_costs(self.res)
+        self.assertAlmostEqual(c["ratio"], 0.3)
+        self.assertFalse(c["met"])
+        # Another schema is not read as this one.
+        self.res.switch = {"schema": "x/1", "results": {"coro": {"ns": 1.0}}}
+        self.assertIsNone(summarize.switch_costs(self.res))
+        self.res.switch = None
+        self.assertIsNone(summarize.switch_cost_text(self.res))
+
+    def test_switch_cost_text(self):
+        v = summarize.switch_cost_text(self.res)
+        self.assertIn("futex 1,000 ns, pipe 1,200 ns", v)
+        self.assertIn("coroutine (async/lib/coro) 20.0 ns", v)
+        self.assertIn("coroutine / futex switch 0.020 (goal ≤ 0.10: met)", v)
+
+    def test_user_level_switches_per_request(self):
+        # coro_switches / every step's completed requests: 20,000/10,000 .. 40,000/10,000.
+        self.assertEqual(self.figs["async-coro"]["user_per_req"], (3.0, 2.0, 4.0))
+        self.assertIsNone(self.figs["async"]["user_per_req"])
+        text, _ = summarize.ctx_cell(self.res, "async-coro")
+        self.assertIn("user-level (coroutine) switches **3.00** (2.00–4.00)/req", text)
+
+    def test_verdict_on_the_cost(self):
+        v = summarize.verdict_ctx(self.res, self.figs)
+        self.assertIn("a kernel switch costs 1,000 ns (futex ping-pong", v)
+        self.assertIn("a coroutine switch 20.0 ns: 50× cheaper (agrees", v)
+        self.assertIn("the coroutine model makes 3.00 (2.00–4.00) user-level switches per "
+                      "request (≈ 60.0 ns of switching)", v)
+        # A coroutine switch at a fifth of a kernel one misses the goal: the verdict says so.
+        self.res.switch = switch_doc(futex=1000.0, coro=200.0)
+        v = summarize.verdict_ctx(self.res, self.figs)
+        self.assertIn("5× cheaper (disagrees", v)
+        self.assertNotIn("(agrees: the goal", v)
+
+    def test_light_load_is_not_a_disagreement(self):
+        # Issue 20: equal counts at the light fixed load are not "disagrees"; under load the
+        # event loop batches and that agrees.
+        v = summarize.verdict_ctx(self.res, self.figs)
+        light = [p for p in v.split("; ") if "light fixed load" in p]
+        self.assertEqual(len(light), 1, v)
+        self.assertIn("otherwise idle core", light[0])
+        self.assertIn("does not test the claim", light[0])
+        self.assertNotIn("disagrees", light[0])
+        self.assertIn("under load (closed-loop ramp) the event loop batches", v)
+
+    def test_cpu_per_request_for_every_model(self):
+        v = summarize.verdict_ctx(self.res, self.figs)
+        part = [p for p in v.split("; ") if p.startswith("server CPU per request:")][0]
+        for m in self.MODELS:
+            self.assertIn("%s 5.0" % m, part)
+
+    def test_memory_of_a_coroutine(self):
+        figs = {m: summarize.memory_cell(self.res, m)[1] for m in self.MODELS}
+        self.assertEqual(figs["async-coro"]["stack_kb"], 32)
+        self.assertIsNone(figs["async"]["stack_kb"])
+        text, _ = summarize.memory_cell(self.res, "async-coro")
+        self.assertIn("coroutine stacks 32 KiB each", text)
+        v = summarize.verdict_memory(self.res, figs)
+        self.assertIn("coroutines 5.0 KiB (4.9 KiB–5.1 KiB) RSS/conn", v)
+        self.assertIn("the 32 KiB stack reserved", v)
+        self.assertIn("agrees with the ~few KB claim, 1.8× less than a thread", v)
+        self.assertIn("higher than a callback connection (1.3 KiB)", v)
 
 
 DNSPERF_OUT = """Statistics:
