@@ -10,6 +10,8 @@
 #   loadgen --scenario dns vs dnsperf against threaded-dns and async-dns (goal: loadgen's
 #   queries/s >= dnsperf's at no more CPU per query; dnsperf loses nothing),
 #   async-echo at 10,000 connections from one loadgen process.
+#   bin/switch-cost (issue 15): ns per switch of pinned kernel threads and coroutines (goal: a
+#   coroutine switch <= 1/10 of a kernel thread switch, same run), a libevent dispatch, a call.
 # Every point reports the server's and the client's CPU utilisation (cores). A req/s ratio is a
 # verdict only when both servers were saturated (>= 0.95 of their core) and the clients were
 # not; otherwise the line says "client-bound: no verdict" and gives the CPU-per-request ratio.
@@ -172,6 +174,19 @@ start_server bin/async-echo
 loadgen_point "async-echo-$BIG" 1 "$BIG" --source-ips 127.0.0.1-127.0.0.8 --connect-timeout 5000
 cleanup
 
+# The price of a switch (issue 15): kernel threads, coroutines, a libevent dispatch, a call,
+# on the server's CPU; its own rounds and medians.
+SWITCH=0
+if [[ -x bin/switch-cost ]]; then
+    SWITCH=1
+    "${PIN_S[@]}" timeout 120 bin/switch-cost --json >"$DIR/switch-cost.json" 2>"$DIR/switch-cost.err" ||
+        echo "bench: bin/switch-cost failed (see $DIR/switch-cost.err)" >&2
+fi
+
 echo
 rm -f "$DIR/.times"
 "${JSONPY[@]}" bench-report "$DIR" "$REPEAT" "$CONNS" "$BIG" "${DNS_SERVERS[*]}"
+if [[ $SWITCH -eq 1 ]]; then
+    echo
+    "${JSONPY[@]}" switch-report "$DIR/switch-cost.json"
+fi

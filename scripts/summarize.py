@@ -17,6 +17,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from tvsa_json import (TIMEOUT_FRACTION, compare_spreads, fmt_int, fmt_spread, fmt_us,  # noqa: E402
                        get, highest_prefix, load_json, num, read_runs, run_noise, server_bound,
                        spread, step_verdict)
+from tvsa_json import switch_costs as tj_switch_costs  # noqa: E402
 
 # The columns when plan.json does not list them (results of an older compare.sh).
 DEFAULT_MODELS = [
@@ -461,12 +462,6 @@ def verdict_memory(res, figs):
     return "; ".join(out) if out else NA
 
 
-# switch-cost.json (schema tvsa-switch-cost/1): the measures read by name.
-SWITCH_MEASURES = ("coro", "thread_futex", "thread_pipe", "swapcontext", "fcontext_raw",
-                   "libevent_callback", "function")
-SWITCH_GOAL = 0.1       # issue 15: a coroutine switch at most a tenth of a pinned kernel switch
-
-
 def verdict_coro_memory(figs):
     """The coroutine column against the "~few KB (coroutine)" claim: its RSS per connection
     against its stack size, a thread and a callback connection."""
@@ -495,20 +490,8 @@ def verdict_coro_memory(figs):
 
 
 def switch_costs(res):
-    """{measure: ns} of switch-cost.json's results.MEASURE.ns, plus "ratio" (coro over
-    thread_futex: goal.coro_over_thread_futex, else computed), "goal_max" and "met"; None without
-    the file or with another schema."""
-    sw = res.switch
-    if not isinstance(sw, dict) or sw.get("schema") != "tvsa-switch-cost/1":
-        return None
-    out = {k: num(get(sw, "results", k, "ns")) for k in SWITCH_MEASURES}
-    ratio = num(get(sw, "goal", "coro_over_thread_futex"))
-    if ratio is None and out["coro"] is not None and out["thread_futex"]:
-        ratio = out["coro"] / out["thread_futex"]
-    out["ratio"] = ratio
-    out["goal_max"] = num(get(sw, "goal", "max")) or SWITCH_GOAL
-    out["met"] = None if ratio is None else ratio <= out["goal_max"]
-    return out
+    """switch-cost.json's figures read by name (tvsa_json.switch_costs), or None."""
+    return tj_switch_costs(res.switch)
 
 
 def fmt_ns(v):

@@ -754,6 +754,45 @@ def cmd_bench_report(d, rounds, conns, big, dns_servers=""):
             _f(b.get("rss_per_conn"), "%.0f")))
 
 
+# switch-cost.json (schema tvsa-switch-cost/1, bin/switch-cost --json): the measures read by name.
+SWITCH_MEASURES = ("coro", "thread_futex", "thread_pipe", "swapcontext", "fcontext_raw",
+                   "libevent_callback", "function")
+SWITCH_GOAL = 0.1       # issue 15: a coroutine switch at most a tenth of a pinned kernel switch
+
+
+def switch_costs(doc):
+    """{measure: ns} of doc's results.MEASURE.ns, plus "ratio" (coro over thread_futex:
+    goal.coro_over_thread_futex, else computed), "goal_max" and "met"; None for a document of
+    another schema (or none)."""
+    if not isinstance(doc, dict) or doc.get("schema") != "tvsa-switch-cost/1":
+        return None
+    out = {k: num(get(doc, "results", k, "ns")) for k in SWITCH_MEASURES}
+    ratio = num(get(doc, "goal", "coro_over_thread_futex"))
+    if ratio is None and out["coro"] is not None and out["thread_futex"]:
+        ratio = out["coro"] / out["thread_futex"]
+    out["ratio"] = ratio
+    out["goal_max"] = num(get(doc, "goal", "max")) or SWITCH_GOAL
+    out["met"] = None if ratio is None else ratio <= out["goal_max"]
+    return out
+
+
+def cmd_switch_report(path):
+    """switch-report FILE: make bench's lines for bin/switch-cost --json: every figure, the goal."""
+    doc = load_json(path)
+    c = switch_costs(doc)
+    if c is None:
+        print("switch cost: no figures (see %s)" % path)
+        return
+    print("switch cost, ns per operation (bin/switch-cost, one pinned CPU, median of %s rounds):"
+          % _f(doc.get("rounds"), "%d"))
+    print("  " + ", ".join("%s %s" % (k, _f(c[k], "%.1f")) for k in SWITCH_MEASURES))
+    print("%-34s %s  %s   (goal <= %.2f: a coroutine switch at most 1/%d of a pinned kernel"
+          " thread switch, same run: coro %s ns, thread_futex %s ns)" % (
+              "coro / thread_futex switch", _f(c["ratio"], "%.4f"),
+              "-" if c["met"] is None else "ok" if c["met"] else "MISSED", c["goal_max"],
+              round(1 / c["goal_max"]), _f(c["coro"], "%.1f"), _f(c["thread_futex"], "%.1f")))
+
+
 COMMANDS = {
     "get": cmd_get,
     "report-steps": cmd_report_steps,
@@ -769,6 +808,7 @@ COMMANDS = {
     "dnsq-row": cmd_dnsq_row,
     "names-row": cmd_names_row,
     "bench-report": cmd_bench_report,
+    "switch-report": cmd_switch_report,
 }
 
 

@@ -457,6 +457,28 @@ class BenchReport(unittest.TestCase):
     def line(self, text, start):
         return [l for l in text.splitlines() if l.startswith(start)][0]
 
+    def switch_report(self, doc):
+        import contextlib
+        import io
+        path = os.path.join(self.d, "switch-cost.json")
+        with open(path, "w") as f:
+            json.dump(doc, f)
+        buf = io.StringIO()
+        with contextlib.redirect_stdout(buf):
+            tj.cmd_switch_report(path)
+        return buf.getvalue()
+
+    def test_switch_report_goal(self):
+        # The goal line: ok at a fiftieth, MISSED at a fifth, from the same run's two figures.
+        text = self.switch_report(switch_doc(futex=1000.0, coro=20.0))
+        self.assertIn("coro 20.0, thread_futex 1000.0, thread_pipe 1200.0", text)
+        line = self.line(text, "coro / thread_futex switch")
+        self.assertIn("0.0200  ok", line)
+        line = self.line(self.switch_report(switch_doc(futex=1000.0, coro=200.0, goal=False)),
+                         "coro / thread_futex switch")
+        self.assertIn("0.2000  MISSED", line)
+        self.assertIn("no figures", self.switch_report({"schema": "other/1"}))
+
     def test_busy_server_gives_no_verdict_and_saturated_gives_ratio(self):
         for r in (1, 2):
             self.loadgen("async-echo", r, 60000 + r, 0.6, 0.5)       # 0.6 cores busy
