@@ -37,6 +37,14 @@ NOISY_CORES = 0.3
 # Reading
 
 
+def read_text(path):
+    try:
+        with open(path) as f:
+            return f.read()
+    except OSError:
+        return None
+
+
 class Round:
     """One round's directory: runs.jsonl, loadgen/ and servers/."""
 
@@ -64,6 +72,9 @@ class Results:
         self.env = load_json(os.path.join(d, "env.json")) or {}
         self.complexity = load_json(os.path.join(d, "complexity.json"))
         self.switch = load_json(os.path.join(d, "switch-cost.json"))
+        self.sweep = load_json(os.path.join(d, "sweep", "cells.json"))      # scripts/sweep.sh
+        self.scale = load_json(os.path.join(d, "scale", "cells.json"))      # scripts/scale.sh
+        self.scale_md = read_text(os.path.join(d, "scale", "scale.md"))
         self.rounds = []
         n = 1
         while os.path.isdir(os.path.join(d, "r%d" % n)):
@@ -81,6 +92,20 @@ class Results:
 
     def labels(self):
         return [m for m, _ in self.models]
+
+    def rtt_ms(self, scenario):
+        """The round-trip time the scenario ran at through scripts/cluster.sh (--rtt-ms), or
+        None: loopback."""
+        rtt = get(self.plan, "rtt") or {}
+        if scenario in (rtt.get("scenarios") or []):
+            return num(rtt.get("ms")) or 0.0
+        return None
+
+    def rtt_text(self, scenario):
+        ms = self.rtt_ms(scenario)
+        if ms is None:
+            return "loopback"
+        return "%s ms RTT" % fmt_num(ms, 0 if float(ms).is_integer() else 1)
 
     def bound_us(self):
         return 1000.0 * (num(self.plan.get("p99_bound_ms")) or 1000.0)
@@ -434,7 +459,24 @@ def verdict_concurrency(res, figs):
     for m, title in res.models:
         if m not in ("threaded-pool50", "threaded-tpc", "async") and g(m) is not None:
             out.append("%s: %s" % (title, fmt_spread(g(m), fmt_int)))
+    scale = get(res.scale, "concurrent_connections")
+    if scale:
+        out.append("past one process (scale ramp, see *Past one process*): %s" % scale)
     return "; ".join(out) if out else NA
+
+
+def scale_section(res):
+    """scripts/scale.sh's scale/scale.md ("## Past one process"), or why it is missing when the
+    run asked for it (--scale); [] when it did not."""
+    if res.scale_md:
+        return ["", res.scale_md.rstrip("\n"), "",
+                "(From `scripts/scale.sh`, in scale/: every step's JSON, summary.json, the plot "
+                "scale-rss.png.)"]
+    if not get(res.plan, "scale", "asked"):
+        return []
+    why = ("scripts/scale.sh is not in this tree" if not get(res.plan, "scale", "script")
+           else "scripts/scale.sh failed (see r1/logs/scale.log)")
+    return ["", "## Past one process", "", "Asked for (`--scale`) but not measured: %s." % why]
 
 
 def verdict_memory(res, figs):
@@ -717,6 +759,10 @@ def noisy_note(res, scenario, verdict):
     return verdict
 
 
+def uses_rtt(res):
+    return bool((get(res.plan, "rtt") or {}).get("scenarios"))
+
+
 def main_table(res):
     head = ["Metric", "Textbook claim (threaded 50 / async)"] + [t for _, t in res.models] + ["Verdict"]
     lines = [md_row(head), md_row(["---"] * len(head))]
@@ -725,8 +771,39 @@ def main_table(res):
         for m in res.labels():
             text, figs[m] = cell(res, m)
             cells.append(text)
+        if uses_rtt(res) and scenario is not None:
+            label += " (%s)" % res.rtt_text(scenario)
         lines.append(md_row([label, claim] + cells + [noisy_note(res, scenario, verdict(res, figs))]))
+    row = sweep_row(res)
+    if row:
+        lines.append(md_row(row))
     return lines
+
+
+def sweep_row(res):
+    """"Latency at 80% of capacity" (issue 20) from scripts/sweep.sh's sweep/cells.json, or a
+    row saying why it is missing when the run asked for it; None when it did not."""
+    asked = get(res.plan, "sweep", "asked")
+    sw = res.sweep if isinstance(res.sweep, dict) else None
+    if sw is None and not asked:
+        return None
+    title = (sw or {}).get("row") or "Latency at 80% of capacity"
+    if uses_rtt(res):
+        title += " (loopback)"
+    claim = (sw or {}).get("claim") or "not in the textbook table"
+    if sw is None:
+        why = ("not measured: scripts/sweep.sh is not in this tree"
+               if not get(res.plan, "sweep", "script") else
+               "not measured: scripts/sweep.sh failed (see r1/logs/sweep.log)")
+        return [title, claim] + [why] * len(res.models) + [NA]
+    cells = []
+    for m in res.labels():
+        c = get(sw, "cells", m, "text")
+        cells.append(c if c else "not in the sweep (it covers the C servers: threaded and async)")
+    verdict = sw.get("verdict") or NA
+    if sw.get("latency"):
+        verdict += " (%s; sweep/latency.png)" % sw["latency"]
+    return [title, claim] + cells + [verdict]
 
 
 def how_measured(res):
@@ -873,6 +950,8 @@ def steps_tables(res, runs=CORE_RUNS, models=None):
     out = []
     models = models or res.labels()
     for scenario, title in runs:
+        if res.rtt_ms(scenario) is not None:
+            title += " — at %s (scripts/cluster.sh)" % res.rtt_text(scenario)
         out.append("### %s" % title)
         out.append("")
         head = ["model", "round", "conns", "established", "req/s", "p50", "p99", "p99.9", "max",
@@ -1006,12 +1085,24 @@ def write_summary(res):
                          % (rnd, worst[1], worst[0], len(noisy[rnd]),
                             "" if len(noisy[rnd]) == 1 else "s", res.noisy))
         lines.append("")
+    rtt = get(res.plan, "rtt") or {}
+    if rtt.get("scenarios"):
+        lines += ["**Round-trip time:** the %s through `scripts/cluster.sh --local 1 --rtt-ms %s` "
+                  "(server and loadgen in two network namespaces, netem delay on the link): "
+                  "those figures are at %s; every other row on loopback (no added delay). Each "
+                  "row's name says which." % (" and ".join("`%s`" % x for x in rtt["scenarios"]),
+                                              fmt_num(rtt.get("ms"), 0), res.rtt_text(rtt["scenarios"][0])),
+                  ""]
+    else:
+        lines += ["Every figure on loopback (127.0.0.1, no added round-trip time; "
+                  "`--rtt-ms MS` adds one to the echo and hold ramps).", ""]
     lines += main_table(res)
     if any(m.startswith("python-") for m in res.labels()):
         lines += ["", "The Python columns are CPython: its interpreter cost dominates every "
                   "throughput figure (compare the server CPU µs per request of the context-switching "
                   "row); they are there for the claims about Python, not for speed."]
     lines += ["", "## How each row was measured", ""] + how_measured(res)
+    lines += scale_section(res)
     lines += ["", "## Other figures", ""] + extra_table(res)
     if res.complexity:
         lines += ["", "### Complexity by file", ""] + complexity_table(res)
@@ -1039,6 +1130,10 @@ def write_summary(res):
     lines += ["", "## Plots", ""]
     for name, title in PLOTS:
         lines.append("- [%s](plots/%s.png)" % (title, name))
+    for path, title in (("sweep/latency.png", "Latency against offered load (scripts/sweep.sh)"),
+                        ("scale/scale-rss.png", "Connections held vs RSS (scripts/scale.sh)")):
+        if os.path.exists(os.path.join(res.dir, path)):
+            lines.append("- [%s](%s)" % (title, path))
     lines.append("")
     with open(os.path.join(res.dir, "summary.md"), "w") as f:
         f.write("\n".join(lines))

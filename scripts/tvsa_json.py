@@ -467,6 +467,12 @@ def cmd_plan(out):
         "extra": {"scenarios": e["PLAN_EXTRA"].split(), "connections": steps(e["PLAN_EXTRA_STEPS"]),
                   "duration_s": float(e["PLAN_EXTRA_DURATION"]),
                   "models": {"threaded": "threaded-NAME", "async": "async-NAME"}},
+        # --rtt-ms: these scenarios ran through scripts/cluster.sh --local 1 (issue 19).
+        "rtt": {"ms": float(e["PLAN_RTT_MS"]) if e.get("PLAN_RTT_MS") else 0.0,
+                "scenarios": e.get("PLAN_RTT_SCENARIOS", "").split()},
+        "sweep": {"asked": e.get("PLAN_SWEEP") == "1", "script": e.get("PLAN_SWEEP_SCRIPT") == "1"},
+        "scale": {"asked": e.get("PLAN_SCALE") == "1", "script": e.get("PLAN_SCALE_SCRIPT") == "1",
+                  "args": e.get("PLAN_SCALE_ARGS", "").split()},
     }
     with open(out, "w") as f:
         json.dump(plan, f, indent=2)

@@ -138,6 +138,26 @@ for m in json.load(open(sys.argv[1])).get("models", []):
     if m.get("skipped"):
         print(m["title"])' "$out/plan.json")
     grep -q '^## Machine noise' "$summary" || fail "summary.md: no machine noise section"
+    grep -q '^Every figure on loopback' "$summary" || fail "summary.md: the RTT of the figures not stated"
+    # The coroutine column (issue 15): its user-level switches, and the verdict on the cost.
+    if python3 -c 'import json, sys
+sys.exit(0 if any(m["label"] == "async-coro" and not m.get("skipped")
+                  for m in json.load(open(sys.argv[1])).get("models", [])) else 1)' "$out/plan.json"; then
+        ctx=$(grep '^| Context switching |' "$summary" || true)
+        [[ $ctx == *"user-level (coroutine) switches"* ]] || fail "summary.md: no user-level switches per request"
+        grep -q 'coroutine stacks [0-9]* KiB' "$summary" || fail "summary.md: no coroutine stack size"
+        if [[ -x ${TVSA_BIN:-bin}/switch-cost ]]; then
+            [[ -s $out/switch-cost.json ]] || fail "missing: switch-cost.json"
+            [[ $ctx == *"a kernel switch costs"*"a coroutine switch"* ]] ||
+                fail "summary.md: the context-switching verdict does not price the switches"
+        fi
+    fi
+    # Latency against offered load (issue 20), when scripts/sweep.sh exists (compare.sh runs
+    # its --quick version).
+    if [[ -x scripts/sweep.sh ]]; then
+        [[ -s $out/sweep/cells.json ]] || fail "missing: sweep/cells.json"
+        grep -q '^| Latency at 80% of capacity |' "$summary" || fail "summary.md: no row 'Latency at 80% of capacity'"
+    fi
     if "${TVSA_BIN:-bin}/loadgen" --help 2>&1 | grep -qE '^ +abuse +'; then
         grep -q '^| Under slowloris' "$summary" || fail "summary.md: no abuse row"
     fi

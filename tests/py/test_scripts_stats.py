@@ -295,13 +295,32 @@ def switch_doc(futex=1000.0, coro=20.0, goal=True):
     return doc
 
 
-class CoroColumn(unittest.TestCase):
+class ResultsDir(unittest.TestCase):
+    """A temporary results directory; write(REL, DOC) puts JSON (or text) at DIR/REL."""
+
+    def setUp(self):
+        self.d = tempfile.mkdtemp(prefix="tvsa-results-")
+
+    def tearDown(self):
+        shutil.rmtree(self.d)
+
+    def write(self, rel, doc):
+        path = os.path.join(self.d, rel)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path, "w") as f:
+            if isinstance(doc, str):
+                f.write(doc)
+            else:
+                json.dump(doc, f)
+
+
+class CoroColumn(ResultsDir):
     """The coroutine column (issue 15) and the context-switching verdict on the cost of a switch
     (issues 15 and 20), over a synthetic three-round directory."""
     MODELS = ["threaded-tpc", "async", "async-coro"]
 
     def setUp(self):
-        self.d = tempfile.mkdtemp(prefix="tvsa-coro-")
+        super().setUp()
         plan = {"rounds": 3, "p99_bound_ms": 500,
                 "models": [{"label": m, "title": m} for m in self.MODELS]}
         self.write("plan.json", plan)
@@ -334,14 +353,6 @@ class CoroColumn(unittest.TestCase):
         self.res = summarize.Results(self.d)
         self.figs = {m: summarize.ctx_figures(self.res, m) for m in self.MODELS}
 
-    def tearDown(self):
-        shutil.rmtree(self.d)
-
-    def write(self, rel, doc):
-        path = os.path.join(self.d, rel)
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        with open(path, "w") as f:
-            json.dump(doc, f)
 
     def test_switch_costs_read_by_name(self):
         c = summarize.switch_costs(self.res)
@@ -414,6 +425,93 @@ class CoroColumn(unittest.TestCase):
         self.assertIn("the 32 KiB stack reserved", v)
         self.assertIn("agrees with the ~few KB claim, 1.8× less than a thread", v)
         self.assertIn("higher than a callback connection (1.3 KiB)", v)
+
+
+class Hooks(ResultsDir):
+    """What compare.sh adds from the other scripts: sweep.sh's row (issue 20), scale.sh's section
+    and cell (issue 14), the RTT each figure was measured at (issue 19)."""
+
+    def setUp(self):
+        super().setUp()
+        self.plan = {"rounds": 1, "p99_bound_ms": 500,
+                     "models": [{"label": "threaded-tpc", "title": "threads"},
+                                {"label": "async", "title": "async"},
+                                {"label": "async-coro", "title": "coroutines"}],
+                     "sweep": {"asked": True, "script": True}, "scale": {"asked": False},
+                     "rtt": {"ms": 0.0, "scenarios": []}}
+        self.write("plan.json", self.plan)
+        for m in ("threaded-tpc", "async", "async-coro"):
+            self.write("r1/loadgen/echo-%s.json" % m, {"steps": [step(10), step(100)]})
+
+
+    def summary(self):
+        summarize.main(["summarize.py", self.d])
+        with open(os.path.join(self.d, "summary.md")) as f:
+            return f.read()
+
+    def row(self, text, start):
+        rows = [l for l in text.splitlines() if l.startswith("| " + start)]
+        self.assertEqual(len(rows), 1, start)
+        return rows[0]
+
+    def test_sweep_row(self):
+        self.write("sweep/cells.json", {
+            "schema": "tvsa-sweep-cells/1", "row": "Latency at 80% of capacity",
+            "claim": "not in the textbook table", "latency": "open loop",
+            "cells": {"threaded-tpc": {"text": "p99 1.1 ms"}, "async": {"text": "p99 1.4 ms"}},
+            "verdict": "lowest p99: threads"})
+        row = self.row(self.summary(), "Latency at 80% of capacity |")
+        self.assertIn("| p99 1.1 ms | p99 1.4 ms | not in the sweep", row)
+        self.assertIn("lowest p99: threads (open loop;", row)
+
+    def test_sweep_asked_but_missing(self):
+        row = self.row(self.summary(), "Latency at 80% of capacity |")
+        self.assertIn("not measured: scripts/sweep.sh failed", row)
+        self.plan["sweep"] = {"asked": True, "script": False}
+        self.write("plan.json", self.plan)
+        self.assertIn("not in this tree", self.row(self.summary(), "Latency at 80%"))
+        self.plan["sweep"] = {"asked": False, "script": True}
+        self.write("plan.json", self.plan)
+        self.assertNotIn("Latency at 80%", self.summary())
+
+    def test_scale_section_and_cell(self):
+        self.write("scale/scale.md", "## Past one process\n\n| model | largest |\n|---|---|\n"
+                                     "| async | 100,000 |\n")
+        self.write("scale/cells.json", {"concurrent_connections":
+                                        "async: 100,000 held; threaded-tpc: stops at 32,400 (pid_max)"})
+        text = self.summary()
+        self.assertIn("\n## Past one process\n", text)
+        self.assertIn("| async | 100,000 |", text)
+        row = self.row(text, "Concurrent connections |")
+        self.assertIn("past one process (scale ramp, see *Past one process*): async: 100,000 "
+                      "held; threaded-tpc: stops at 32,400 (pid_max)", row)
+        # Before the other rows' sections: the scale section comes after the method.
+        self.assertLess(text.index("## How each row was measured"), text.index("## Past one process"))
+        self.assertLess(text.index("## Past one process"), text.index("## Other figures"))
+
+    def test_scale_asked_but_missing(self):
+        self.plan["scale"] = {"asked": True, "script": False}
+        self.write("plan.json", self.plan)
+        self.assertIn("Asked for (`--scale`) but not measured: scripts/scale.sh is not in this tree",
+                      self.summary())
+
+    def test_rtt_of_each_figure(self):
+        text = self.summary()
+        self.assertIn("Every figure on loopback", text)
+        self.row(text, "Concurrent connections |")
+        self.plan["rtt"] = {"ms": 20.0, "scenarios": ["echo", "hold"]}
+        self.write("plan.json", self.plan)
+        text = self.summary()
+        self.row(text, "Concurrent connections (20 ms RTT) |")
+        self.row(text, "Memory per connection (20 ms RTT) |")
+        self.row(text, "Context switching (loopback) |")
+        self.row(text, "CPU-bound work (loopback) |")
+        self.row(text, "Latency at 80% of capacity (loopback) |")
+        self.row(text, "Complexity |")
+        self.assertIn("### Echo ramp (closed loop) — at 20 ms RTT (scripts/cluster.sh)", text)
+        self.assertIn("### Fixed load\n", text)
+        self.assertIn("**Round-trip time:** the `echo` and `hold` through "
+                      "`scripts/cluster.sh --local 1 --rtt-ms 20`", text)
 
 
 DNSPERF_OUT = """Statistics:
