@@ -854,7 +854,28 @@ def how_measured(res):
            pin.get("cpu_bound_server_cpus", NA)),
         "- **Churn** (below): %s connections each connect, send one request, close, repeat, for "
         "%s s." % (fmt_int(ch.get("connections")), fmt_num(ch.get("duration_s"), 0)),
-    ]
+    ] + how_measured_more(res)
+
+
+def how_measured_more(res):
+    """The bullets of the figures other scripts add: switch cost, user-level switches, sweep."""
+    out = []
+    if switch_costs(res):
+        out.append("- **Price of a switch**: `bin/switch-cost --json` once, pinned to the server's "
+                   "CPU: ns per switch of two kernel threads handing a token over a futex (and a "
+                   "pipe), two coroutines of async/lib/coro, raw fcontext and glibc swapcontext, a "
+                   "libevent callback dispatch and a function call (the median of its rounds). "
+                   "The context-switching verdict prices each model's switches per request with it.")
+    if "async-coro" in res.labels():
+        out.append("- **User-level switches per request** (coroutine column): the `stopped` "
+                   "line's `coro_switches` over the requests loadgen completed in that run (every "
+                   "step): a figure over the server's whole life.")
+    if isinstance(res.sweep, dict):
+        out.append("- **Latency at 80%% of capacity**: `scripts/sweep.sh`: each model's capacity "
+                   "from a closed-loop run, then an open loop (`--rate`) at fractions of it; the "
+                   "cell is the point nearest 80%% (%s). Its figures are in sweep/."
+                   % (res.sweep.get("latency") or "open loop"))
+    return out
 
 
 def figure_row(res, title, fn, fmt):

@@ -460,8 +460,10 @@ class Hooks(ResultsDir):
             "claim": "not in the textbook table", "latency": "open loop",
             "cells": {"threaded-tpc": {"text": "p99 1.1 ms"}, "async": {"text": "p99 1.4 ms"}},
             "verdict": "lowest p99: threads"})
-        row = self.row(self.summary(), "Latency at 80% of capacity |")
+        text = self.summary()
+        row = self.row(text, "Latency at 80% of capacity |")
         self.assertIn("| p99 1.1 ms | p99 1.4 ms | not in the sweep", row)
+        self.assertIn("- **Latency at 80% of capacity**: `scripts/sweep.sh`", text)
         self.assertIn("lowest p99: threads (open loop;", row)
 
     def test_sweep_asked_but_missing(self):
