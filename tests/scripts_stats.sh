@@ -16,6 +16,22 @@ passed=$(( ${ran:-0} - failed ))
 # A crash before any test ran still fails the suite.
 if [[ $rc -ne 0 && $failed -eq 0 ]]; then failed=1; fi
 
+# compare.sh's new flags refuse bad usage with exit 2 before anything runs.
+usage_case() {
+    local want=$1 rc=0 err
+    shift
+    err=$(scripts/compare.sh "$@" --no-build --out /tmp/tvsa-never-made.$$ </dev/null 2>&1 >/dev/null) || rc=$?
+    if [[ $rc -eq 2 && $err == *"$want"* && ! -e /tmp/tvsa-never-made.$$ ]]; then
+        echo "ok compare $*: exit 2 ($want)"; passed=$((passed + 1))
+    else
+        echo "FAIL compare $*: exit $rc, wanted 2 and '$want': $err"; failed=$((failed + 1))
+        rm -rf "/tmp/tvsa-never-made.$$"
+    fi
+}
+usage_case "--scale-max and --raise-limits go with --scale" --scale-max 5000
+usage_case "--scale-max and --raise-limits go with --scale" --raise-limits
+usage_case "--rtt-ms: a number of milliseconds" --rtt-ms 20ms
+
 # compare.sh --rtt-ms where scripts/cluster.sh cannot add it (no netem here, or no root/pdsh):
 # the same check cluster.sh makes decides whether this machine is such a one.
 BIN=${TVSA_BIN:-bin}
