@@ -497,6 +497,8 @@ drive_cluster() {
     shift 8
     local tag=$scenario-$model rd=$OUT/r$rnd
     local cdir=$rd/cluster/$tag
+    # A noisy run's rerun: cluster.sh wants a fresh directory; the first attempt's is kept.
+    if [[ -e $cdir ]]; then rm -rf "$cdir.noisy"; mv "$cdir" "$cdir.noisy"; fi
     [[ $sbin == */* ]] || sbin=$(command -v "$sbin")    # python3: cluster.sh wants a path
     # shellcheck disable=SC2086 # sargs is a word list
     local cmd=(timeout -k 10 "$WATCHDOG_S" "$REPO/scripts/cluster.sh" --local 1 --rtt-ms "$RTT_MS"
