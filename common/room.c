@@ -299,6 +299,18 @@ static void settle(struct room *r, uint64_t now)
 
 /* ---- what the servers call --------------------------------------------------------------- */
 
+struct room_config room_rules(const struct server_opts *o)
+{
+    struct room_config rc = {0, 0, 0, 0};
+    if (o->broadcast == OPTS_BROADCAST_QUEUED) {
+        rc.high = (uint64_t)o->high_water_kib * 1024;
+        rc.low = rc.high / 4;
+        rc.max_backlog = (uint64_t)o->max_backlog_kib * 1024;
+        rc.stall_ns = (uint64_t)o->stall_ms * 1000000u;
+    }
+    return rc;
+}
+
 void room_init(struct room *r, const struct room_config *cfg)
 {
     memset(r, 0, sizeof *r);
@@ -414,6 +426,11 @@ void room_taken(struct room *r, struct room_member *m, size_t n, uint64_t now_ns
         update_marks(r, m);
         maybe_resume(r);
     }
+}
+
+int room_has_lines(const struct room_member *m)
+{
+    return m->cursor != NULL;
 }
 
 int room_flushed(const struct room_member *m)

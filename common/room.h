@@ -7,6 +7,7 @@
 #include <stdint.h>
 
 #include "chat.h"
+#include "opts.h"
 
 struct room;
 
@@ -94,6 +95,9 @@ struct room {
     struct room_stats stats;
 };
 
+/* The rules a chat server's flags ask for: --high-water (low mark a quarter of it),
+ * --max-backlog, --stall-ms; none with --broadcast naive, which waits instead. */
+struct room_config room_rules(const struct server_opts *o);
 void room_init(struct room *r, const struct room_config *cfg);
 /* Frees what is left of the log; every member must be out (room_forget). */
 void room_free(struct room *r);
@@ -122,6 +126,8 @@ size_t room_take(struct room *r, struct room_member *m, struct room_line **out, 
 void room_taken(struct room *r, struct room_member *m, size_t n, uint64_t now_ns);
 /* The caller is done with a line room_take gave it. */
 void room_release(struct room_line *l);
+/* 1 while lines are due to m that room_take has not handed out yet. */
+int room_has_lines(const struct room_member *m);
 /* 1 when a FLUSHING member was handed and sent everything it is owed. */
 int room_flushed(const struct room_member *m);
 /* Bytes m has not taken yet: its distance in the log (its own lines past its cursor count,
