@@ -1,4 +1,4 @@
-/* A log-linear latency histogram (HdrHistogram's idea, written small): exact below 128 us,
+/* Pure. A log-linear latency histogram (HdrHistogram's idea, written small): exact below 128 us,
  * 64 buckets per power of two above (reported at their midpoint: <= 1/128 relative error),
  * values up to 60 s, 10.5 KiB, constant-time record.
  * Pure: one per thread, merged after the fact; never shared between threads. */

@@ -10,7 +10,7 @@
 enum {
     OPT_BIND = 256, OPT_PORT, OPT_MAX_CONNS, OPT_IDLE, OPT_STACK_KB, OPT_POOL, OPT_API,
     OPT_WORK_US, OPT_MAX_LINE, OPT_MAX_BACKLOG, OPT_BROADCAST, OPT_ZONE, OPT_THREADS,
-    OPT_HIGH_WATER, OPT_STALL_MS,
+    OPT_HIGH_WATER, OPT_STALL_MS, OPT_PROCS, OPT_LOOPS,
 };
 
 struct flag_def {
@@ -50,6 +50,10 @@ static const struct flag_def flags[] = {
     {"zone", OPT_ZONE, OPTS_ZONE, "FILE", "zone file (default: the sample zone)", 0, 0},
     {"threads", OPT_THREADS, OPTS_THREADS, "N", "worker threads (default 0: online CPUs)", 0,
      1024},
+    {"procs", OPT_PROCS, OPTS_PROCS, "N",
+     "N worker processes, each its own SO_REUSEPORT socket (default 1)", 1, 256},
+    {"loops", OPT_LOOPS, OPTS_LOOPS, "N",
+     "N event loops (threads), each its own SO_REUSEPORT listener (default 1)", 1, 256},
 };
 #define NFLAGS (sizeof flags / sizeof flags[0])
 
@@ -79,6 +83,8 @@ static void set_defaults(const struct opts_spec *spec, struct server_opts *o)
     o->high_water_kib = 256;
     o->stall_ms = 500;
     o->broadcast = OPTS_BROADCAST_QUEUED;
+    o->procs = 1;
+    o->loops = 1;
 }
 
 /* The long field a numeric flag sets, or NULL for the flags that are not plain numbers. */
@@ -95,6 +101,8 @@ static long *numeric_field(int id, struct server_opts *o)
     case OPT_HIGH_WATER: return &o->high_water_kib;
     case OPT_STALL_MS: return &o->stall_ms;
     case OPT_THREADS: return &o->threads;
+    case OPT_PROCS: return &o->procs;
+    case OPT_LOOPS: return &o->loops;
     default: return NULL;
     }
 }
@@ -224,22 +232,9 @@ void opts_usage(const struct opts_spec *spec, FILE *out)
         fprintf(out, "  %-22s %s\n", left, help);
     }
     fprintf(out, "  %-22s %s\n", "-h, --help", "show this help and exit");
+    if (spec->groups & OPTS_CHAT)
+        fprintf(out, "\nOne process: the room lives in this process's memory, so there is no "
+                     "--procs.\n");
     fprintf(out, "\nPrints one JSON line on stdout when listening and one when stopped "
                  "(SIGINT/SIGTERM).\n");
-}
-
-void opts_parse_or_exit(const struct opts_spec *spec, int argc, char **argv, struct server_opts *o)
-{
-    char err[256];
-
-    switch (opts_parse(spec, argc, argv, o, err, sizeof err)) {
-    case OPTS_OK:
-        return;
-    case OPTS_HELP:
-        opts_usage(spec, stdout);
-        exit(0);
-    case OPTS_ERROR:
-        fprintf(stderr, "%s: %s\nTry '%s --help'.\n", spec->name, err, spec->name);
-        exit(2);
-    }
 }

@@ -6,6 +6,13 @@
 #include <event2/bufferevent.h>
 #include <stddef.h>
 
+/* Back-pressure marks of every async server: past HIGH_WATER unsent bytes a connection stops
+ * reading; it resumes once its output drained to LOW_WATER. So a client that sends but never
+ * reads costs at most ~HIGH_WATER plus one read of server memory. */
+#define BEVFLOW_HIGH_WATER (256 * 1024)
+#define BEVFLOW_LOW_WATER (64 * 1024)
+
+/* A connection's flow state; --api event connections (async/echo.c) use the same enum. */
 enum bevflow_state {
     BEVFLOW_READING,        /* reading, answering */
     BEVFLOW_BACKPRESSURED,  /* output over the high mark: not reading until the low mark */

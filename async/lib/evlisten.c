@@ -96,6 +96,11 @@ void evlisten_set_batch(struct evlisten *l, unsigned batch)
     l->batch = batch;
 }
 
+unsigned long evlisten_pauses(const struct evlisten *l)
+{
+    return l ? l->pauses : 0;
+}
+
 void evlisten_free(struct evlisten *l)
 {
     if (l == NULL)

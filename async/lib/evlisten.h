@@ -20,6 +20,9 @@ struct evlisten *evlisten_new(struct event_base *base, int listen_fd, evconnlist
 /* At most `batch` accepts per loop turn (0, the default: as many as the backlog holds), so a
  * connect flood cannot starve the connections already open. */
 void evlisten_set_batch(struct evlisten *l, unsigned batch);
+/* Times accepting paused because accept failed (fd table full...). */
+unsigned long evlisten_pauses(const struct evlisten *l);
+
 /* Stops accepting and frees the listener (the fd stays open: its creator closes it). */
 void evlisten_free(struct evlisten *l);
 

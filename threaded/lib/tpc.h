@@ -7,6 +7,7 @@
 #include <stdint.h>
 #include <sys/socket.h>
 
+#include "list.h"
 #include "srvstats.h"
 
 /* Lives on the stack of the thread that serves it. The runtime itself never allocates on a
@@ -20,7 +21,7 @@ struct tpc_conn {
     struct sockaddr_storage peer; /* the address accept() returned (still right after a
                                    * reset, when getpeername() fails) */
     socklen_t peer_len;
-    struct tpc_conn *prev, *next; /* runtime's registry of live connections (under its lock) */
+    struct list_node link;        /* runtime's registry of live connections (under its lock) */
 };
 
 /* Serves one connection until EOF, error or stop; must not close conn->fd (the runtime does).
