@@ -17,14 +17,11 @@
 
 #include "chat.h"
 #include "frame.h"
-#include "lib/evlisten.h"
+#include "lib/asrv.h"
 #include "mono.h"
 #include "opts.h"
-#include "report.h"
 #include "room.h"
 #include "sock.h"
-#include "srvstats.h"
-#include "stopsig.h"
 
 #define SERVER_NAME "async-chat"
 /* A client's output evbuffer holds at most about this much of the room's log (by reference,
@@ -51,33 +48,30 @@ static const struct opts_spec spec = {
 
 struct server;
 
+/* The skeleton (async/lib/asrv.h) allocates it, keeps it in its list and frees it
+ * (asrv_conn_close, which calls conn_free); the room's member is inside. */
 struct client {
+    struct asrv_conn base;         /* first: the skeleton's; base.flow.bev is ours, its to free */
     struct room_member m;          /* the room's view of this client */
     struct server *srv;
     enum chat_client_state state;
-    struct bufferevent *bev;
-    uint64_t bytes_in, bytes_out;  /* bytes_out: what the socket took */
-    size_t in_seen;                /* input bytes already counted in bytes_in */
+    struct bufferevent *bev;       /* == base.flow.bev */
+    size_t in_seen;                /* input bytes already counted in base.bytes_in */
     /* Flushing and lingering: one absolute deadline (CHAT_FLUSH_TIMEOUT_S from leaving) that
      * frees the client when it fires. Not a bufferevent timeout: those are inactivity
      * timeouts, which every byte the client sends or takes would reset. */
     struct event *deadline_ev;
     int too_long;                  /* 1: owed the too-long notice; 2: it is queued, linger */
-    struct client *prev, *next;    /* the server's clients */
 };
 
-/* Everything here is owned by the loop thread; there is no other thread. */
+/* Everything here is owned by the loop thread; there is no other thread (no --loops). */
 struct server {
     const struct server_opts *o;
     struct room room;
-    struct event_base *base;
-    struct evlisten *listener;
-    struct event *stop_ev, *tick_ev;
-    struct timeval idle_tv, flush_tv, tick_tv;
-    struct srv_stats stats;
-    struct client *clients;
+    struct event *tick_ev;         /* while any client is open */
+    struct timeval flush_tv, tick_tv;
     size_t nclients, nclients_peak;  /* peak since the last trim */
-    int stop_fd;
+    int stop_fd;                   /* the skeleton's, for naive_send's poll */
     int stopping;                  /* a stop arrived during a naive send: deliver no more */
     uint64_t closed_too_long, closed_idle;
 };
@@ -100,7 +94,7 @@ static int client_set_state(struct client *c, enum chat_client_state next)
         return -1;
     }
     if (next == CLIENT_FLUSHING) {
-        c->deadline_ev = evtimer_new(s->base, client_deadline_cb, c);
+        c->deadline_ev = evtimer_new(asrv_base(&c->base), client_deadline_cb, c);
         if (c->deadline_ev == NULL || evtimer_add(c->deadline_ev, &s->flush_tv) < 0) {
             if (c->deadline_ev)
                 event_free(c->deadline_ev);
@@ -115,7 +109,7 @@ static int client_set_state(struct client *c, enum chat_client_state next)
          * gives up on a client that never takes it. */
         bufferevent_disable(c->bev, EV_READ);
         bufferevent_setwatermark(c->bev, EV_WRITE, 0, 0);
-        bufferevent_set_timeouts(c->bev, NULL, s->o->idle_timeout_s > 0 ? &s->idle_tv : NULL);
+        bufferevent_set_timeouts(c->bev, NULL, asrv_idle(&c->base));
         break;
     case CLIENT_LINGERING:
         /* Closing a socket with unread input sends a reset, which may destroy the notice
@@ -150,10 +144,8 @@ static void output_cb(struct evbuffer *out, const struct evbuffer_cb_info *info,
 {
     struct client *c = arg;
     (void)out;
-    if (info->n_deleted == 0)
-        return;
-    c->bytes_out += info->n_deleted;
-    room_taken(&c->srv->room, &c->m, info->n_deleted, mono_now_ns());
+    if (info->n_deleted > 0)
+        room_taken(&c->srv->room, &c->m, info->n_deleted, mono_now_ns());
 }
 
 /* --broadcast naive: writes msg to c's socket and waits, blocking the whole loop, until the
@@ -168,7 +160,7 @@ static int naive_send(struct client *c, const char *msg, size_t len)
     while (len > 0 && !s->stopping) {
         ssize_t n = send(fd, msg, len, MSG_DONTWAIT | MSG_NOSIGNAL);
         if (n > 0) {
-            c->bytes_out += (uint64_t)n;
+            c->base.bytes_out += (uint64_t)n;
             room_taken(&s->room, &c->m, (size_t)n, mono_now_ns());
             msg += n;
             len -= (size_t)n;
@@ -182,7 +174,7 @@ static int naive_send(struct client *c, const char *msg, size_t len)
         if (p[1].revents & POLLIN) {
             /* Not consumed: the loop's stop event sees it too once we return. */
             s->stopping = 1;
-            event_base_loopbreak(s->base);
+            event_base_loopbreak(asrv_base(&c->base));
         }
     }
     return 0;
@@ -208,9 +200,16 @@ static int deliver(struct client *c)
                 rc = evbuffer_add(out, lines[i]->data, lines[i]->len);
             else if (rc == 0 && evbuffer_add_reference(out, lines[i]->data, lines[i]->len,
                                                        line_done, lines[i]) == 0)
-                continue; /* released by line_done once written */
+                rc = 1; /* released by line_done once written */
             else
                 rc = -1;
+            /* Counted queued; the skeleton takes off what is still queued at the close. */
+            if (s->o->broadcast == OPTS_BROADCAST_QUEUED && rc >= 0)
+                c->base.bytes_out += lines[i]->len;
+            if (rc == 1) {
+                rc = 0;
+                continue;
+            }
             room_release(lines[i]);
         }
     return rc;
@@ -228,6 +227,7 @@ static void flush_step(struct client *c)
         char note[64];
         size_t n = chat_fmt_too_long(note, sizeof note);
         c->too_long = evbuffer_add(out, note, n) == 0 ? 2 : 3;
+        c->base.bytes_out += c->too_long == 2 ? n : 0;
     }
     if (evbuffer_get_length(out) > 0)
         return; /* the write callback (low watermark 0) comes back */
@@ -298,7 +298,7 @@ static void read_lines(struct client *c)
     struct evbuffer *in = bufferevent_get_input(c->bev);
     size_t max_line = (size_t)s->o->max_line;
 
-    c->bytes_in += evbuffer_get_length(in) - c->in_seen;
+    c->base.bytes_in += evbuffer_get_length(in) - c->in_seen;
     while (c->state == CLIENT_IN_ROOM && c->m.state == ROOM_IN && !c->m.paused &&
            !s->stopping) {
         size_t have = evbuffer_get_length(in);
@@ -370,7 +370,7 @@ static void client_discard_cb(struct bufferevent *bev, void *arg)
     struct evbuffer *in = bufferevent_get_input(bev);
     size_t n = evbuffer_get_length(in);
 
-    c->bytes_in += n;
+    c->base.bytes_in += n;
     evbuffer_drain(in, n);
 }
 
@@ -411,165 +411,119 @@ static void tick_cb(evutil_socket_t fd, short what, void *arg)
     }
 }
 
-/* Frees c whatever its state; if it was still in the room, the others hear it leave. */
+/* Closes c whatever its state (the skeleton calls conn_free, then frees it). */
 static void client_free(struct client *c)
 {
-    struct server *s = c->srv;
-    struct evbuffer *out = bufferevent_get_output(c->bev);
-
-    if (c->m.state == ROOM_IN && !s->stopping)
-        room_leave(&s->room, &c->m, 0, mono_now_ns());
-    room_forget(&s->room, &c->m);
-    evbuffer_remove_cb(out, output_cb, c);
-    c->bytes_in += evbuffer_get_length(bufferevent_get_input(c->bev)) - c->in_seen;
-    if (c->prev)
-        c->prev->next = c->next;
-    else
-        s->clients = c->next;
-    if (c->next)
-        c->next->prev = c->prev;
-    s->nclients--;
-    bufferevent_free(c->bev); /* BEV_OPT_CLOSE_ON_FREE closes the fd; releases its lines */
-    if (c->deadline_ev)
-        event_free(c->deadline_ev);
-    srvstats_closed(&s->stats, c->bytes_in, c->bytes_out);
-    free(c);
+    asrv_conn_close(&c->base);
 }
 
-static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
-                      int salen, void *arg)
+/* ---- the skeleton's callbacks ----------------------------------------------------------- */
+
+static struct server srv; /* static: the room's lines point back to srv.room */
+
+/* A new connection: its bufferevent, then the room (the others hear it join). */
+static int conn_start(struct asrv_conn *ac, void *arg)
 {
+    struct client *c = (struct client *)ac;
     struct server *s = arg;
     char name[CHAT_NAME_MAX];
-    (void)l;
 
-    if (s->stopping) {
-        evutil_closesocket(fd);
-        srvstats_refused(&s->stats);
-        return;
-    }
-    struct client *c = calloc(1, sizeof *c);
-    struct bufferevent *bev = bufferevent_socket_new(s->base, fd, BEV_OPT_CLOSE_ON_FREE);
-    if (c == NULL || bev == NULL || evbuffer_add_cb(bufferevent_get_output(bev), output_cb,
-                                                    c) == NULL) {
-        if (bev)
-            bufferevent_free(bev);
-        else
-            evutil_closesocket(fd);
-        free(c);
-        srvstats_refused(&s->stats);
-        return;
-    }
     c->srv = s;
-    c->bev = bev;
     c->state = CLIENT_IN_ROOM;
-    c->next = s->clients;
-    if (s->clients)
-        s->clients->prev = c;
-    s->clients = c;
     if (++s->nclients > s->nclients_peak)
         s->nclients_peak = s->nclients;
-    srvstats_opened(&s->stats);
+    if (s->nclients == 1 && s->tick_ev == NULL && s->room.cfg.stall_ns > 0) {
+        s->tick_ev = event_new(asrv_base(ac), -1, EV_PERSIST, tick_cb, s);
+        if (s->tick_ev == NULL || event_add(s->tick_ev, &s->tick_tv) < 0)
+            return -1;
+    }
+    c->bev = bufferevent_socket_new(asrv_base(ac), ac->fd, BEV_OPT_CLOSE_ON_FREE);
+    if (c->bev == NULL)
+        return -1;
+    ac->flow.bev = c->bev; /* the skeleton frees it */
+    if (evbuffer_add_cb(bufferevent_get_output(c->bev), output_cb, c) == NULL)
+        return -1;
     /* The accept address: getpeername() fails once the client has reset. */
-    sock_addr_name(sa, (socklen_t)salen, name, sizeof name);
-    bufferevent_setcb(bev, client_read_cb, client_write_cb, client_event_cb, c);
-    bufferevent_setwatermark(bev, EV_WRITE, DELIVER_LOW, 0);
+    sock_addr_name((struct sockaddr *)&ac->peer, ac->peer_len, name, sizeof name);
+    bufferevent_setcb(c->bev, client_read_cb, client_write_cb, client_event_cb, c);
+    bufferevent_setwatermark(c->bev, EV_WRITE, DELIVER_LOW, 0);
     /* --idle-timeout: nothing read for that long, or a write that made no progress for that
      * long (a client that sends but never reads). */
-    const struct timeval *idle = s->o->idle_timeout_s > 0 ? &s->idle_tv : NULL;
-    bufferevent_set_timeouts(bev, idle, idle);
-    if (bufferevent_enable(bev, EV_READ | EV_WRITE) < 0 ||
-        room_join(&s->room, &c->m, c, name, mono_now_ns()) < 0) {
-        client_free(c); /* never announced: freed without a notice */
-        return;
-    }
+    bufferevent_set_timeouts(c->bev, asrv_idle(ac), asrv_idle(ac));
+    if (bufferevent_enable(c->bev, EV_READ | EV_WRITE) < 0 ||
+        room_join(&s->room, &c->m, c, name, mono_now_ns()) < 0)
+        return -1; /* never announced: closed without a notice */
     act_on_room(s);
+    return 0;
 }
+
+/* The connection ends (its own close, or the stop): out of the room (the others hear it
+ * unless it already left), its timers and its hold on the log given up. */
+static void conn_free(struct asrv_conn *ac, void *arg)
+{
+    struct client *c = (struct client *)ac;
+    struct server *s = arg;
+
+    if (c->srv == NULL)
+        return; /* conn_start failed before anything was made */
+    if (c->m.state == ROOM_IN)
+        room_leave(&s->room, &c->m, 0, mono_now_ns());
+    room_forget(&s->room, &c->m);
+    s->nclients--;
+    if (c->bev) {
+        evbuffer_remove_cb(bufferevent_get_output(c->bev), output_cb, c);
+        ac->bytes_in += evbuffer_get_length(bufferevent_get_input(c->bev)) - c->in_seen;
+    }
+    if (c->deadline_ev)
+        event_free(c->deadline_ev);
+    if (s->nclients == 0 && s->tick_ev) {
+        event_free(s->tick_ev);
+        s->tick_ev = NULL;
+    }
+}
+
+static json_t *listening_extra(const struct asrv_result *r, void *arg)
+{
+    struct server *s = arg;
+    s->stop_fd = r->sv->stop_fd;
+    return json_pack("{s:s, s:I, s:I, s:I, s:I}", "broadcast",
+                     s->o->broadcast == OPTS_BROADCAST_NAIVE ? "naive" : "queued", "max_line",
+                     (json_int_t)s->o->max_line, "max_backlog_kib",
+                     (json_int_t)s->o->max_backlog_kib, "high_water_kib",
+                     (json_int_t)s->o->high_water_kib, "stall_ms", (json_int_t)s->o->stall_ms);
+}
+
+static json_t *stopped_extra(const struct asrv_result *r, void *arg)
+{
+    struct server *s = arg;
+    (void)r;
+    return json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I}", "lines_broadcast",
+                     (json_int_t)s->room.stats.lines, "dropped_backlog",
+                     (json_int_t)s->room.stats.dropped_backlog, "dropped_stalled",
+                     (json_int_t)s->room.stats.dropped_stalled, "flow_pauses",
+                     (json_int_t)s->room.stats.pauses, "log_bytes_peak",
+                     (json_int_t)s->room.stats.log_bytes_peak, "closed_too_long",
+                     (json_int_t)s->closed_too_long, "closed_idle", (json_int_t)s->closed_idle);
+}
+
+static struct server_opts o;
+static const struct asrv_config cfg = {
+    .name = SERVER_NAME, .o = &o, .transport = SERVE_TCP, .conn_size = sizeof(struct client),
+    .conn_start = conn_start, .conn_free = conn_free, .arg = &srv,
+    .accept_batch = ACCEPT_BATCH, .listening_extra = listening_extra,
+    .stopped_extra = stopped_extra,
+};
 
 int main(int argc, char **argv)
 {
-    struct server_opts o;
-    static struct server s; /* the room's lines point back to s.room */
-    char err[256];
-    int rc = 1;
-
     opts_parse_or_exit(&spec, argc, argv, &o);
-    s.o = &o;
+    srv.o = &o;
     struct room_config rules = room_rules(&o);
-    room_init(&s.room, &rules);
-    s.idle_tv.tv_sec = o.idle_timeout_s;
-    s.flush_tv.tv_sec = CHAT_FLUSH_TIMEOUT_S;
-    long tick_ms = o.stall_ms / 4 > 10 ? o.stall_ms / 4 : 10;
-    s.tick_tv.tv_sec = tick_ms / 1000;
-    s.tick_tv.tv_usec = (tick_ms % 1000) * 1000;
-
-    s.stop_fd = stopsig_install(err, sizeof err);
-    if (s.stop_fd < 0) {
-        fprintf(stderr, SERVER_NAME ": %s\n", err);
-        return 1;
-    }
-    int listen_fd = sock_listen_tcp(o.bind, o.port, err, sizeof err);
-    if (listen_fd < 0) {
-        fprintf(stderr, SERVER_NAME ": %s\n", err);
-        close(s.stop_fd);
-        return 1;
-    }
-    s.base = event_base_new();
-    if (s.base == NULL) {
-        fprintf(stderr, SERVER_NAME ": out of memory\n");
-        goto out;
-    }
-    s.listener = evlisten_new(s.base, listen_fd, accept_cb, &s, SERVER_NAME, o.max_conns,
-                              &s.stats);
-    s.stop_ev = evlisten_stop_event(s.base, s.stop_fd);
-    s.tick_ev = event_new(s.base, -1, EV_PERSIST, tick_cb, &s);
-    if (s.listener == NULL || s.stop_ev == NULL || s.tick_ev == NULL ||
-        (rules.stall_ns > 0 && event_add(s.tick_ev, &s.tick_tv) < 0)) {
-        fprintf(stderr, SERVER_NAME ": libevent set-up failed\n");
-        goto out;
-    }
-    evlisten_set_batch(s.listener, ACCEPT_BATCH);
-
-    report_emit(stdout,
-                report_listening(SERVER_NAME, "async", o.bind, sock_local_port(listen_fd),
-                                 json_pack("{s:s, s:I, s:I, s:I, s:I}", "broadcast",
-                                           o.broadcast == OPTS_BROADCAST_NAIVE ? "naive"
-                                                                               : "queued",
-                                           "max_line", (json_int_t)o.max_line,
-                                           "max_backlog_kib", (json_int_t)o.max_backlog_kib,
-                                           "high_water_kib", (json_int_t)o.high_water_kib,
-                                           "stall_ms", (json_int_t)o.stall_ms)));
-    event_base_dispatch(s.base);
-
-    /* Stop: no more accepts, then every client closed, then the final counters. */
-    evlisten_free(s.listener);
-    s.listener = NULL;
-    s.stopping = 1;
-    while (s.clients)
-        client_free(s.clients);
-    report_emit(stdout,
-                report_stopped(
-                    SERVER_NAME, "async", &s.stats,
-                    json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I}", "lines_broadcast",
-                              (json_int_t)s.room.stats.lines, "dropped_backlog",
-                              (json_int_t)s.room.stats.dropped_backlog, "dropped_stalled",
-                              (json_int_t)s.room.stats.dropped_stalled, "flow_pauses",
-                              (json_int_t)s.room.stats.pauses, "log_bytes_peak",
-                              (json_int_t)s.room.stats.log_bytes_peak, "closed_too_long",
-                              (json_int_t)s.closed_too_long, "closed_idle",
-                              (json_int_t)s.closed_idle)));
-    rc = 0;
-out:
-    evlisten_free(s.listener);
-    if (s.tick_ev)
-        event_free(s.tick_ev);
-    if (s.stop_ev)
-        event_free(s.stop_ev);
-    if (s.base)
-        event_base_free(s.base); /* after it, no evbuffer holds a line any more */
-    room_free(&s.room);
-    libevent_global_shutdown();
-    close(listen_fd);
-    close(s.stop_fd);
+    room_init(&srv.room, &rules);
+    srv.flush_tv.tv_sec = CHAT_FLUSH_TIMEOUT_S;
+    long tick_ms = room_tick_ms(&o);
+    srv.tick_tv = (struct timeval){tick_ms / 1000, (suseconds_t)(tick_ms % 1000) * 1000};
+    int rc = asrv_run(&cfg);
+    room_free(&srv.room); /* after the loop's base is gone: no evbuffer holds a line */
     return rc;
 }

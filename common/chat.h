@@ -1,4 +1,4 @@
-/* The chat protocol's messages (docs/interfaces.md): formatting for servers, parsing for clients. */
+/* Pure. The chat protocol's messages (docs/interfaces.md): formatting for servers, parsing for clients. */
 #ifndef TVSA_CHAT_H
 #define TVSA_CHAT_H
 #include <stddef.h>

@@ -311,6 +311,14 @@ struct room_config room_rules(const struct server_opts *o)
     return rc;
 }
 
+long room_tick_ms(const struct server_opts *o)
+{
+    long t = o->stall_ms / 4;
+    if (o->idle_timeout_s > 0 && o->idle_timeout_s * 250 < t)
+        t = o->idle_timeout_s * 250;
+    return t < 10 ? 10 : t > 250 ? 250 : t;
+}
+
 void room_init(struct room *r, const struct room_config *cfg)
 {
     memset(r, 0, sizeof *r);

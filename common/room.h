@@ -1,4 +1,4 @@
-/* The chat room as a pure state machine (no I/O, no threads, no clock of its own): members,
+/* Pure. The chat room as a state machine (no I/O, no threads, no clock of its own): members,
  * join and leave notices, one shared log of the room's lines, the backlog, stall and
  * flow-control rules. A server tells it what happened and asks it what to send to whom. */
 #ifndef TVSA_ROOM_H
@@ -98,6 +98,9 @@ struct room {
 /* The rules a chat server's flags ask for: --high-water (low mark a quarter of it),
  * --max-backlog, --stall-ms; none with --broadcast naive, which waits instead. */
 struct room_config room_rules(const struct server_opts *o);
+/* How often a server looks for stalls and write timeouts: a quarter of --stall-ms and of
+ * --idle-timeout, within 10..250 ms. */
+long room_tick_ms(const struct server_opts *o);
 void room_init(struct room *r, const struct room_config *cfg);
 /* Frees what is left of the log; every member must be out (room_forget). */
 void room_free(struct room *r);

@@ -17,14 +17,12 @@
 #include "bytebuf.h"
 #include "chat.h"
 #include "frame.h"
-#include "lib/tpc.h"
+#include "lib/tsrv.h"
 #include "mono.h"
 #include "opts.h"
-#include "report.h"
 #include "room.h"
 #include "sock.h"
-#include "srvstats.h"
-#include "stopsig.h"
+#include "serve.h"
 
 #define SERVER_NAME "threaded-chat"
 #define READ_CHUNK 16384
@@ -60,10 +58,6 @@ static const struct server_opts *opts;  /* set by main before the runtime starts
  * writer with it after tpc_run returned. */
 static pthread_attr_t writer_attr;
 static struct timeval send_tick;         /* SO_SNDTIMEO of a writer: how often it looks up */
-/* The runtime's configuration and counters: static, since handlers that miss the stop
- * deadline still use them after tpc_run returns. Written by main before tpc_run only. */
-static struct tpc_config cfg;
-static struct srv_stats stats;
 
 /* The room and every client's state, under room_lock. Nobody holds it across a blocking
  * call, except the naive broadcast, on purpose. */
@@ -79,8 +73,8 @@ static atomic_uint_fast64_t closed_too_long, closed_idle, writer_start_failures,
 static int client_set_state(struct client *c, enum chat_client_state next)
 {
     if (!chat_client_state_legal(c->state, next)) {
-        fprintf(stderr, SERVER_NAME ": bad state change %s -> %s\n",
-                chat_client_state_name(c->state), chat_client_state_name(next));
+        serve_log("bad state change %s -> %s", chat_client_state_name(c->state),
+                  chat_client_state_name(next));
         return -1;
     }
     c->state = next;
@@ -410,7 +404,7 @@ static void chat_handler(struct tpc_conn *conn, void *arg)
         setsockopt(conn->fd, SOL_SOCKET, SO_SNDTIMEO, &send_tick, sizeof send_tick);
         int rc = pthread_create(&c->writer, &writer_attr, writer_main, c);
         if (rc != 0) {
-            fprintf(stderr, SERVER_NAME ": writer thread for %s: %s\n", name, strerror(rc));
+            serve_log("writer thread for %s: %s", name, strerror(rc));
             atomic_fetch_add(&writer_start_failures, 1);
             client_leave(c, 0);
             client_free(c);
@@ -443,89 +437,63 @@ static void chat_handler(struct tpc_conn *conn, void *arg)
     client_free(c);
 }
 
-/* tpc's on_ready: the runtime can serve (pool workers started), so say we listen. */
-static void print_listening(void *arg)
+/* ---- the skeleton's hooks ---------------------------------------------------------------- */
+
+static json_t *listening_extra(const struct tsrv_result *r, void *arg)
 {
     const struct server_opts *o = arg;
-
-    report_emit(stdout,
-                report_listening(SERVER_NAME, "threaded", o->bind, sock_local_port(cfg.listen_fd),
-                                 json_pack("{s:s, s:I, s:I, s:I, s:I, s:I, s:I}", "broadcast",
-                                           o->broadcast == OPTS_BROADCAST_NAIVE ? "naive"
-                                                                                : "queued",
-                                           "max_line", (json_int_t)o->max_line,
-                                           "max_backlog_kib", (json_int_t)o->max_backlog_kib,
-                                           "high_water_kib", (json_int_t)o->high_water_kib,
-                                           "stall_ms", (json_int_t)o->stall_ms,
-                                           "pool", (json_int_t)o->pool, "stack_kb",
-                                           (json_int_t)o->stack_kb)));
+    (void)r;
+    return json_pack("{s:s, s:I, s:I, s:I, s:I, s:I, s:I}", "broadcast",
+                     o->broadcast == OPTS_BROADCAST_NAIVE ? "naive" : "queued", "max_line",
+                     (json_int_t)o->max_line, "max_backlog_kib", (json_int_t)o->max_backlog_kib,
+                     "high_water_kib", (json_int_t)o->high_water_kib, "stall_ms",
+                     (json_int_t)o->stall_ms, "pool", (json_int_t)o->pool, "stack_kb",
+                     (json_int_t)o->stack_kb);
 }
+
+/* Handlers past the stop deadline may still use the room: read it under its lock, and never
+ * free it. threads_created: the runtime's readers (or pool workers) and the writers. */
+static json_t *stopped_extra(const struct tsrv_result *r, void *arg)
+{
+    (void)arg;
+    pthread_mutex_lock(&room_lock);
+    struct room_stats rs = room.stats;
+    pthread_mutex_unlock(&room_lock);
+    return json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}",
+                     "lines_broadcast", (json_int_t)rs.lines, "dropped_backlog",
+                     (json_int_t)rs.dropped_backlog, "dropped_stalled",
+                     (json_int_t)rs.dropped_stalled, "flow_pauses", (json_int_t)rs.pauses,
+                     "log_bytes_peak", (json_int_t)rs.log_bytes_peak, "closed_too_long",
+                     (json_int_t)atomic_load(&closed_too_long), "closed_idle",
+                     (json_int_t)atomic_load(&closed_idle), "writer_start_failures",
+                     (json_int_t)atomic_load(&writer_start_failures), "threads_created",
+                     (json_int_t)(r->tpc.threads_created + atomic_load(&writers_created)),
+                     "thread_create_failures", (json_int_t)r->tpc.thread_create_failures,
+                     "handlers_unfinished", (json_int_t)r->tpc.handlers_unfinished,
+                     "thread_stack_bytes", (json_int_t)r->tpc.thread_stack_bytes);
+}
+
+static struct server_opts o;
+static const struct tsrv_config cfg = {
+    .name = SERVER_NAME, .o = &o, .transport = SERVE_TCP, .handler = chat_handler, .arg = &o,
+    .listening_extra = listening_extra, .stopped_extra = stopped_extra,
+};
 
 int main(int argc, char **argv)
 {
-    static struct server_opts o;
-    struct tpc_result res;
-    char err[256];
-
     opts_parse_or_exit(&spec, argc, argv, &o);
     opts = &o;
     struct room_config rules = room_rules(&o);
     room_init(&room, &rules);
-    long tick_ms = o.stall_ms / 4 > 10 ? o.stall_ms / 4 : 10;
+    long tick_ms = room_tick_ms(&o);
     send_tick = (struct timeval){tick_ms / 1000, (suseconds_t)(tick_ms % 1000) * 1000};
     pthread_attr_init(&writer_attr);
     int rc = o.stack_kb > 0 ? pthread_attr_setstacksize(&writer_attr, (size_t)o.stack_kb * 1024)
                             : 0;
     if (rc != 0) {
-        fprintf(stderr, SERVER_NAME ": stack size %ld KiB: %s\n", o.stack_kb, strerror(rc));
+        serve_log_as(SERVER_NAME);
+        serve_log("stack size %ld KiB: %s", o.stack_kb, strerror(rc));
         return 1;
     }
-
-    int stop_fd = stopsig_install(err, sizeof err);
-    if (stop_fd < 0) {
-        fprintf(stderr, SERVER_NAME ": %s\n", err);
-        return 1;
-    }
-    int listen_fd = sock_listen_tcp(o.bind, o.port, err, sizeof err);
-    if (listen_fd < 0) {
-        fprintf(stderr, SERVER_NAME ": %s\n", err);
-        close(stop_fd);
-        return 1;
-    }
-
-    cfg = (struct tpc_config){
-        .listen_fd = listen_fd, .pool = o.pool, .stack_kb = o.stack_kb,
-        .max_conns = o.max_conns, .idle_timeout_s = o.idle_timeout_s,
-        .handler = chat_handler, .arg = &o, .on_ready = print_listening,
-    };
-    rc = tpc_run(&cfg, stop_fd, &stats, &res, err, sizeof err);
-    close(listen_fd);
-    close(stop_fd);
-    if (rc < 0) {
-        fprintf(stderr, SERVER_NAME ": %s\n", err);
-        return 1;
-    }
-
-    /* Handlers past the stop deadline may still use the room: read it under its lock, and
-     * never free it. threads_created: the runtime's readers (or pool workers) and writers. */
-    pthread_mutex_lock(&room_lock);
-    struct room_stats rs = room.stats;
-    pthread_mutex_unlock(&room_lock);
-    report_emit(stdout,
-                report_stopped(
-                    SERVER_NAME, "threaded", &stats,
-                    json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}",
-                              "lines_broadcast", (json_int_t)rs.lines, "dropped_backlog",
-                              (json_int_t)rs.dropped_backlog, "dropped_stalled",
-                              (json_int_t)rs.dropped_stalled, "flow_pauses",
-                              (json_int_t)rs.pauses, "log_bytes_peak",
-                              (json_int_t)rs.log_bytes_peak, "closed_too_long",
-                              (json_int_t)atomic_load(&closed_too_long), "closed_idle",
-                              (json_int_t)atomic_load(&closed_idle), "writer_start_failures",
-                              (json_int_t)atomic_load(&writer_start_failures), "threads_created",
-                              (json_int_t)(res.threads_created + atomic_load(&writers_created)),
-                              "thread_create_failures", (json_int_t)res.thread_create_failures,
-                              "handlers_unfinished", (json_int_t)res.handlers_unfinished,
-                              "thread_stack_bytes", (json_int_t)res.thread_stack_bytes)));
-    return 0;
+    return tsrv_run(&cfg);
 }
