@@ -437,6 +437,11 @@ static int conn_start(struct asrv_conn *ac, void *arg)
         if (s->tick_ev == NULL || event_add(s->tick_ev, &s->tick_tv) < 0)
             return -1;
     }
+    if (s->o->broadcast == OPTS_BROADCAST_QUEUED) {
+        int buf = CHAT_SOCK_BUF;
+        setsockopt(ac->fd, SOL_SOCKET, SO_SNDBUF, &buf, sizeof buf);
+        setsockopt(ac->fd, SOL_SOCKET, SO_RCVBUF, &buf, sizeof buf);
+    }
     c->bev = bufferevent_socket_new(asrv_base(ac), ac->fd, BEV_OPT_CLOSE_ON_FREE);
     if (c->bev == NULL)
         return -1;

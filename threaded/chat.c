@@ -401,6 +401,9 @@ static void chat_handler(struct tpc_conn *conn, void *arg)
         return;
     }
     if (queued) {
+        int buf = CHAT_SOCK_BUF;
+        setsockopt(conn->fd, SOL_SOCKET, SO_SNDBUF, &buf, sizeof buf);
+        setsockopt(conn->fd, SOL_SOCKET, SO_RCVBUF, &buf, sizeof buf);
         setsockopt(conn->fd, SOL_SOCKET, SO_SNDTIMEO, &send_tick, sizeof send_tick);
         int rc = pthread_create(&c->writer, &writer_attr, writer_main, c);
         if (rc != 0) {
