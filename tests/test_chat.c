@@ -14,6 +14,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/sockios.h>
+#include <sys/ioctl.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/time.h>
@@ -316,6 +318,7 @@ struct flood_rx {
     int saw_left;
     uint64_t bytes;
     int eof;
+    size_t chunk;             /* > 0: read at most this much per call (a slow reader) */
 };
 
 /* Reads what is there (non-blocking) and checks every complete line. */
@@ -325,6 +328,8 @@ static void flood_rx_read(struct flood_rx *rx)
         size_t avail;
         uint8_t *dst = bytebuf_reserve(&rx->buf, 65536, &avail);
         assert_non_null(dst);
+        if (rx->chunk > 0 && avail > rx->chunk)
+            avail = rx->chunk;
         ssize_t n = recv(rx->fd, dst, avail, MSG_DONTWAIT);
         if (n < 0 && (errno == EAGAIN || errno == EINTR))
             break;
@@ -334,6 +339,8 @@ static void flood_rx_read(struct flood_rx *rx)
         }
         bytebuf_commit(&rx->buf, (size_t)n);
         rx->bytes += (uint64_t)n;
+        if (rx->chunk > 0)
+            break;
     }
     size_t have;
     const uint8_t *p = bytebuf_peek(&rx->buf, &have);
@@ -1044,6 +1051,176 @@ static void test_chat_connect_flood(void **state)
     close(b);
 }
 
+/* ---- the three classes of reader ---------------------------------------------------------- */
+
+#define READERS_LINES 4000      /* 4 MB through the room */
+#define READERS_DEADLINE_MS 60000
+#define STALL_MS 500            /* the servers' default --stall-ms */
+#define STALL_MARGIN_MS 1500    /* the server's socket buffer filling, the ticks, a busy box */
+
+/* Bytes waiting in fd's receive queue. */
+static int inq(int fd)
+{
+    int n = 0;
+    ioctl(fd, SIOCINQ, &n);
+    return n;
+}
+
+/* One sender floods `lines` lines as fast as the server takes them; the reader reads `chunk`
+ * bytes at a time with 5 ms between reads (4 KiB: about 800 KB/s, slower than the flood),
+ * and with pause_ms > 0 stops for pause_ms after every 100 ms of reading; `silent` (if
+ * wanted) never reads. The slow one must
+ * get every line, in order, and never be dropped; the silent one is dropped within --stall-ms
+ * of its socket filling up, plus a margin; the server's RSS stays under --max-backlog a
+ * client. */
+static void three_readers(const char *server, uint64_t lines, size_t chunk, int pause_ms,
+                          int with_silent)
+{
+    struct testsrv s;
+    char a_name[64], r_name[64], q_name[64];
+    static const char *const args[] = {"--max-backlog", "1024", NULL};
+    const long backlog_kib = 1024;
+
+    start(&s, server, args);
+    long rss_before = testsrv_proc_status(s.pid, "VmRSS");
+    int a, r, q = -1;
+    pair(s.port, 0, &a, a_name, &r, r_name, sizeof a_name);
+    if (with_silent)
+        q = join(s.port, 4096, (int[]){a, r}, 2, q_name, sizeof q_name);
+
+    struct flood_tx tx = {.fd = a};
+    struct flood_rx rx = {.fd = r, .sender = a_name, .watch_left = with_silent ? q_name : NULL,
+                          .chunk = chunk};
+    flood_tx_make(&tx);
+    uint64_t t0 = mono_now_us(), deadline = t0 + READERS_DEADLINE_MS * 1000ull;
+    uint64_t q_full_at = 0, q_left_at = 0, next_read = t0;
+    int q_inq = -1;
+    long rss_peak = rss_before;
+
+    while (rx.next_seq < lines || (with_silent && !rx.saw_left)) {
+        uint64_t now = mono_now_us();
+        if (now > deadline)
+            fail_msg("after %d ms the reader had %llu of %llu lines (silent dropped: %d)",
+                     READERS_DEADLINE_MS, (unsigned long long)rx.next_seq,
+                     (unsigned long long)lines, rx.saw_left);
+        struct pollfd p = {a, tx.bytes < lines * FLOOD_LINE ? POLLOUT : 0, 0};
+        poll(&p, 1, 1);
+        flood_tx_write(&tx, lines * FLOOD_LINE);
+        int paused = pause_ms > 0 && (now - t0) / 1000 % (100 + (unsigned)pause_ms) >= 100;
+        if (!paused && now >= next_read) {
+            flood_rx_read(&rx);
+            next_read = now + 5000;
+        }
+        if (rx.eof) {
+            json_t *st = stop(&s);
+            fail_msg("the reader was dropped after %llu lines (stalled %lld, backlog %lld)",
+                     (unsigned long long)rx.next_seq, counter(st, "dropped_stalled"),
+                     counter(st, "dropped_backlog"));
+        }
+        if (with_silent) {
+            /* When the silent client's queue last grew: from then on the server has data for
+             * it that it does not take. */
+            int n = inq(q);
+            if (n != q_inq) {
+                q_inq = n;
+                q_full_at = now;
+            }
+            if (rx.saw_left && q_left_at == 0)
+                q_left_at = now;
+        }
+        long rss = testsrv_proc_status(s.pid, "VmRSS");
+        if (rss > rss_peak)
+            rss_peak = rss;
+    }
+    json_t *stopped = stop(&s);
+    long grown = rss_peak - rss_before, bound = 3 * backlog_kib + 8192;
+    print_message("%s: %llu lines in order to a reader %s in %llu ms; flow pauses %lld; "
+                  "RSS +%ld KiB (bound %ld)",
+                  server, (unsigned long long)lines, pause_ms > 0 ? "that pauses" : "slower than the flood",
+                  (unsigned long long)((mono_now_us() - t0) / 1000),
+                  counter(stopped, "flow_pauses"), grown, bound);
+    if (with_silent)
+        print_message("; silent dropped %llu ms after its socket filled",
+                      (unsigned long long)((q_left_at - q_full_at) / 1000));
+    print_message("\n");
+    const char *sanitized = getenv("TVSA_SANITIZED");
+    if (grown > bound && !(sanitized && *sanitized))
+        fail_msg("server RSS grew by %ld KiB, more than %ld", grown, bound);
+    assert_int_equal(counter(stopped, "dropped_backlog"), 0);
+    assert_int_equal(counter(stopped, "dropped_stalled"), with_silent ? 1 : 0);
+    assert_int_equal(counter(stopped, "lines_broadcast"), (long long)lines);
+    if (with_silent && q_left_at - q_full_at > (STALL_MS + STALL_MARGIN_MS) * 1000ull)
+        fail_msg("the silent client was dropped %llu ms after its socket filled, more than "
+                 "--stall-ms %d + %d", (unsigned long long)((q_left_at - q_full_at) / 1000),
+                 STALL_MS, STALL_MARGIN_MS);
+    json_decref(stopped);
+    bytebuf_free(&rx.buf);
+    close(a);
+    close(r);
+    if (q >= 0)
+        close(q);
+}
+
+/* Issue 16: a flooding sender, a reader slower than it, a reader that never reads. */
+static void test_chat_slow_and_silent(void **state)
+{
+    three_readers(server_of(state), READERS_LINES, 4096, 0, 1);
+}
+
+/* A reader that stops for less than --stall-ms (300 ms after every 100 ms of reading) while
+ * data waits, and goes on, is slow, not stalled: never dropped, every line (2 MB at about a
+ * quarter of 3 MB/s: about 8 pauses). */
+static void test_chat_short_pauses_not_stalled(void **state)
+{
+    three_readers(server_of(state), READERS_LINES / 2, 16384, 300, 0);
+}
+
+/* ---- the loadgen accounting ------------------------------------------------------------- */
+
+/* Against a relay that drops lines on purpose (tests/lying-chat, TVSA_LIE=drop): every line
+ * expected and not delivered is lost, delivered + lost = expected, and the lost are exactly
+ * the dropped lines times their receivers. Every line dropped (TVSA_LIE_EVERY=1) is the
+ * issue's case: nothing delivered, all lost. */
+static void test_chat_accounting(void **state)
+{
+    static const char *const every[] = {"5", "1"};
+    (void)state;
+    for (size_t i = 0; i < 2; i++) {
+        struct testsrv srv;
+        char target[64], out[65536], err[4096];
+        setenv("TVSA_LIE", "drop", 1);
+        setenv("TVSA_LIE_EVERY", every[i], 1);
+        int started = testsrv_start(&current, "tests/lying-chat", NULL);
+        unsetenv("TVSA_LIE");
+        unsetenv("TVSA_LIE_EVERY");
+        assert_int_equal(started, 0);
+        srv = current;
+        snprintf(target, sizeof target, "127.0.0.1:%d", srv.port);
+        const char *argv[] = {"loadgen", "--scenario", "chat", "--target", target,
+                              "--connections", "6", "--duration", "2", "--opt", "senders=2",
+                              "--opt", "rate=200", "--quiet", NULL};
+        int rc = testsrv_run(argv, out, sizeof out, err, sizeof err, 30000);
+        json_decref(stop(&srv));
+        if (rc != 0)
+            fail_msg("loadgen exited %d: %s", rc, err);
+        json_t *doc = json_loads(out, 0, NULL), *step;
+        assert_non_null(doc);
+        json_t *chat = chat_figures(doc, &step);
+        long long sent = counter(chat, "lines_sent"), expected = counter(chat, "expected");
+        long long delivered = counter(chat, "delivered"), lost = counter(chat, "lost");
+        long long n = strtol(every[i], NULL, 10), dropped = sent / n;
+        print_message("drop every %lld: %lld sent, %lld expected, %lld delivered, %lld lost\n",
+                      n, sent, expected, delivered, lost);
+        assert_true(sent > 0);
+        assert_int_equal(expected, sent * 5);
+        assert_int_equal(delivered + lost, expected);
+        assert_int_equal(lost, dropped * 5);
+        json_t *normal = json_object_get(json_object_get(chat, "classes"), "normal");
+        assert_int_equal(counter(normal, "lost"), lost);
+        json_decref(doc);
+    }
+}
+
 /* ---- both servers ----------------------------------------------------------------------- */
 
 /* A failed assertion leaves the test at once: kill whatever server it left running. */
@@ -1072,6 +1249,8 @@ int main(int argc, char **argv)
         BOTH(test_chat_eof_flushes),        ON("threaded-chat", test_chat_threads_counted),
         ON("threaded-chat", test_chat_pool_fails_unannounced),
         ON("async-chat", test_chat_accept_pause_log), BOTH(test_chat_connect_flood),
+        BOTH(test_chat_slow_and_silent),    BOTH(test_chat_short_pauses_not_stalled),
+        ON("lying-chat", test_chat_accounting),
     };
     if (argc > 1)
         cmocka_set_test_filter(argv[1]); /* a glob: async-chat?test_chat_too_long */
