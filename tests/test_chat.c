@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <linux/sockios.h>
+#include <sys/epoll.h>
 #include <sys/ioctl.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
@@ -1051,6 +1052,66 @@ static void test_chat_connect_flood(void **state)
     close(b);
 }
 
+/* N idle clients that join one after another and read every notice (the room's join storm:
+ * N (N - 1) / 2 notices), then stay. Memory per client measured and bounded: async a client
+ * is its state and its bufferevent, threaded also two threads' stacks as far as touched. The
+ * threaded server gets fewer clients: two threads each, under the machine's 3,000. */
+static void test_chat_idle_members(void **state)
+{
+    const char *server = server_of(state);
+    int threaded = strcmp(server, "threaded-chat") == 0;
+    const int n = threaded ? 1000 : 2000;
+    const long bound_kib = threaded ? 64 : 8; /* per client */
+    struct testsrv s;
+    static int fds[2000];
+    char buf[65536];
+
+    start(&s, server, NULL);
+    int ep = epoll_create1(EPOLL_CLOEXEC);
+    assert_true(ep >= 0);
+    usleep(200000);
+    long rss_before = testsrv_proc_status(s.pid, "VmRSS");
+    uint64_t want = (uint64_t)n * (uint64_t)(n - 1) / 2, notices = 0;
+    uint64_t until = mono_now_us() + 60000000ull;
+    int opened = 0;
+    while (notices < want) {
+        if (mono_now_us() > until)
+            fail_msg("%llu of %llu notices after 60 s", (unsigned long long)notices,
+                     (unsigned long long)want);
+        if (opened < n) {
+            fds[opened] = client(s.port, 0);
+            struct epoll_event ev = {.events = EPOLLIN, .data.fd = fds[opened]};
+            assert_int_equal(epoll_ctl(ep, EPOLL_CTL_ADD, fds[opened], &ev), 0);
+            opened++;
+        }
+        struct epoll_event evs[256];
+        int k = epoll_wait(ep, evs, 256, opened < n ? 0 : 100);
+        for (int i = 0; i < k; i++) {
+            ssize_t got = recv(evs[i].data.fd, buf, sizeof buf, MSG_DONTWAIT);
+            if (got == 0)
+                fail_msg("an idle client was dropped");
+            for (ssize_t b = 0; b < got; b++)
+                notices += buf[b] == '\n';
+        }
+    }
+    usleep(300000);
+    long rss = testsrv_proc_status(s.pid, "VmRSS");
+    long per_client = (rss - rss_before) * 1024 / n;
+    print_message("%s: %d idle clients, %llu notices read; RSS %ld -> %ld KiB: %ld bytes a "
+                  "client (bound %ld KiB)\n", server, n, (unsigned long long)notices,
+                  rss_before, rss, per_client, bound_kib);
+    json_t *stopped = stop(&s);
+    assert_int_equal(counter(stopped, "dropped_stalled"), 0);
+    assert_int_equal(counter(stopped, "dropped_backlog"), 0);
+    json_decref(stopped);
+    const char *sanitized = getenv("TVSA_SANITIZED");
+    if (per_client > bound_kib * 1024 && !(sanitized && *sanitized))
+        fail_msg("%ld bytes a client, more than %ld KiB", per_client, bound_kib);
+    for (int i = 0; i < opened; i++)
+        close(fds[i]);
+    close(ep);
+}
+
 /* ---- the three classes of reader ---------------------------------------------------------- */
 
 #define READERS_LINES 4000      /* 4 MB through the room */
@@ -1250,7 +1311,7 @@ int main(int argc, char **argv)
         ON("threaded-chat", test_chat_pool_fails_unannounced),
         ON("async-chat", test_chat_accept_pause_log), BOTH(test_chat_connect_flood),
         BOTH(test_chat_slow_and_silent),    BOTH(test_chat_short_pauses_not_stalled),
-        ON("lying-chat", test_chat_accounting),
+        BOTH(test_chat_idle_members),       ON("lying-chat", test_chat_accounting),
     };
     if (argc > 1)
         cmocka_set_test_filter(argv[1]); /* a glob: async-chat?test_chat_too_long */
