@@ -169,9 +169,11 @@ static void release_cursor(struct room_member *m)
 
     m->cursor = NULL;
     for (; l != NULL; l = next) {
+        /* Decided before l goes: a line past a flushing member's limit is not held by it, so
+         * releasing l may free it. */
         next = l->next;
-        if (m->state == ROOM_FLUSHING && l->seq > m->limit_seq)
-            break;
+        if (m->state == ROOM_FLUSHING && next != NULL && next->seq > m->limit_seq)
+            next = NULL;
         room_release(l);
     }
 }

@@ -216,6 +216,15 @@ static const struct script scripts[] = {
         {'D', 0, 0, 0, NULL},
         {'B', 0, 0, 0, NULL},
     }},
+    {"a flushing member forgotten before the lines after its leave are freed", NOFLOW, {
+        {'J', 0, 0, 0, NULL}, {'J', 1, 0, 0, NULL}, {'D', 0, 0, 0, NULL}, {'D', 1, 0, 0, NULL},
+        {'S', 0, "owed", 0, NULL},
+        {'L', 1, 0, 1, NULL},               /* b owes "a: owed"; its leave notice is a's */
+        {'D', 0, 0, 0, NULL},               /* a passed the notice; b still holds the log */
+        {'B', 0, 0, 2, NULL},
+        {'X', 1, 0, 0, NULL},               /* frees both: nothing past b's limit is read */
+        {'B', 0, 0, 0, NULL},
+    }},
     {"leaving without a flush gives up the queue", NOFLOW, {
         {'J', 0, 0, 0, NULL}, {'J', 1, 0, 0, NULL}, {'J', 2, 0, 0, NULL}, {'D', 0, 0, 0, NULL}, {'D', 1, 0, 0, NULL}, {'D', 2, 0, 0, NULL},
         {'C', 0, 0, 0, NULL}, {'C', 1, 0, 0, NULL}, {'C', 2, 0, 0, NULL},
