@@ -882,8 +882,12 @@ static void test_chat_loadgen_zero_loss(void **state)
 {
     struct testsrv s;
     char target[64], out[65536], err[4096];
+    /* The stalled client's buffers do not fill in 2 s at this rate, so --stall-ms never has
+     * to act; 2 s rather than 500 ms keeps a receiver that a loaded machine (a sanitizer
+     * build) deschedules for half a second from being dropped as stalled. */
+    static const char *const args[] = {"--stall-ms", "2000", NULL};
 
-    start(&s, server_of(state), NULL);
+    start(&s, server_of(state), args);
     snprintf(target, sizeof target, "127.0.0.1:%d", s.port);
     const char *argv[] = {"loadgen", "--scenario", "chat", "--target", target, "--connections",
                           "10", "--duration", "2", "--threads", "2", "--opt", "senders=3",
