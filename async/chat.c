@@ -7,11 +7,13 @@
 #include <event2/bufferevent.h>
 #include <event2/event.h>
 #include <event2/listener.h>
+#include <linux/sockios.h>
 #include <malloc.h>
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -62,6 +64,7 @@ struct client {
      * timeouts, which every byte the client sends or takes would reset. */
     struct event *deadline_ev;
     int too_long;                  /* 1: owed the too-long notice; 2: it is queued, linger */
+    int outq;                      /* the socket's unacked bytes at the last tick (SIOCOUTQ) */
 };
 
 /* Everything here is owned by the loop thread; there is no other thread (no --loops). */
@@ -81,6 +84,7 @@ static void client_event_cb(struct bufferevent *bev, short what, void *arg);
 static void client_discard_cb(struct bufferevent *bev, void *arg);
 static void client_deadline_cb(evutil_socket_t fd, short what, void *arg);
 static void client_free(struct client *c);
+static void act_on_room(struct server *s);
 
 /* The only place a client changes state (legal changes: room.h). 0, or -1 with nothing
  * changed (an illegal change, or no memory for the deadline timer). */
@@ -252,6 +256,23 @@ static void client_leave(struct client *c, int flush)
     client_free(c);
 }
 
+/* c is out of the room without a flush (the room dropped it and announced it): closed now,
+ * what was queued for it discarded. */
+static void client_drop(struct client *c)
+{
+    client_free(c);
+}
+
+/* Enters the room: the others hear it first. 0, or -1 (no memory). */
+static int client_join(struct client *c, const char *name)
+{
+    struct server *s = c->srv;
+    if (room_join(&s->room, &c->m, c, name, mono_now_ns()) < 0)
+        return -1;
+    act_on_room(s);
+    return 0;
+}
+
 /* What the room decided during the last calls: deliver to the woken, pause or resume
  * senders, close the dropped. Called at the end of every callback that touched the room, so
  * a client is never freed under a loop that is using it. */
@@ -263,7 +284,7 @@ static void act_on_room(struct server *s)
     while ((m = room_next_event(&s->room, &what)) != NULL) {
         struct client *c = m->owner;
         if (what & ROOM_EV_DROP) {
-            client_free(c); /* out of the room already: the room announced it */
+            client_drop(c);
             continue;
         }
         if ((what & ROOM_EV_READ) && c->state == CLIENT_IN_ROOM) {
@@ -403,7 +424,18 @@ static void tick_cb(evutil_socket_t fd, short what, void *arg)
     struct server *s = arg;
     (void)fd;
     (void)what;
-    room_tick(&s->room, mono_now_ns());
+    uint64_t now = mono_now_ns();
+    /* The socket becomes writable only once a third of its buffer is free, so a reader that
+     * takes a little at a time may leave no write callback for a while: its kernel's
+     * acknowledgements (the unacked queue shrinking) are progress too. */
+    for (struct room_member *m = s->room.members; m != NULL; m = m->next) {
+        struct client *c = m->owner;
+        int outq = 0;
+        if (ioctl(c->base.fd, SIOCOUTQ, &outq) == 0 && outq < c->outq)
+            room_progress(&s->room, m, now);
+        c->outq = outq;
+    }
+    room_tick(&s->room, now);
     act_on_room(s);
     if (s->nclients_peak >= 2 * s->nclients + TRIM_AFTER_CLIENTS) {
         malloc_trim(0);
@@ -455,10 +487,8 @@ static int conn_start(struct asrv_conn *ac, void *arg)
     /* --idle-timeout: nothing read for that long, or a write that made no progress for that
      * long (a client that sends but never reads). */
     bufferevent_set_timeouts(c->bev, asrv_idle(ac), asrv_idle(ac));
-    if (bufferevent_enable(c->bev, EV_READ | EV_WRITE) < 0 ||
-        room_join(&s->room, &c->m, c, name, mono_now_ns()) < 0)
+    if (bufferevent_enable(c->bev, EV_READ | EV_WRITE) < 0 || client_join(c, name) < 0)
         return -1; /* never announced: closed without a notice */
-    act_on_room(s);
     return 0;
 }
 

@@ -438,6 +438,12 @@ void room_taken(struct room *r, struct room_member *m, size_t n, uint64_t now_ns
     }
 }
 
+void room_progress(struct room *r, struct room_member *m, uint64_t now_ns)
+{
+    (void)r;
+    m->waiting_since_ns = now_ns;
+}
+
 int room_has_lines(const struct room_member *m)
 {
     return m->cursor != NULL;

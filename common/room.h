@@ -127,6 +127,10 @@ size_t room_take(struct room *r, struct room_member *m, struct room_line **out, 
                  size_t max_bytes);
 /* m's socket took n more bytes of what was handed out (progress: the stall clock restarts). */
 void room_taken(struct room *r, struct room_member *m, size_t n, uint64_t now_ns);
+/* m's peer took bytes that the server has not counted with room_taken (its socket's unacked
+ * queue shrank, SIOCOUTQ, while the socket did not become writable yet): the stall clock
+ * restarts, nothing else changes. */
+void room_progress(struct room *r, struct room_member *m, uint64_t now_ns);
 /* The caller is done with a line room_take gave it. */
 void room_release(struct room_line *l);
 /* 1 while lines are due to m that room_take has not handed out yet. */

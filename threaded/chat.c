@@ -3,11 +3,14 @@
  * who gets what, who is paused and who is dropped; this file only waits for sockets, by
  * blocking. async/chat.c is its mirror with callbacks: the same steps under the same names. */
 #include <errno.h>
+#include <limits.h>
+#include <linux/sockios.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/time.h>
 #include <sys/uio.h>
@@ -155,6 +158,7 @@ static int send_lines(struct client *c, struct room_line *const *lines, size_t n
     struct iovec iov[DELIVER_LINES];
     size_t first = 0;
     uint64_t idle_ns = (uint64_t)opts->idle_timeout_s * 1000000000u, progress = mono_now_ns();
+    int last_outq = INT_MAX;
 
     for (size_t i = 0; i < n; i++)
         iov[i] = (struct iovec){lines[i]->data, lines[i]->len};
@@ -166,12 +170,22 @@ static int send_lines(struct client *c, struct room_line *const *lines, size_t n
             continue;
         if (k < 0 && errno != EAGAIN && errno != EWOULDBLOCK)
             return -1;
+        /* Nothing taken in a tick: the peer may still have taken bytes that freed too little
+         * of the socket for the send to go on (its unacked queue shrank): progress too. */
+        int outq = 0, acked = 0;
+        if (k <= 0 && ioctl(c->conn->fd, SIOCOUTQ, &outq) == 0) {
+            acked = outq < last_outq;
+            last_outq = outq;
+        }
         pthread_mutex_lock(&room_lock);
         int out = c->m.state == ROOM_OUT;
         if (k > 0) {
             progress = now;
             c->bytes_out += (uint64_t)k;
             room_taken(&room, &c->m, (size_t)k, now);
+        } else if (acked) {
+            progress = now;
+            room_progress(&room, &c->m, now);
         } else if (!out && room_check_stall(&room, &c->m, now)) {
             out = 1;
         } else if (!out && idle_ns > 0 && now - progress >= idle_ns) {
@@ -260,6 +274,17 @@ static void client_leave(struct client *c, int flush)
     pthread_mutex_unlock(&room_lock);
 }
 
+/* A line over --max-line: the client leaves; once what it is owed is out its writer sends the
+ * notice, and the handler lingers. */
+static void too_long(struct client *c)
+{
+    atomic_fetch_add(&closed_too_long, 1);
+    pthread_mutex_lock(&room_lock);
+    c->too_long = 1;
+    pthread_mutex_unlock(&room_lock);
+    client_leave(c, 1);
+}
+
 /* Frames and says every whole line of p[0..have); waits (on c->resume, the lock released)
  * while the room pauses c. Returns the bytes it used (*too_long set if a line is over
  * --max-line), or -1 once c is out of the room. */
@@ -289,7 +314,7 @@ static long say_lines(struct client *c, const uint8_t *p, size_t have, int *too_
 static int read_lines(struct client *c)
 {
     struct bytebuf in = BYTEBUF_INIT;
-    int too_long = 0;
+    int over = 0;
 
     for (;;) {
         size_t avail;
@@ -310,13 +335,13 @@ static int read_lines(struct client *c)
 
         size_t have;
         const uint8_t *p = bytebuf_peek(&in, &have);
-        long used = say_lines(c, p, have, &too_long);
-        if (used < 0 || too_long)
+        long used = say_lines(c, p, have, &over);
+        if (used < 0 || over)
             break;
         bytebuf_consume(&in, (size_t)used);
     }
     bytebuf_free(&in);
-    return too_long;
+    return over;
 }
 
 /* After the client left the room: lets the writer send what it is owed until deadline_ns
@@ -416,25 +441,22 @@ static void chat_handler(struct tpc_conn *conn, void *arg)
         atomic_fetch_add(&writers_created, 1);
     }
 
-    int too_long = read_lines(c);
-    if (too_long) {
-        atomic_fetch_add(&closed_too_long, 1);
-        pthread_mutex_lock(&room_lock);
-        c->too_long = 1;
-        pthread_mutex_unlock(&room_lock);
-    }
-    client_leave(c, 1);
+    int line_too_long = read_lines(c);
+    if (line_too_long)
+        too_long(c);
+    else
+        client_leave(c, 1);
     /* One deadline for all that is left: the flush, then (too long) the linger. */
     uint64_t deadline_ns = mono_now_ns() + CHAT_FLUSH_TIMEOUT_S * 1000000000ull;
     if (queued) {
         writer_finish(c, deadline_ns);
-    } else if (too_long) {
+    } else if (line_too_long) {
         char note[64];
         size_t n = chat_fmt_too_long(note, sizeof note);
         if (sock_send_all(conn->fd, note, n) == 0)
             c->bytes_out += n;
     }
-    if (too_long)
+    if (line_too_long)
         linger(conn, deadline_ns);
     conn->bytes_out += c->bytes_out;
     client_free(c);
