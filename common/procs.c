@@ -339,10 +339,15 @@ int procs_run(struct serve *sv, long n)
     return rc;
 }
 
-/* Keys whose values are the same in every worker, or not counters: kept, not summed. */
+/* Keys whose values are settings, the same in every worker, or not counters: kept, not
+ * summed (so they read as in the listening line, which is the first worker's). */
 static int not_summed(const char *key)
 {
-    return strcmp(key, "pid") == 0 || strcmp(key, "thread_stack_bytes") == 0;
+    static const char *const keys[] = {"pid", "thread_stack_bytes", "loops", "threads"};
+    for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++)
+        if (strcmp(key, keys[i]) == 0)
+            return 1;
+    return 0;
 }
 
 json_t *procs_sum(json_t *const *objs, size_t n)

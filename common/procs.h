@@ -17,8 +17,9 @@
 int procs_run(struct serve *sv, long n);
 
 /* Pure. The sum of the workers' `stopped` objects: integers and reals summed key by key
- * (nested objects too), strings and the rest from the first; "pid" and "thread_stack_bytes"
- * are not summed (the first's is kept). NULL if n is 0. New reference. */
+ * (nested objects too), strings and the rest from the first; the settings "pid",
+ * "thread_stack_bytes", "loops" and "threads" are not summed (the first's is kept). NULL if n
+ * is 0. New reference. */
 json_t *procs_sum(json_t *const *objs, size_t n);
 
 #endif

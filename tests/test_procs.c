@@ -15,6 +15,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "procs.h"
 #include "testsrv.h"
 
 static json_int_t get_int(json_t *obj, const char *key)
@@ -214,7 +215,15 @@ static void test_killed_worker_reported(void **state)
 {
     (void)state;
     struct testsrv s;
+    /* The server's stderr goes to a file (the child inherits fd 2), to read the report. */
+    char path[] = "/tmp/tvsa-procs-stderr-XXXXXX";
+    int errfd = mkstemp(path), saved = dup(2);
+    assert_true(errfd >= 0 && saved >= 0);
+    unlink(path);
+    dup2(errfd, 2);
     start_procs(&s, "async-echo", "2", NULL);
+    dup2(saved, 2);
+    close(saved);
     pid_t victim = worker_pid(&s, 0);
     assert_int_equal(kill(victim, SIGKILL), 0);
     for (int i = 0; i < 500 && !exited(victim); i++)
@@ -234,6 +243,13 @@ static void test_killed_worker_reported(void **state)
     assert_null(json_object_get(w0, "connections_accepted"));
     assert_int_equal(get_int(st, "connections_accepted"), 20);
     json_decref(st);
+    char err[4096], want[96];
+    ssize_t n = pread(errfd, err, sizeof err - 1, 0);
+    close(errfd);
+    assert_true(n > 0);
+    err[n] = '\0';
+    snprintf(want, sizeof want, "async-echo: worker 0 (pid %d) killed by signal 9", (int)victim);
+    assert_non_null(strstr(err, want));
 }
 
 /* Every worker gone: the parent does not hang, it prints its stopped line and exits 1. */
@@ -298,9 +314,39 @@ static void test_worker_start_failure(void **state)
     json_decref(testsrv_stop(&blocker, SIGTERM, 2000, &status));
 }
 
+/* procs_sum: counters summed key by key (nested too), settings and strings from the first. */
+static void test_sum_rules(void **state)
+{
+    (void)state;
+    json_t *a = json_pack("{s:s, s:I, s:I, s:f, s:{s:I, s:f}, s:I, s:I}", "server", "x",
+                          "pid", (json_int_t)10, "bytes_in", (json_int_t)5, "user_s", 0.5,
+                          "rusage", "maxrss_kib", (json_int_t)100, "sys_s", 0.25, "loops",
+                          (json_int_t)2, "threads", (json_int_t)3);
+    json_t *b = json_pack("{s:s, s:I, s:I, s:f, s:{s:I, s:f}, s:I, s:I}", "server", "y",
+                          "pid", (json_int_t)11, "bytes_in", (json_int_t)7, "user_s", 1.0,
+                          "rusage", "maxrss_kib", (json_int_t)50, "sys_s", 0.5, "loops",
+                          (json_int_t)2, "threads", (json_int_t)3);
+    json_t *objs[] = {a, b};
+    json_t *sum = procs_sum(objs, 2);
+    assert_string_equal(json_string_value(json_object_get(sum, "server")), "x");
+    assert_int_equal(get_int(sum, "pid"), 10);
+    assert_int_equal(get_int(sum, "bytes_in"), 12);
+    assert_true(json_real_value(json_object_get(sum, "user_s")) == 1.5);
+    json_t *ru = json_object_get(sum, "rusage");
+    assert_int_equal(get_int(ru, "maxrss_kib"), 150);
+    assert_true(json_real_value(json_object_get(ru, "sys_s")) == 0.75);
+    assert_int_equal(get_int(sum, "loops"), 2);
+    assert_int_equal(get_int(sum, "threads"), 3);
+    assert_null(procs_sum(objs, 0));
+    json_decref(sum);
+    json_decref(a);
+    json_decref(b);
+}
+
 int main(int argc, char **argv)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_sum_rules),
         cmocka_unit_test_prestate_setup_teardown(test_spread, NULL, testsrv_teardown,
                                                  (void *)"async-echo"),
         cmocka_unit_test_prestate_setup_teardown(test_spread, NULL, testsrv_teardown,

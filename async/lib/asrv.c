@@ -59,6 +59,11 @@ const struct timeval *asrv_idle(const struct asrv_conn *c)
     return skel.sv.o->idle_timeout_s > 0 ? &skel.idle_tv : NULL;
 }
 
+int asrv_stop_fd(void)
+{
+    return skel.sv.stop_fd;
+}
+
 void asrv_conn_close(struct asrv_conn *c)
 {
     list_remove(&c->link);
@@ -67,7 +72,7 @@ void asrv_conn_close(struct asrv_conn *c)
     if (c->flow.bev) {
         /* Queued but unsent bytes never went out. */
         c->bytes_out -= evbuffer_get_length(bufferevent_get_output(c->flow.bev));
-        bufferevent_free(c->flow.bev); /* BEV_OPT_CLOSE_ON_FREE closes the fd */
+        bevflow_free(&c->flow); /* BEV_OPT_CLOSE_ON_FREE closes the fd */
     } else if (c->fd >= 0) {
         close(c->fd);
     }

@@ -19,7 +19,10 @@
  * anything on the connection's loop (asrv_base) as long as it calls asrv_conn_close exactly
  * once when the connection ends, and conn_free releases what it made. conn_free is also
  * called by the stop for every connection still open, in whatever state it is (a coroutine
- * suspended mid-read included): it must free without resuming anything. */
+ * suspended mid-read included): it must free without resuming anything. So `--api coro` can be
+ * one change here rather than one per server: a config field for a blocking-style handler
+ * (tpc_handler_fn's shape: it reads and writes c->fd and returns at EOF) and a conn_start of
+ * the coroutine module's own that runs it on a coroutine, used when that field is set. */
 #ifndef TVSA_ASRV_H
 #define TVSA_ASRV_H
 #include <event2/bufferevent.h>
@@ -84,6 +87,11 @@ int asrv_run(const struct asrv_config *cfg);
 /* The event_base of c's loop, and --idle-timeout as a timeval (NULL when none). */
 struct event_base *asrv_base(const struct asrv_conn *c);
 const struct timeval *asrv_idle(const struct asrv_conn *c);
+
+/* The stop pipe (readable once a stop was asked): for a callback that must block, e.g. a
+ * naive broadcast waiting in poll() for a slow receiver, to wait on as well. It is never
+ * drained, so every loop's stop event still sees it. */
+int asrv_stop_fd(void);
 
 /* For conn_start: a bufferevent on c->fd with bevflow's back-pressure and drain (marks
  * BEVFLOW_HIGH_WATER / BEVFLOW_LOW_WATER, --idle-timeout both ways); read_cb gets c. The

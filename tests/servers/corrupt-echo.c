@@ -29,24 +29,22 @@ static void serve(struct tpc_conn *c, void *arg)
     int fd = c->fd;
     (void)arg;
     uint8_t buf[16384];
-    uint64_t pos = 0, in = 0, out = 0;
+    uint64_t pos = 0;
     for (;;) {
         ssize_t n = read(fd, buf, sizeof buf);
         if (n < 0 && errno == EINTR)
             continue;
         if (n <= 0)
             break;
-        in += (uint64_t)n;
+        c->bytes_in += (uint64_t)n;
         upper_inplace(buf, (size_t)n);
         for (ssize_t i = 0; i < n; i++, pos++)
             if (pos % CORRUPT_EVERY == CORRUPT_EVERY - 1)
                 buf[i] ^= 0x20; /* flips the case of a letter; any byte differs */
         if (sock_send_all(fd, buf, (size_t)n) < 0)
             break;
-        out += (uint64_t)n;
+        c->bytes_out += (uint64_t)n;
     }
-    c->bytes_in = in;
-    c->bytes_out = out;
 }
 
 /* Static: a handler past the stop deadline may outlive main's frame (tsrv.h). */

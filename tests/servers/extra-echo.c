@@ -41,14 +41,14 @@ static void serve(struct tpc_conn *c, void *arg)
         return; /* the runtime closes it */
     uint8_t req[REQ_MAX + 1];
     size_t got = 0;
-    uint64_t replies = 0, in = 0, out = 0;
+    uint64_t replies = 0;
     for (;;) {
         ssize_t n = read(fd, req + got, (size_t)req_size - got);
         if (n < 0 && errno == EINTR)
             continue;
         if (n <= 0)
             break;
-        in += (uint64_t)n;
+        c->bytes_in += (uint64_t)n;
         got += (size_t)n;
         if (got < (size_t)req_size)
             continue;
@@ -62,10 +62,8 @@ static void serve(struct tpc_conn *c, void *arg)
         }
         if (sock_send_all(fd, req, len) < 0)
             break;
-        out += len;
+        c->bytes_out += len;
     }
-    c->bytes_in = in;
-    c->bytes_out = out;
 }
 
 /* Static: a handler past the stop deadline may outlive main's frame (tsrv.h). */

@@ -355,7 +355,8 @@ static int accept_batch(struct tpc *t)
     }
 }
 
-static void accept_loop(struct tpc *t, int stop_fd)
+/* Returns how many times accepting paused. */
+static unsigned long accept_loop(struct tpc *t, int stop_fd)
 {
     struct pollfd p[2] = {{t->cfg->listen_fd, POLLIN, 0}, {stop_fd, POLLIN, 0}};
     int paused = 0;
@@ -366,9 +367,9 @@ static void accept_loop(struct tpc *t, int stop_fd)
          * every 100 ms instead of a busy loop on a listener that stays readable. */
         int rc = poll(paused ? &p[1] : p, paused ? 1 : 2, paused ? EMFILE_PAUSE_MS : -1);
         if (rc < 0 && errno != EINTR)
-            return;
+            return pauses;
         if (p[1].revents & POLLIN)
-            return;
+            return pauses;
         if (paused && rc == 0) {
             paused = 0;
             continue;
@@ -483,7 +484,7 @@ int tpc_run(const struct tpc_config *cfg, int stop_fd, struct srv_stats *stats,
 
     if (cfg->on_ready)
         cfg->on_ready(cfg->arg);
-    accept_loop(t, stop_fd);
+    result->accept_pauses = accept_loop(t, stop_fd);
     ret = 0;
 out:
     result->handlers_unfinished = (uint64_t)stop_all(t);

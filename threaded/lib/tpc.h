@@ -49,6 +49,8 @@ struct tpc_result {
     uint64_t handlers_unfinished;     /* still running when the stop deadline passed */
     long thread_stack_bytes;          /* stack size of the threads' attributes
                                        * (pthread_attr_getstacksize) */
+    uint64_t accept_pauses;           /* times accepting paused because accept failed
+                                       * (EMFILE...), as the async listener counts them */
 };
 
 /* Accepts and serves until stop_fd is readable, then stops accepting, shuts every connection
