@@ -40,7 +40,7 @@ static const struct flag_def flags[] = {
     {"max-line", OPT_MAX_LINE, OPTS_CHAT, "BYTES", "longest line accepted (default 4096)", 1,
      1048576},
     {"max-backlog", OPT_MAX_BACKLOG, OPTS_CHAT, "KIB",
-     "unsent output allowed per client before it is dropped (default 1024)", 1, 1048576},
+     "a client this far behind the room is dropped (default 1024)", 1, 1048576},
     {"broadcast", OPT_BROADCAST, OPTS_CHAT, "MODE",
      "queued (default) or naive (waits for each receiver: the trap, on purpose)", 0, 0},
     {"high-water", OPT_HIGH_WATER, OPTS_CHAT, "KIB",
