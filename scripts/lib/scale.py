@@ -171,7 +171,8 @@ def step_ok(hold, rate, n):
             why.append("%s: %d of %d connections established%s" % (
                 name, c.get("established", 0), n,
                 " (connect failures: %s)" % ", ".join("%s %d" % kv for kv in sorted(errs.items()))
-                if errs else ""))
+                if errs else " (none failed: still connecting at loadgen's set-up deadline, "
+                "a slow machine rather than a wall)"))
         if name == "hold" and s.get("alive", 0) < n:
             why.append("hold: %d of %d probes answered" % (s.get("alive", 0), n))
         for k in ("timeouts", "errors", "mismatches"):
