@@ -1,4 +1,4 @@
-/* CPU-bound work for --work-us: models a handler that computes instead of waiting. */
+/* Pure (no I/O; spends CPU time). CPU-bound work for --work-us: models a handler that computes instead of waiting. */
 #ifndef TVSA_BURN_H
 #define TVSA_BURN_H
 #include <stdint.h>

@@ -1,4 +1,4 @@
-/* A growable byte queue: append at the tail, consume from the head. Pure; no I/O. */
+/* Pure. A growable byte queue: append at the tail, consume from the head. */
 #ifndef TVSA_BYTEBUF_H
 #define TVSA_BYTEBUF_H
 #include <stddef.h>

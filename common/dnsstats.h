@@ -1,4 +1,4 @@
-/* DNS server counters for the `stopped` line, the same in both models. Pure; not thread-safe:
+/* Pure. DNS server counters for the `stopped` line, the same in both models; not thread-safe:
  * each thread keeps its own and adds them up with dnsstats_add. */
 #ifndef TVSA_DNSSTATS_H
 #define TVSA_DNSSTATS_H

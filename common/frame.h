@@ -1,4 +1,4 @@
-/* The line framer both chat models use: bytes in, the length of the next complete line out. */
+/* Pure. The line framer both chat models use: bytes in, the length of the next complete line out. */
 #ifndef TVSA_FRAME_H
 #define TVSA_FRAME_H
 #include <stddef.h>

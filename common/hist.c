@@ -1,6 +1,10 @@
 /* Log-linear latency histogram: see hist.h for the layout and the error bound. */
 #include "hist.h"
 
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 void hist_reset(struct hist *h)
@@ -90,4 +94,73 @@ uint64_t hist_percentile(const struct hist *h, double p)
 double hist_mean(const struct hist *h)
 {
     return h->total ? (double)h->sum / (double)h->total : 0.0;
+}
+
+json_t *hist_to_json(const struct hist *h)
+{
+    /* "1344:18446744073709551615 " is at most 26 bytes a bucket. */
+    size_t cap = 1, len = 0;
+    for (unsigned i = 0; i < HIST_BUCKETS; i++)
+        cap += h->counts[i] ? 27 : 0;
+    char *buf = malloc(cap);
+    if (buf == NULL)
+        return NULL;
+    buf[0] = '\0';
+    for (unsigned i = 0; i < HIST_BUCKETS; i++)
+        if (h->counts[i])
+            len += (size_t)snprintf(buf + len, cap - len, "%s%u:%" PRIu64, len ? " " : "", i,
+                                    h->counts[i]);
+    json_t *j = json_pack("{s:s, s:I, s:I, s:I, s:I, s:s}", "layout", HIST_LAYOUT,
+                          "total", (json_int_t)h->total, "sum", (json_int_t)h->sum,
+                          "max", (json_int_t)h->max, "overflow", (json_int_t)h->overflow,
+                          "buckets", buf);
+    free(buf);
+    return j;
+}
+
+/* A non-negative JSON integer at key, or -1. */
+static int get_u64(const json_t *j, const char *key, uint64_t *out)
+{
+    json_t *v = json_object_get(j, key);
+    if (!json_is_integer(v) || json_integer_value(v) < 0)
+        return -1;
+    *out = (uint64_t)json_integer_value(v);
+    return 0;
+}
+
+int hist_from_json(struct hist *h, const json_t *j, char *err, size_t errlen)
+{
+    hist_reset(h);
+    const char *layout = json_string_value(json_object_get(j, "layout"));
+    const char *p = json_string_value(json_object_get(j, "buckets"));
+    if (layout == NULL || strcmp(layout, HIST_LAYOUT) != 0 || p == NULL ||
+        get_u64(j, "total", &h->total) < 0 || get_u64(j, "sum", &h->sum) < 0 ||
+        get_u64(j, "max", &h->max) < 0 || get_u64(j, "overflow", &h->overflow) < 0) {
+        snprintf(err, errlen, "histogram: not the \"" HIST_LAYOUT "\" form");
+        return -1;
+    }
+    uint64_t seen = 0;
+    long prev = -1;
+    while (*p) {
+        char *end;
+        errno = 0;
+        unsigned long idx = strtoul(p, &end, 10);
+        if (end == p || *end != ':' || errno || (long)idx <= prev || idx >= HIST_BUCKETS)
+            goto bad;
+        p = end + 1;
+        unsigned long long n = strtoull(p, &end, 10);
+        if (end == p || errno || n == 0 || (*end != ' ' && *end != '\0'))
+            goto bad;
+        h->counts[idx] = n;
+        seen += n;
+        prev = (long)idx;
+        p = *end ? end + 1 : end;
+    }
+    if (seen != h->total)
+        goto bad;
+    return 0;
+bad:
+    snprintf(err, errlen, "histogram: bad buckets (index:count ascending, summing to total)");
+    hist_reset(h);
+    return -1;
 }

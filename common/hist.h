@@ -1,9 +1,11 @@
-/* A log-linear latency histogram (HdrHistogram's idea, written small): exact below 128 us,
+/* Pure. A log-linear latency histogram (HdrHistogram's idea, written small): exact below 128 us,
  * 64 buckets per power of two above (reported at their midpoint: <= 1/128 relative error),
  * values up to 60 s, 10.5 KiB, constant-time record.
  * Pure: one per thread, merged after the fact; never shared between threads. */
 #ifndef TVSA_HIST_H
 #define TVSA_HIST_H
+#include <jansson.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #define HIST_MAX_US 60000000ULL /* 60 s: larger values count as overflow and as 60 s */
@@ -32,6 +34,15 @@ void hist_merge(struct hist *dst, const struct hist *src);
 uint64_t hist_percentile(const struct hist *h, double p);
 /* Arithmetic mean of the recorded values, 0 when empty. */
 double hist_mean(const struct hist *h);
+/* The compact JSON form (docs/metrics.md "Histograms"), exact: {"layout": HIST_LAYOUT,
+ * "total", "sum", "max", "overflow", "buckets": "INDEX:COUNT INDEX:COUNT ..."} with only the
+ * non-zero buckets, indices ascending. NULL on allocation failure. */
+#define HIST_LAYOUT "log-linear 128+19x64"
+json_t *hist_to_json(const struct hist *h);
+/* Reads that form back into h (reset first). 0, or -1 with err filled when it is not one: a
+ * wrong layout, an index out of range or not ascending, counts that do not add up to total. */
+int hist_from_json(struct hist *h, const json_t *j, char *err, size_t errlen);
+
 /* Bucket index of a value, and the value a bucket reports (exposed for tests). */
 unsigned hist_index(uint64_t us);
 uint64_t hist_bucket_value(unsigned idx);

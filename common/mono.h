@@ -1,4 +1,4 @@
-/* Monotonic time: the one clock tvsa measures intervals with. */
+/* Pure (reads the clock, no I/O). Monotonic time: the one clock tvsa measures intervals with. */
 #ifndef TVSA_MONO_H
 #define TVSA_MONO_H
 #include <stdint.h>

@@ -11,6 +11,7 @@ enum {
     OPT_BIND = 256, OPT_PORT, OPT_MAX_CONNS, OPT_IDLE, OPT_STACK_KB, OPT_POOL, OPT_API,
     OPT_WORK_US, OPT_MAX_LINE, OPT_MAX_BACKLOG, OPT_BROADCAST, OPT_ZONE, OPT_THREADS,
     OPT_EDNS_SIZE,
+    OPT_PROCS, OPT_LOOPS,
 };
 
 struct flag_def {
@@ -48,6 +49,10 @@ static const struct flag_def flags[] = {
      "largest UDP answer to an EDNS client (default 1232)", 512, 65535},
     {"threads", OPT_THREADS, OPTS_THREADS, "N", "worker threads (default 0: online CPUs)", 0,
      1024},
+    {"procs", OPT_PROCS, OPTS_PROCS, "N",
+     "N worker processes, each its own SO_REUSEPORT socket (default 1)", 1, 256},
+    {"loops", OPT_LOOPS, OPTS_LOOPS, "N",
+     "N event loops (threads), each its own SO_REUSEPORT listener (default 1)", 1, 256},
 };
 #define NFLAGS (sizeof flags / sizeof flags[0])
 
@@ -76,6 +81,8 @@ static void set_defaults(const struct opts_spec *spec, struct server_opts *o)
     o->max_backlog_kib = 1024;
     o->broadcast = OPTS_BROADCAST_QUEUED;
     o->edns_size = 1232; /* DNSWIRE_EDNS_SIZE; opts does not depend on the DNS modules */
+    o->procs = 1;
+    o->loops = 1;
 }
 
 /* The long field a numeric flag sets, or NULL for the flags that are not plain numbers. */
@@ -91,6 +98,8 @@ static long *numeric_field(int id, struct server_opts *o)
     case OPT_MAX_BACKLOG: return &o->max_backlog_kib;
     case OPT_THREADS: return &o->threads;
     case OPT_EDNS_SIZE: return &o->edns_size;
+    case OPT_PROCS: return &o->procs;
+    case OPT_LOOPS: return &o->loops;
     default: return NULL;
     }
 }
@@ -220,22 +229,9 @@ void opts_usage(const struct opts_spec *spec, FILE *out)
         fprintf(out, "  %-22s %s\n", left, help);
     }
     fprintf(out, "  %-22s %s\n", "-h, --help", "show this help and exit");
+    if (spec->groups & OPTS_CHAT)
+        fprintf(out, "\nOne process: the room lives in this process's memory, so there is no "
+                     "--procs.\n");
     fprintf(out, "\nPrints one JSON line on stdout when listening and one when stopped "
                  "(SIGINT/SIGTERM).\n");
-}
-
-void opts_parse_or_exit(const struct opts_spec *spec, int argc, char **argv, struct server_opts *o)
-{
-    char err[256];
-
-    switch (opts_parse(spec, argc, argv, o, err, sizeof err)) {
-    case OPTS_OK:
-        return;
-    case OPTS_HELP:
-        opts_usage(spec, stdout);
-        exit(0);
-    case OPTS_ERROR:
-        fprintf(stderr, "%s: %s\nTry '%s --help'.\n", spec->name, err, spec->name);
-        exit(2);
-    }
 }

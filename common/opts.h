@@ -1,4 +1,5 @@
-/* The command line every server shares (docs/interfaces.md), parsed in one place with getopt_long. */
+/* Pure, but for opts_parse_or_exit (main's: prints and exits; in opts_main.c). The command
+ * line every server shares (docs/interfaces.md), parsed in one place with getopt_long. */
 #ifndef TVSA_OPTS_H
 #define TVSA_OPTS_H
 #include <stdio.h>
@@ -11,6 +12,8 @@ enum {
     OPTS_CHAT = 1u << 3,     /* --max-line, --max-backlog, --broadcast */
     OPTS_ZONE = 1u << 4,     /* --zone, --edns-size */
     OPTS_THREADS = 1u << 5,  /* --threads */
+    OPTS_PROCS = 1u << 6,    /* --procs */
+    OPTS_LOOPS = 1u << 7,    /* --loops */
 };
 
 enum opts_api { OPTS_API_BUFFEREVENT, OPTS_API_EVENT };
@@ -31,6 +34,8 @@ struct server_opts {
     const char *zone;      /* DNS: zone file, NULL for the sample zone */
     long edns_size;        /* DNS: largest UDP answer to an EDNS client, default 1232 */
     long threads;          /* 0: number of online CPUs */
+    long procs;            /* worker processes, default 1 (no supervisor) */
+    long loops;            /* async echo: event loops (threads), default 1 */
 };
 
 struct opts_spec {

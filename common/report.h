@@ -1,4 +1,4 @@
-/* The JSON event lines every server prints on stdout (docs/interfaces.md), built with jansson. */
+/* I/O (stdout, getrusage). The JSON event lines every server prints on stdout (docs/interfaces.md), built with jansson. */
 #ifndef TVSA_REPORT_H
 #define TVSA_REPORT_H
 #include <jansson.h>

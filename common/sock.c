@@ -73,9 +73,9 @@ fail:
     return -1;
 }
 
-int sock_listen_tcp(const char *addr, int port, char *err, size_t errlen)
+static int listen_tcp(const char *addr, int port, int reuseport, char *err, size_t errlen)
 {
-    int fd = bound_socket(addr, port, SOCK_STREAM, 0, err, errlen);
+    int fd = bound_socket(addr, port, SOCK_STREAM, reuseport, err, errlen);
     if (fd < 0)
         return -1;
     /* SOMAXCONN: the kernel caps it at net.core.somaxconn; a ramp opens connections in
@@ -86,6 +86,21 @@ int sock_listen_tcp(const char *addr, int port, char *err, size_t errlen)
         return -1;
     }
     return fd;
+}
+
+int sock_listen_tcp(const char *addr, int port, char *err, size_t errlen)
+{
+    return listen_tcp(addr, port, 0, err, errlen);
+}
+
+int sock_listen_tcp_reuseport(const char *addr, int port, char *err, size_t errlen)
+{
+    return listen_tcp(addr, port, 1, err, errlen);
+}
+
+int sock_reserve_tcp(const char *addr, int port, char *err, size_t errlen)
+{
+    return bound_socket(addr, port, SOCK_STREAM, 1, err, errlen);
 }
 
 int sock_bind_udp(const char *addr, int port, int reuseport, char *err, size_t errlen)

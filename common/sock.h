@@ -1,4 +1,4 @@
-/* Socket helpers shared by both models: one shape, int sock_x(..., char *err, size_t errlen). */
+/* I/O. Socket helpers shared by both models: one shape, int sock_x(..., char *err, size_t errlen). */
 #ifndef TVSA_SOCK_H
 #define TVSA_SOCK_H
 #include <stddef.h>
@@ -7,6 +7,14 @@
 /* Listening TCP socket on numeric ADDR:PORT (IPv4 or IPv6; port 0 picks a free one), with
  * SO_REUSEADDR, non-blocking, backlog SOMAXCONN. Returns the fd, or -1 with err filled. */
 int sock_listen_tcp(const char *addr, int port, char *err, size_t errlen);
+
+/* sock_listen_tcp with SO_REUSEPORT: one of several listeners on one port (--procs, --loops),
+ * among which the kernel spreads new connections. */
+int sock_listen_tcp_reuseport(const char *addr, int port, char *err, size_t errlen);
+
+/* A TCP socket bound to ADDR:PORT with SO_REUSEPORT but not listening: it holds a port for
+ * listeners to come and takes no connection itself. fd, or -1 with err filled. */
+int sock_reserve_tcp(const char *addr, int port, char *err, size_t errlen);
 
 /* Bound UDP socket on numeric ADDR:PORT, non-blocking; reuseport sets SO_REUSEPORT first.
  * Returns the fd, or -1 with err filled. */

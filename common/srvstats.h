@@ -1,4 +1,4 @@
-/* Server counters for the `stopped` line, shared by every thread of a server. */
+/* Pure (atomics, no I/O). Server counters for the `stopped` line, shared by every thread of a server. */
 #ifndef TVSA_SRVSTATS_H
 #define TVSA_SRVSTATS_H
 #include <stdatomic.h>

@@ -34,7 +34,12 @@ int stopsig_install(char *err, size_t errlen)
         snprintf(err, errlen, "pipe: %s", strerror(errno));
         return -1;
     }
+    /* Installed again (a --procs worker after fork): the new pipe replaces the inherited one,
+     * whose write end would otherwise wake the parent. */
+    int old = pipe_write_fd;
     pipe_write_fd = fds[1];
+    if (old >= 0)
+        close(old);
     memset(&sa, 0, sizeof sa);
     sa.sa_handler = on_stop_signal;
     sigemptyset(&sa.sa_mask);

@@ -125,6 +125,12 @@ const char *lg_config_opt(const struct lg_config *cfg, const char *key)
     return NULL;
 }
 
+long lg_config_long(const struct lg_config *cfg, const char *key, long dflt)
+{
+    const char *v = lg_config_opt(cfg, key);
+    return v ? strtol(v, NULL, 10) : dflt;
+}
+
 void *lg_conn_state(const struct lg_conn *c) { return c->scn; }
 void *lg_thread_state(const struct lg_conn *c) { return c->t->tstate; }
 struct lg_stats *lg_conn_stats(const struct lg_conn *c) { return &c->t->stats; }

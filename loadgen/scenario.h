@@ -54,13 +54,19 @@ struct lg_config {
     long server_pid;                  /* 0 = none */
     const char *json_path;            /* NULL = stdout */
     int quiet;
+    double start_at;                  /* --start-at: wall-clock epoch seconds; 0 = at once */
+    long procs;                       /* --procs: worker processes (1 = this process runs) */
+    char host_name[128];              /* --host-name, "" = gethostname() */
     const char *opt_key[LG_MAX_OPTS]; /* --opt KEY=VALUE, for scenario-specific settings */
     const char *opt_val[LG_MAX_OPTS];
     int nopts;
 };
 
-/* The value of --opt KEY=VALUE, or NULL when not given. */
+/* The value of --opt KEY=VALUE (or its flag), or NULL when not given. */
 const char *lg_config_opt(const struct lg_config *cfg, const char *key);
+/* The integer value of a setting declared LG_OPT_INT (parse_args checked its range), or dflt
+ * when it was not given. */
+long lg_config_long(const struct lg_config *cfg, const char *key, long dflt);
 
 /* Figures of one thread over one measurement window; summed over threads at the step's end.
  * Owned by the thread's event loop; a scenario may add to counter[], aux and the others. */
@@ -85,6 +91,26 @@ struct lg_stats {
 
 struct lg_conn;
 struct lg_thread;
+
+/* What a scenario setting's value is. */
+enum lg_opt_type {
+    LG_OPT_INT,  /* a decimal integer in [min, max] */
+    LG_OPT_NUM,  /* a number in [min, max] */
+    LG_OPT_STR,  /* any string (the scenario's check reads it) */
+};
+
+/* One setting a scenario reads, declared in its table (the common/opts.c design): given as
+ * --opt NAME=VALUE, or as the flag --NAME VALUE when `flag` is set. parse_args builds the
+ * command line from every scenario's table, refuses a setting the chosen scenario does not
+ * declare and a number outside [min, max], and prints --help from the tables. */
+struct lg_opt_def {
+    const char *name;        /* NULL ends the table */
+    int flag;                /* 1: also the shorthand flag --NAME VALUE */
+    enum lg_opt_type type;
+    const char *metavar;     /* "N", "FILE", ... for --help */
+    const char *help;        /* one line for --help, with the default */
+    double min, max;         /* LG_OPT_INT, LG_OPT_NUM: the accepted range */
+};
 
 struct lg_scenario {
     const char *name;        /* --scenario NAME */
@@ -126,8 +152,11 @@ struct lg_scenario {
     /* The scenario sets the connection count itself (one step) from its options, called
      * after check; --connections is then refused. */
     long (*fixed_connections)(const struct lg_config *cfg);
-    /* The --opt KEYs it reads (NULL-terminated; NULL = none): any other key is bad input. */
-    const char *const *opt_keys;
+    /* The settings it reads (ended by a NULL name; NULL = none): any other is bad input. */
+    const struct lg_opt_def *opts;
+    /* 1: its figures are per process (one room, populations fixed per process): no --procs,
+     * no `loadgen merge`. */
+    int single_process;
     /* Self-driven scenarios with a rate of their own: --rate R is taken as --opt RATE_OPT=R
      * (NULL: --rate is refused unless drive is LG_DRIVE_LOOP). */
     const char *rate_opt;
@@ -171,5 +200,7 @@ json_t *lg_latency_json(const struct hist *h);
 
 /* The table (scenarios.c): NULL-terminated. */
 extern const struct lg_scenario *const lg_scenarios[];
+/* The scenario of that name, or NULL. */
+const struct lg_scenario *lg_scenario_find(const char *name);
 
 #endif

@@ -1,6 +1,7 @@
 /* The scenario table of bin/loadgen. Registering a scenario is one line in LG_SCENARIO_LIST
  * (`X(scn_NAME) \`, before the end marker); see SCENARIOS.md. Order = order in --help. */
 #include <stddef.h>
+#include <string.h>
 
 #include "scenario.h"
 
@@ -22,3 +23,11 @@ LG_SCENARIO_LIST
 #define X(s) &s,
 const struct lg_scenario *const lg_scenarios[] = {LG_SCENARIO_LIST NULL};
 #undef X
+
+const struct lg_scenario *lg_scenario_find(const char *name)
+{
+    for (int i = 0; lg_scenarios[i]; i++)
+        if (strcmp(lg_scenarios[i]->name, name) == 0)
+            return lg_scenarios[i];
+    return NULL;
+}

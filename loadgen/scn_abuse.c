@@ -77,18 +77,6 @@ static size_t abuse_state_size(const struct lg_config *cfg)
     return echo_part(cfg) + sizeof(struct abuse_conn);
 }
 
-static int parse_count(const struct lg_config *cfg, const char *key, long dflt, long max,
-                       long *out, char *err, size_t errlen)
-{
-    const char *v = lg_config_opt(cfg, key);
-    *out = dflt;
-    if (v && opts_parse_long(v, 0, max, out) < 0) {
-        snprintf(err, errlen, "--%s: want 0..%ld, got '%s'", key, max, v);
-        return -1;
-    }
-    return 0;
-}
-
 static int abuse_check(const struct lg_config *cfg, char *err, size_t errlen)
 {
     const char *kind = lg_config_opt(cfg, "kind");
@@ -104,12 +92,11 @@ static int abuse_check(const struct lg_config *cfg, char *err, size_t errlen)
         snprintf(err, errlen, "--kind: want slowloris|garbage|reset|flood, got '%s'", kind);
         return -1;
     }
-    if (parse_count(cfg, "good", DEFAULT_GOOD, 100000, &settings.good, err, errlen) < 0 ||
-        parse_count(cfg, "abusers", DEFAULT_ABUSERS, 100000, &settings.abusers, err, errlen) < 0 ||
-        parse_count(cfg, "interval-ms", default_interval_ms[settings.kind], 3600000,
-                    &settings.interval_ms, err, errlen) < 0 ||
-        parse_count(cfg, "line", DEFAULT_LINE, 1 << 30, &settings.line, err, errlen) < 0)
-        return -1;
+    /* In range already (abuse_opts, checked by parse_args). */
+    settings.good = lg_config_long(cfg, "good", DEFAULT_GOOD);
+    settings.abusers = lg_config_long(cfg, "abusers", DEFAULT_ABUSERS);
+    settings.interval_ms = lg_config_long(cfg, "interval-ms", default_interval_ms[settings.kind]);
+    settings.line = lg_config_long(cfg, "line", DEFAULT_LINE);
     if (settings.good + settings.abusers == 0) {
         snprintf(err, errlen, "--good and --abusers: want at least one connection");
         return -1;
@@ -394,7 +381,17 @@ static void abuse_json(const struct lg_config *cfg, const struct lg_stats *st, d
                   "closed_after_ms", lg_latency_json(&st->aux)));
 }
 
-static const char *const abuse_keys[] = {"kind", "good", "abusers", "interval-ms", "line", NULL};
+static const struct lg_opt_def abuse_opts[] = {
+    {"kind", 1, LG_OPT_STR, "K", "slowloris|garbage|reset|flood (required)", 0, 0},
+    {"abusers", 1, LG_OPT_INT, "N", "misbehaving connections (default 50)", 0, 100000},
+    {"good", 1, LG_OPT_INT, "N", "echo connections that measure the service (default 4); the scenario opens "
+     "good + abusers connections and takes no --connections", 0, 100000},
+    {"interval-ms", 0, LG_OPT_INT, "MS",
+     "slowloris: between bytes (2000), reset: before the RST (10), else bursts (1)", 0,
+     3600000},
+    {"line", 0, LG_OPT_INT, "BYTES", "garbage's over-long line (65536)", 0, 1 << 30},
+    {NULL, 0, 0, NULL, NULL, 0, 0},
+};
 
 const struct lg_scenario scn_abuse = {
     .name = "abuse",
@@ -414,5 +411,6 @@ const struct lg_scenario scn_abuse = {
     .json_step = abuse_json,
     .on_lost = abuse_lost,
     .fixed_connections = abuse_connections,
-    .opt_keys = abuse_keys,
+    .opts = abuse_opts,
+    .single_process = 1,
 };

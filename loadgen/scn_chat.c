@@ -460,7 +460,13 @@ static void chat_json(const struct lg_config *cfg, const struct lg_stats *st, do
                   (json_int_t)atomic_load(&stalled_open)));
 }
 
-static const char *const chat_keys[] = {"senders", "stalled", "rate", NULL};
+static const struct lg_opt_def chat_opts[] = {
+    {"senders", 1, LG_OPT_INT, "M", "clients that send (default 1)", 1, CHAT_MAX_SENDERS},
+    {"stalled", 1, LG_OPT_INT, "K", "extra clients that join and never read (default 0)", 0,
+     CHAT_MAX_STALLED},
+    {"rate", 0, LG_OPT_NUM, "R", "lines/s over all senders (= --rate R)", 0, 1e7},
+    {NULL, 0, 0, NULL, NULL, 0, 0},
+};
 
 const struct lg_scenario scn_chat = {
     .name = "chat",
@@ -477,6 +483,7 @@ const struct lg_scenario scn_chat = {
     .on_data = chat_data,
     .on_timer = chat_timer,
     .json_step = chat_json,
-    .opt_keys = chat_keys,
+    .opts = chat_opts,
+    .single_process = 1,
     .rate_opt = "rate",
 };

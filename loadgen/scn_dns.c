@@ -200,7 +200,7 @@ static int answers_match(const struct dnswire_msg *m, const uint8_t *p, const st
 
 /* One whole reply. It answers the query in flight when its id matches; then it is right when
  * it is a response to the same name whose rcode and A set are the zone's (NXDOMAIN and no
- * answers for a name the zone lacks). Over UDP a reply with another id is late (an earlier,
+ * answers for a name the zone lacks, REFUSED outside every origin it serves). Over UDP a reply with another id is late (an earlier,
  * timed-out query's); over TCP, where queries go one at a time, it is a mismatch, and so is
  * a reply too short for a header. */
 static void dns_reply(struct lg_conn *c, const uint8_t *p, size_t n)
@@ -241,8 +241,10 @@ static void dns_reply(struct lg_conn *c, const uint8_t *p, size_t n)
             zone_in_use ? zone_lookup(zone_in_use, &names[s->name_idx], &nwant) : NULL;
         if (zone_in_use == NULL)
             ok = 1;
-        else if (want == NULL)
-            ok = rc == DNSWIRE_RC_NXDOMAIN && m->nan == 0;
+        else if (want == NULL) /* not in the zone, or outside every origin it serves */
+            ok = rc == (zone_origin_of(zone_in_use, &names[s->name_idx]) ? DNSWIRE_RC_NXDOMAIN
+                                                                       : DNSWIRE_RC_REFUSED) &&
+                 m->nan == 0;
         else
             ok = rc == DNSWIRE_RC_NOERROR &&
                  answers_match(m, p, want, nwant, (h.flags & DNSWIRE_F_TC) != 0);
@@ -305,7 +307,13 @@ static void dns_json(const struct lg_config *cfg, const struct lg_stats *st, dou
                                   (json_int_t)st->counter[C_OTHER_RCODE]));
 }
 
-static const char *const dns_keys[] = {"names", "zone", NULL};
+static const struct lg_opt_def dns_opts[] = {
+    {"names", 0, LG_OPT_STR, "FILE", "the names to ask for, one a line (default: the zone's)", 0,
+     0},
+    {"zone", 0, LG_OPT_STR, "FILE",
+     "the zone the answers are checked against (default: the sample zone)", 0, 0},
+    {NULL, 0, 0, NULL, NULL, 0, 0},
+};
 
 const struct lg_scenario scn_dns = {
     .name = "dns",
@@ -321,7 +329,7 @@ const struct lg_scenario scn_dns = {
     .send_request = dns_send,
     .on_data = dns_udp_data,
     .json_step = dns_json,
-    .opt_keys = dns_keys,
+    .opts = dns_opts,
 };
 
 const struct lg_scenario scn_dns_tcp = {
@@ -337,5 +345,5 @@ const struct lg_scenario scn_dns_tcp = {
     .send_request = dns_send,
     .on_data = dns_tcp_data,
     .json_step = dns_json,
-    .opt_keys = dns_keys,
+    .opts = dns_opts,
 };

@@ -1,19 +1,27 @@
 #!/usr/bin/env bash
 # make bench: the project's performance bar, measured side by side (docs/metrics.md).
 # At 1,000 closed-loop connections, 64-byte messages, BENCH_SECONDS (5) per point, server and
-# client pinned to different cores:
+# client pinned to different cores, BENCH_REPEAT (2) interleaved rounds (every point once per
+# round, best round kept):
 #   async-echo (both --api variants) vs bench/bare-epoll-echo, threaded-echo vs
 #   bench/bare-thread-echo (goal >= 0.90),
 #   loadgen vs bench/epoll-client on the same server (goal: loadgen >= epoll-client),
 #   loadgen CPU per request vs the server's (goal: loadgen <= server),
+#   loadgen --scenario dns vs dnsperf against threaded-dns and async-dns (goal: loadgen's
+#   queries/s >= dnsperf's at no more CPU per query; dnsperf loses nothing),
 #   async-echo at 10,000 connections from one loadgen process.
-# req/s ratios need the server to be the bottleneck; the CPU-per-request ratios (printed too)
-# hold even when the client or a busy machine is. Both want a quiet machine.
-# Env: BENCH_SECONDS, BENCH_REPEAT (2: best of N runs per point), BENCH_CONNECTIONS (1000),
-#      BENCH_BIG (10000), BENCH_SERVER_CPU (0),
-#      BENCH_CLIENT_CPU (1), BENCH_DIR (results/bench: every JSON kept there).
+# Every point reports the server's and the client's CPU utilisation (cores). A req/s ratio is a
+# verdict only when both servers were saturated (>= 0.95 of their core) and the clients were
+# not; otherwise the line says "client-bound: no verdict" and gives the CPU-per-request ratio.
+# The client is `loadgen --threads 1` pinned to the other CPU: one thread on one core, which
+# saturates a server pinned to one core (docs/metrics.md has the measurement).
+# Env: BENCH_SECONDS, BENCH_REPEAT, BENCH_CONNECTIONS (1000), BENCH_BIG (10000),
+#      BENCH_SERVER_CPU (0), BENCH_CLIENT_CPU (1), BENCH_DIR (results/bench: every JSON kept),
+#      BENCH_DNS (1; 0 skips the DNS points).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+REPO=$PWD
+JSONPY=(python3 "$REPO/scripts/tvsa_json.py")
 
 SECS=${BENCH_SECONDS:-5}
 REPEAT=${BENCH_REPEAT:-2}
@@ -22,12 +30,22 @@ BIG=${BENCH_BIG:-10000}
 SCPU=${BENCH_SERVER_CPU:-0}
 CCPU=${BENCH_CLIENT_CPU:-1}
 DIR=${BENCH_DIR:-results/bench}
+DNS=${BENCH_DNS:-1}
 mkdir -p "$DIR"
+DIR=$(cd "$DIR" && pwd)
 
 for b in bin/loadgen bin/async-echo bin/threaded-echo bin/bench/bare-epoll-echo \
          bin/bench/bare-thread-echo bin/bench/epoll-client; do
     [[ -x $b ]] || { echo "bench: $b missing (run make first)" >&2; exit 1; }
 done
+DNS_SERVERS=()
+if [[ $DNS -eq 1 ]]; then
+    if ! command -v dnsperf >/dev/null; then
+        echo "bench: dnsperf not found (scripts/install-deps.sh installs it): no DNS points" >&2
+    else
+        for s in threaded-dns async-dns; do [[ -x bin/$s ]] && DNS_SERVERS+=("$s"); done
+    fi
+fi
 
 PIN_S=() PIN_C=()
 if command -v taskset >/dev/null && [[ $(nproc) -ge 2 ]]; then
@@ -62,136 +80,98 @@ start_server() {
     exit 1
 }
 
-# jget FILE EXPR: a value of the loadgen JSON (EXPR in Python, d = the document, s = step 0).
-jget() {
-    python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); s=d.get("steps",[{}])[0]; print(eval(sys.argv[2]))' "$1" "$2"
+# proc_cpu_s PID: user + sys CPU seconds of PID so far (/proc/PID/stat fields 14 and 15).
+proc_cpu_s() {
+    awk -v hz="$(getconf CLK_TCK)" '{ sub(/^.*\) /, ""); printf "%.3f", ($12 + $13) / hz }' "/proc/$1/stat"
 }
 
-# better A B: true if JSON file A has a higher per_sec than B (B missing counts as 0).
-better() {
-    python3 -c 'import json,sys
-def r(f):
-    try:
-        d = json.load(open(f))
-        return d["steps"][0]["requests"]["per_sec"] if "steps" in d else d["per_sec"]
-    except Exception:
-        return -1
-sys.exit(0 if r(sys.argv[1]) > r(sys.argv[2]) else 1)' "$1" "$2"
+# children_cpu_s: sets CHILDREN_CPU to the CPU seconds of every child waited for so far (bash
+# `times`, second line; not in $(...): a subshell's counters start at 0).
+children_cpu_s() {
+    times >"$DIR/.times"
+    CHILDREN_CPU=$(awk 'NR == 2 { s = 0; for (i = 1; i <= 2; i++) { split($i, p, "m"); s += p[1] * 60 + p[2] }
+                                   printf "%.3f", s }' "$DIR/.times")
 }
 
-# bad_of FILE: errors + mismatches + timeouts of one run's JSON (loadgen or epoll-client); a
-# run that wrote no JSON counts as 1.
-bad_of() {
-    python3 -c 'import json,sys
-try:
-    d = json.load(open(sys.argv[1]))
-except Exception:
-    print(1); sys.exit(0)
-if "steps" in d:
-    r = d["steps"][0]["requests"]
-    print(r["errors"] + r["mismatches"] + r["timeouts"])
-else:
-    print(d["errors"] + d["mismatches"])' "$1"
+# sidecar FILE SERVER_CPU0 CLIENT_CPU0 T0: the server's and the client's CPU seconds and the wall
+# time since the given starting values, as JSON (for clients that do not sample the server).
+sidecar() {
+    local file=$1 s0=$2 c0=$3 t0=$4 s1 t1
+    s1=$(proc_cpu_s "$SERVER_PID")
+    t1=$(date +%s.%N)
+    children_cpu_s
+    awk -v s0="$s0" -v s1="$s1" -v c0="$c0" -v c1="$CHILDREN_CPU" -v t0="$t0" -v t1="$t1" \
+        'BEGIN { printf "{\"server_cpu_s\": %.3f, \"client_cpu_s\": %.3f, \"wall_s\": %.3f}\n", s1 - s0, c1 - c0, t1 - t0 }' >"$file"
 }
 
-# loadgen_run NAME CONNS [ARGS...]: drives the running server BENCH_REPEAT times, keeps the
-# best run's JSON in $DIR/NAME.json (a shared machine only ever makes a run slower), and the
-# bad outcomes of *every* run summed in $DIR/NAME.bad: best-of-N must not hide a failing run.
-loadgen_run() {
-    local name=$1 conns=$2 bad=0; shift 2
-    rm -f "$DIR/$name.json"
-    for _ in $(seq "$REPEAT"); do
-        rm -f "$DIR/$name.try.json"
-        "${PIN_C[@]}" bin/loadgen --target "127.0.0.1:$SERVER_PORT" --connections "$conns" \
-            --duration "$SECS" --size 64 --threads 1 --server-pid "$SERVER_PID" --quiet \
-            --json "$DIR/$name.try.json" "$@" 2>"$DIR/$name.err"
-        bad=$((bad + $(bad_of "$DIR/$name.try.json")))
-        if better "$DIR/$name.try.json" "$DIR/$name.json"; then
-            mv "$DIR/$name.try.json" "$DIR/$name.json"
-        fi
-    done
-    rm -f "$DIR/$name.try.json"
-    echo "$bad" >"$DIR/$name.bad"
+# loadgen_point NAME ROUND CONNS [ARGS...]: loadgen against the running server, JSON in
+# $DIR/NAME.rROUND.json.
+loadgen_point() {
+    local name=$1 rnd=$2 conns=$3; shift 3
+    rm -f "$DIR/$name.r$rnd.json"
+    "${PIN_C[@]}" bin/loadgen --target "127.0.0.1:$SERVER_PORT" --connections "$conns" \
+        --duration "$SECS" --size 64 --threads 1 --server-pid "$SERVER_PID" --quiet \
+        --json "$DIR/$name.r$rnd.json" "$@" 2>"$DIR/$name.err" || true
 }
 
-# epoll_client_run CONNS: the bare client against the running server, best of BENCH_REPEAT.
-epoll_client_run() {
-    local bad=0
-    rm -f "$DIR/epoll-client.json"
-    for _ in $(seq "$REPEAT"); do
-        "${PIN_C[@]}" bin/bench/epoll-client --port "$SERVER_PORT" --connections "$1" \
-            --duration "$SECS" --size 64 >"$DIR/epoll-client.try.json"
-        bad=$((bad + $(bad_of "$DIR/epoll-client.try.json")))
-        if better "$DIR/epoll-client.try.json" "$DIR/epoll-client.json"; then
-            mv "$DIR/epoll-client.try.json" "$DIR/epoll-client.json"
-        fi
-    done
-    rm -f "$DIR/epoll-client.try.json"
-    echo "$bad" >"$DIR/epoll-client.bad"
+# epoll_client_point ROUND: the bare client against the running server.
+epoll_client_point() {
+    local rnd=$1 s0 c0 t0
+    s0=$(proc_cpu_s "$SERVER_PID"); children_cpu_s; c0=$CHILDREN_CPU; t0=$(date +%s.%N)
+    "${PIN_C[@]}" bin/bench/epoll-client --port "$SERVER_PORT" --connections "$CONNS" \
+        --duration "$SECS" --size 64 >"$DIR/epoll-client.r$rnd.json" || true
+    sidecar "$DIR/epoll-client.r$rnd.cpu.json" "$s0" "$c0" "$t0"
 }
 
-ROWS=()
-# row NAME: one table line from $DIR/NAME.json (the best run); `bad` is summed over all runs.
-row() {
-    local f="$DIR/$1.json" bad
-    bad=$(cat "$DIR/$1.bad" 2>/dev/null || echo 1)
-    ROWS+=("$(jget "$f" '"%-28s %7d %10.0f %8d %9.2f %9.2f %6.2f %5d" % ("'"$1"'",
-        s["connections"]["established"], s["requests"]["per_sec"], s["latency_us"]["p99"],
-        s["loadgen"]["cpu_us_per_request"], s["server"]["cpu_us_per_request"],
-        (s["loadgen"]["cpu_s"]["user"]+s["loadgen"]["cpu_s"]["sys"])/s["duration_s"],
-        '"$bad"')')")
+# dnsperf_point NAME ROUND: dnsperf against the running DNS server: the same names as loadgen's
+# dns point, 100 UDP sockets with 100 queries in flight (loadgen: 100 sockets, one each).
+dnsperf_point() {
+    local name=$1 rnd=$2 s0 c0 t0
+    s0=$(proc_cpu_s "$SERVER_PID"); children_cpu_s; c0=$CHILDREN_CPU; t0=$(date +%s.%N)
+    "${PIN_C[@]}" dnsperf -s 127.0.0.1 -p "$SERVER_PORT" -d "$DIR/dnsperf-queries.txt" \
+        -l "$SECS" -c 100 -q 100 -T 1 >"$DIR/$name.r$rnd.txt" 2>&1 || true
+    sidecar "$DIR/$name.r$rnd.cpu.json" "$s0" "$c0" "$t0"
 }
 
-echo "bench: ${SECS}s per point (best of $REPEAT), $CONNS connections, 64-byte messages, server on CPU $SCPU," \
-     "client on CPU $CCPU; JSON in $DIR" >&2
+# The DNS names both tools ask for: the sample zone's, without big.example.test (its answer is
+# truncated over UDP, which dnsperf does not follow up over TCP).
+grep -v '^#' data/sample.zone | awk 'NF { print $1 }' | sort -u | grep -v '^big\.' >"$DIR/dns-names.txt"
+awk '{ print $1 " A" }' "$DIR/dns-names.txt" >"$DIR/dnsperf-queries.txt"
 
-for pair in "async-echo bench/bare-epoll-echo" "threaded-echo bench/bare-thread-echo"; do
-    for srv in $pair; do
-        name=$(basename "$srv")
-        start_server "bin/$srv"
-        loadgen_run "$name" "$CONNS"
-        if [[ $srv == async-echo ]]; then
-            # The same server driven by the bare client, for loadgen's own bar.
-            epoll_client_run "$CONNS"
-        fi
+echo "bench: ${SECS}s per point, $REPEAT interleaved rounds (best kept), $CONNS connections, 64-byte" \
+     "messages, server on CPU $SCPU, client (loadgen --threads 1) on CPU $CCPU; JSON in $DIR" >&2
+
+for ((r = 1; r <= REPEAT; r++)); do
+    start_server bin/async-echo
+    loadgen_point async-echo "$r" "$CONNS"
+    epoll_client_point "$r"          # the same server driven by the bare client
+    cleanup
+    start_server bin/bench/bare-epoll-echo
+    loadgen_point bare-epoll-echo "$r" "$CONNS"
+    cleanup
+    # The raw-event variant of the same server, beside the default bufferevent one.
+    start_server bin/async-echo --api event
+    loadgen_point async-echo-api-event "$r" "$CONNS"
+    cleanup
+    start_server bin/threaded-echo
+    loadgen_point threaded-echo "$r" "$CONNS"
+    cleanup
+    start_server bin/bench/bare-thread-echo
+    loadgen_point bare-thread-echo "$r" "$CONNS"
+    cleanup
+    for s in "${DNS_SERVERS[@]}"; do
+        start_server "bin/$s"
+        loadgen_point "$s-loadgen" "$r" 100 --scenario dns --opt names="$DIR/dns-names.txt" \
+            --opt zone=data/sample.zone
+        dnsperf_point "$s-dnsperf" "$r"
         cleanup
-        row "$name"
     done
 done
 
-# The raw-event variant of the same server (--api event), beside the default bufferevent one:
-# bufferevents cost an ioctl(FIONREAD) and readv per read that a hand-written loop does not.
-start_server bin/async-echo --api event
-loadgen_run "async-echo-api-event" "$CONNS"
-cleanup
-row "async-echo-api-event"
-
 start_server bin/async-echo
-REPEAT=1 loadgen_run "async-echo-$BIG" "$BIG" --source-ips 127.0.0.1-127.0.0.8 --connect-timeout 5000
+loadgen_point "async-echo-$BIG" 1 "$BIG" --source-ips 127.0.0.1-127.0.0.8 --connect-timeout 5000
 cleanup
-row "async-echo-$BIG"
-
-rps() { jget "$DIR/$1.json" 's["requests"]["per_sec"]'; }
-ratio() { python3 -c 'import sys; a,b=map(float,sys.argv[1:3]); g=float(sys.argv[3]); r=a/b if b else 0; print("%.3f  %s" % (r, "ok" if r>=g else "MISSED"))' "$@"; }
 
 echo
-printf '%-28s %7s %10s %8s %9s %9s %6s %5s\n' "run (loadgen -> server)" conns "req/s" "p99 us" \
-    "lg us/req" "srv us/req" "lg cpu" "bad"
-for r in "${ROWS[@]}"; do echo "$r"; done
-ec_rps=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["per_sec"])' "$DIR/epoll-client.json")
-ec_cpu=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["cpu_us_per_request"])' "$DIR/epoll-client.json")
-printf '%-28s %7d %10.0f %8s %9.2f %9s %6s %5s\n' "epoll-client -> async-echo" "$CONNS" "$ec_rps" "-" \
-    "$ec_cpu" "-" "-" "$(cat "$DIR/epoll-client.bad" 2>/dev/null || echo 1)"
-echo
-srvcpu() { jget "$DIR/$1.json" 's["server"]["cpu_us_per_request"]'; }
-echo "async-echo / bare-epoll-echo      $(ratio "$(rps async-echo)" "$(rps bare-epoll-echo)" 0.90)   (goal >= 0.90, req/s)"
-echo "  same, by server CPU per request $(ratio "$(srvcpu bare-epoll-echo)" "$(srvcpu async-echo)" 0.90)   (bare us/req / real us/req)"
-echo "async-echo --api event / bare     $(ratio "$(rps async-echo-api-event)" "$(rps bare-epoll-echo)" 0.90)   (goal >= 0.90, req/s)"
-echo "  same, by server CPU per request $(ratio "$(srvcpu bare-epoll-echo)" "$(srvcpu async-echo-api-event)" 0.90)   (bare us/req / real us/req)"
-echo "threaded-echo / bare-thread-echo  $(ratio "$(rps threaded-echo)" "$(rps bare-thread-echo)" 0.90)   (goal >= 0.90, req/s)"
-echo "  same, by server CPU per request $(ratio "$(srvcpu bare-thread-echo)" "$(srvcpu threaded-echo)" 0.90)   (bare us/req / real us/req)"
-echo "loadgen / epoll-client req/s      $(ratio "$(rps async-echo)" "$ec_rps" 1.0)   (goal >= 1.00, same server)"
-lg=$(jget "$DIR/async-echo.json" 's["loadgen"]["cpu_us_per_request"]')
-sv=$(jget "$DIR/async-echo.json" 's["server"]["cpu_us_per_request"]')
-echo "server / loadgen CPU per request  $(ratio "$sv" "$lg" 1.0)   (goal >= 1.00: loadgen ${lg} us, server ${sv} us)"
-echo "async-echo at $BIG connections: $(jget "$DIR/async-echo-$BIG.json" '"%d established, %.0f req/s, p99 %d us, server RSS/conn %.0f B" % (s["connections"]["established"], s["requests"]["per_sec"], s["latency_us"]["p99"], s["server"]["rss_per_conn_bytes"])')"
+rm -f "$DIR/.times"
+"${JSONPY[@]}" bench-report "$DIR" "$REPEAT" "$CONNS" "$BIG" "${DNS_SERVERS[*]}"

@@ -1,25 +1,36 @@
 #!/usr/bin/env bash
-# Reproduces the threads-vs-async comparison table by measurement (issue 6): starts each server
-# on a free port, drives it with bin/loadgen, and writes the raw JSON, env.json, summary.md and
-# PNG plots into one results directory. docs/compare.md explains every row; results/README.md
-# the directory layout.
+# Reproduces the threads-vs-async comparison table by measurement (issues 6 and 13): starts
+# each server on a free port, drives it with bin/loadgen, N rounds with the models interleaved,
+# and writes the raw JSON, env.json, summary.md (medians and spreads) and PNG plots into one
+# results directory. docs/compare.md explains every row; results/README.md the layout.
 #
-# Usage: scripts/compare.sh [--quick] [--out DIR] [--no-build] [--p99-bound-ms MS] [--help]
+# Usage: scripts/compare.sh [--quick] [--rounds N] [--python] [--[no-]rerun] [--models A,B]
+#                           [--out DIR] [--no-build] [--p99-bound-ms MS] [--help]
 set -euo pipefail
 
 usage() {
     cat <<'EOF'
-Usage: scripts/compare.sh [--quick] [--out DIR] [--no-build] [--p99-bound-ms MS]
+Usage: scripts/compare.sh [--quick] [--rounds N] [--python] [--[no-]rerun] [--models A,B]
+                          [--out DIR] [--no-build] [--p99-bound-ms MS]
 
-Runs every server model (threaded --pool 50, threaded one thread per connection, async)
-through the loadgen scenarios (echo ramp, hold ramp, churn, fixed load, CPU-bound) and writes
-DIR (default results/<UTC stamp>/): loadgen/*.json, servers/*.json, env.json, plan.json,
-complexity.json, summary.md and plots/*.png.
+Runs every server model of the model table (threaded --pool 50, threaded one thread per
+connection, async; async coroutines, Python threads and Python asyncio once they are built)
+through the loadgen scenarios (echo ramp, hold ramp, churn, fixed load, CPU-bound), N rounds
+with the models interleaved in each scenario (A B C A B C), and writes DIR (default
+results/<UTC stamp>/): rN/{loadgen,servers,logs}/ and rN/runs.jsonl for each round, env.json,
+plan.json, complexity.json, summary.md (every figure the median and min-max over the rounds)
+and plots/*.png.
 
-  --quick            smaller steps and shorter durations (under 3 minutes on 2 cores)
+  --quick            smaller steps and shorter durations, 1 round, no Python columns
+                     (under 3 minutes on 2 cores)
+  --rounds N         rounds (default 3; 1 with --quick)
+  --python           the Python columns in a --quick run too (a full run has them)
+  --no-rerun         do not rerun a noisy run once (the default with --quick)
+  --rerun            rerun a noisy run once (the default of a full run)
+  --models A,B,...   only these columns of the model table (labels; default every one)
   --out DIR          results directory (created; must be empty or absent)
   --no-build         do not run make for the binaries
-  --p99-bound-ms MS  p99 bound of the "concurrent connections" row (default 500)
+  --p99-bound-ms MS  tail-latency bound of the "concurrent connections" row (default 500)
   --help             this text
 
 Progress goes to stderr, one line per step. Every server started is stopped on exit and on
@@ -31,9 +42,20 @@ QUICK=0
 OUT=
 BUILD=1
 P99_BOUND_MS=500
+ROUNDS=
+PYTHON=
+RERUN_NOISY=
+ONLY_MODELS=
 while [[ $# -gt 0 ]]; do
     case $1 in
         --quick) QUICK=1 ;;
+        --rounds) [[ $# -ge 2 ]] || { usage >&2; exit 2; }; ROUNDS=$2; shift ;;
+        --rounds=*) ROUNDS=${1#--rounds=} ;;
+        --python) PYTHON=1 ;;
+        --no-rerun) RERUN_NOISY=0 ;;
+        --rerun) RERUN_NOISY=1 ;;
+        --models) [[ $# -ge 2 ]] || { usage >&2; exit 2; }; ONLY_MODELS=$2; shift ;;
+        --models=*) ONLY_MODELS=${1#--models=} ;;
         --out) [[ $# -ge 2 ]] || { usage >&2; exit 2; }; OUT=$2; shift ;;
         --out=*) OUT=${1#--out=} ;;
         --no-build) BUILD=0 ;;
@@ -45,10 +67,16 @@ while [[ $# -gt 0 ]]; do
     shift
 done
 [[ $P99_BOUND_MS =~ ^[1-9][0-9]*$ ]] || { echo "compare: --p99-bound-ms: positive integer" >&2; exit 2; }
+[[ -z $ROUNDS ]] && ROUNDS=$(( QUICK ? 1 : 3 ))
+[[ $ROUNDS =~ ^[1-9][0-9]?$ ]] || { echo "compare: --rounds: 1 to 99" >&2; exit 2; }
+[[ -z $PYTHON ]] && PYTHON=$(( QUICK ? 0 : 1 ))
+# A quick run is a smoke test: rerunning its noisy runs would only spend its 3-minute budget.
+[[ -z $RERUN_NOISY ]] && RERUN_NOISY=$(( QUICK ? 0 : 1 ))
 # --out is relative to where we were called from; everything else to the repository.
 [[ -n $OUT && $OUT != /* ]] && OUT=$PWD/$OUT
 cd "$(dirname "$0")/.."
 REPO=$PWD
+JSONPY=(python3 "$REPO/scripts/tvsa_json.py")
 
 log() { echo "compare: $*" >&2; }
 die() { log "$*"; exit 1; }
@@ -65,14 +93,16 @@ ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 FD_LIMIT=$(ulimit -n)
 if [[ $FD_LIMIT == unlimited ]]; then FD_LIMIT=1048576; fi
 
+# Durations are short so that 3 rounds of 6 columns fit in 30 minutes (docs/compare.md, Budget):
+# loadgen's histograms need ~10^5 requests for a stable p99.9, which 2 s at 10^4-10^5 req/s give.
 if [[ $QUICK -eq 1 ]]; then
-    ECHO_STEPS=10,50,100,500,1000
+    ECHO_STEPS=10,50,100,1000
     HOLD_STEPS=100,1000
-    ECHO_DURATION=2 HOLD_DURATION=1 CHURN_DURATION=2 FIXED_DURATION=2 CPU_DURATION=2
+    ECHO_DURATION=1 HOLD_DURATION=1 CHURN_DURATION=1 FIXED_DURATION=2 CPU_DURATION=1
 else
     ECHO_STEPS=10,50,100,200,500,1000,2000,5000,10000
     HOLD_STEPS=10,100,1000,2000,5000,10000
-    ECHO_DURATION=5 HOLD_DURATION=3 CHURN_DURATION=5 FIXED_DURATION=5 CPU_DURATION=5
+    ECHO_DURATION=2 HOLD_DURATION=2 CHURN_DURATION=3 FIXED_DURATION=3 CPU_DURATION=3
     # "Up to 10,000, or more if the fd limit allows": each side needs one fd per connection
     # plus a few hundred for itself.
     if (( FD_LIMIT >= 20000 + 512 )); then
@@ -99,9 +129,12 @@ REQ_TIMEOUT_MS=$((P99_BOUND_MS * 2))
 if (( REQ_TIMEOUT_MS > ECHO_DURATION * 500 )); then REQ_TIMEOUT_MS=$((ECHO_DURATION * 500)); fi
 CHURN_CONNS=50
 FIXED_CONNS=50                          # at most the pool size: every model serves them all
-FIXED_RATE=20000                        # requests/s, open loop; every model sustains it
+FIXED_RATE=20000                        # requests/s, open loop; every C model sustains it
 CPU_CONNS=50
 CPU_WORK_US=200                         # CPU burnt per message: at most 5,000 req/s per core
+# "Everything else" (other programs) above this many cores marks a run noisy (and reruns it
+# once unless --no-rerun).
+NOISY_CORES=0.3
 # Server on CPU 0, loadgen on CPU 1; the CPU-bound run gives the server every CPU.
 if (( NCPU >= 2 )); then
     SERVER_CPUS=0 LOADGEN_CPUS=1 ALL_CPUS=0-$((NCPU - 1))
@@ -109,16 +142,8 @@ else
     SERVER_CPUS=0 LOADGEN_CPUS=0 ALL_CPUS=0
     log "only one CPU: server and loadgen share it (figures will say so)"
 fi
-
-# Models: label -> server binary and flags.
-MODELS=(threaded-pool50 threaded-tpc async)
-declare -A MODEL_BIN=([threaded-pool50]=threaded-echo [threaded-tpc]=threaded-echo [async]=async-echo)
-declare -A MODEL_ARGS=([threaded-pool50]="--pool 50" [threaded-tpc]="" [async]="--api bufferevent")
-server_of() { echo "${MODEL_BIN[$1]} ${MODEL_ARGS[$1]}"; }
-
-# ---------------------------------------------------------------------------------------------
-# Build and output directory.
 BIN=${TVSA_BIN:-$REPO/bin}
+# Built before the model table, which asks the binaries what they support.
 if [[ $BUILD -eq 1 ]]; then
     if ! make --no-print-directory -s bin/threaded-echo bin/async-echo bin/loadgen >&2; then
         log "make failed; using the binaries already in $BIN if they exist"
@@ -128,20 +153,84 @@ for b in threaded-echo async-echo loadgen; do
     [[ -x $BIN/$b ]] || die "$BIN/$b is missing (run make)"
 done
 
+# ---------------------------------------------------------------------------------------------
+# The model table: one line per column of summary.md, in order.
+#   label | column title | command (bin/ is $BIN) | needs
+# needs: empty (always), "help:WORD" (the binary's --help mentions WORD), "python" (a Python
+# column: full runs and --python). A column whose needs are not met is skipped with a
+# "not built" note in summary.md.
+# shellcheck disable=SC2016 # the backquotes are markdown, not a command
+MODEL_TABLE=(
+    'threaded-pool50|threaded `--pool 50`|bin/threaded-echo --pool 50|'
+    'threaded-tpc|threaded, 1 thread/conn (8 MiB stacks)|bin/threaded-echo|'
+    'async|async (1 thread, libevent)|bin/async-echo --api bufferevent|'
+    'async-coro|async, coroutines (1 thread)|bin/async-echo --api coro|help:coro'
+    'python-threads|Python threads|python3 bench/python/threaded_echo.py|python'
+    'python-asyncio|Python asyncio|python3 bench/python/async_echo.py|python'
+)
+MODELS=()                               # the columns that run
+declare -A MODEL_CMD=() MODEL_TITLE=() MODEL_SKIP=()
+MODEL_ORDER=()
+for line in "${MODEL_TABLE[@]}"; do
+    IFS='|' read -r label title cmd needs <<<"$line"
+    cmd=${cmd//bin\//$BIN/}
+    MODEL_ORDER+=("$label") MODEL_TITLE[$label]=$title MODEL_CMD[$label]=$cmd
+    read -r exe _ <<<"$cmd"
+    case $needs in
+        help:*)
+            help=
+            [[ -x $exe ]] && help=$("$exe" --help 2>&1 || true)
+            if ! grep -q -- "${needs#help:}" <<<"$help"; then
+                MODEL_SKIP[$label]="not built: \`bin/${exe#"$BIN"/} --help\` does not offer ${needs#help:}"
+            fi ;;
+        python)
+            rest=${cmd#python3 }
+            read -r script _ <<<"$rest"
+            if [[ $PYTHON -eq 0 ]]; then
+                MODEL_SKIP[$label]="left out of --quick (add --python)"
+            elif [[ ! -f $REPO/$script ]]; then
+                MODEL_SKIP[$label]="not built: $script is missing"
+            fi
+            MODEL_CMD[$label]="python3 $REPO/$rest" ;;
+    esac
+    if [[ -n $ONLY_MODELS && ,$ONLY_MODELS, != *,$label,* ]]; then
+        MODEL_SKIP[$label]="not asked for (--models $ONLY_MODELS)"
+    fi
+    if [[ -n ${MODEL_SKIP[$label]:-} ]]; then
+        log "column '$title': ${MODEL_SKIP[$label]}"
+    else
+        MODELS+=("$label")
+    fi
+done
+if [[ -n $ONLY_MODELS ]]; then
+    for label in ${ONLY_MODELS//,/ }; do
+        [[ -n ${MODEL_TITLE[$label]:-} ]] || die "--models: no column '$label' (labels: ${MODEL_ORDER[*]})"
+    done
+fi
+(( ${#MODELS[@]} > 0 )) || die "no column to run"
+server_of() { echo "${MODEL_CMD[$1]}"; }
+# Python servers sustain a few thousand requests/s: the fixed load offered to them is lower
+# (stated in summary.md), so that the row compares switching, not overload.
+PY_FIXED_RATE=2000
+fixed_rate_of() { [[ $1 == python-* ]] && echo "$PY_FIXED_RATE" || echo "$FIXED_RATE"; }
+
+# ---------------------------------------------------------------------------------------------
+# Output directory.
 if [[ -z $OUT ]]; then
     OUT=$REPO/results/$(date -u +%Y%m%dT%H%M%SZ)
 fi
 if [[ -d $OUT ]] && [[ -n $(ls -A "$OUT") ]]; then
     die "$OUT exists and is not empty"
 fi
-mkdir -p "$OUT"/loadgen "$OUT"/servers "$OUT"/logs
+mkdir -p "$OUT"
+for ((r = 1; r <= ROUNDS; r++)); do mkdir -p "$OUT/r$r"/loadgen "$OUT/r$r"/servers "$OUT/r$r"/logs; done
 OUT=$(cd "$OUT" && pwd)
 
 LOADGEN_HELP=$("$BIN"/loadgen --help 2>&1 || true)
 has_flag() { grep -q -- "$1" <<<"$LOADGEN_HELP"; }
 
-# The other servers (issue 6: "chat, udp and dns once they exist"): each is run once, threaded
-# and async with their default flags, when both binaries exist and loadgen has the scenario.
+# The other servers (issue 6: "chat, udp and dns once they exist"): threaded and async with
+# their default flags, once per round, when both binaries exist and loadgen has the scenario.
 EXTRA_SCENARIOS=()
 for s in chat udp dns; do
     if grep -qE "^ +$s +" <<<"$LOADGEN_HELP" && [[ -x $BIN/threaded-$s && -x $BIN/async-$s ]]; then
@@ -156,7 +245,7 @@ ABUSE_KIND=
 if grep -qE "^ +abuse +" <<<"$LOADGEN_HELP"; then ABUSE_KIND=slowloris; fi
 ABUSE_ABUSERS=200
 ABUSE_GOOD=4
-if [[ $QUICK -eq 1 ]]; then ABUSE_DURATION=2; else ABUSE_DURATION=5; fi
+if [[ $QUICK -eq 1 ]]; then ABUSE_DURATION=2; else ABUSE_DURATION=3; fi
 EXTRA_DURATION=$ECHO_DURATION
 
 # ---------------------------------------------------------------------------------------------
@@ -181,26 +270,12 @@ trap on_exit EXIT
 trap 'log "interrupted"; exit 130' INT TERM
 trap 'exit 141' PIPE    # e.g. `compare.sh 2>&1 | head`: stop, but stop the servers first
 
-# Prints the value of KEY (a dotted path) of the one JSON object in FILE, or nothing.
-json_get() {
-    python3 - "$1" "$2" <<'PY'
-import json, sys
-try:
-    v = json.load(open(sys.argv[1]))
-    for k in sys.argv[2].split("."):
-        v = v[k]
-    print(v)
-except Exception:
-    pass
-PY
-}
-
-# start_server TAG CPUS BINARY ARGS...: starts it on port 0 with stdout/stderr in servers/,
+# start_server DIR TAG CPUS BINARY ARGS...: starts it on port 0 with stdout/stderr in DIR,
 # waits for the listening line and sets SERVER_PID and SERVER_PORT.
 start_server() {
-    local tag=$1
-    if ! tvsa_server_start "$OUT/servers" "$@"; then
-        log "$tag: no listening line from ${*:3} (see servers/$tag.stderr)"
+    local tag=$2
+    if ! tvsa_server_start "$@"; then
+        log "$tag: no listening line from ${*:4} (see $(basename "$(dirname "$1")")/servers/$tag.stderr)"
         return 1
     fi
     SERVER_PID=$TVSA_SERVER_PID
@@ -209,9 +284,9 @@ start_server() {
 
 # stop_server PID: stops it, keeps servers/TAG.stopped.json. Returns the server's exit status.
 stop_server() {
-    local tag=${TVSA_LIVE[$1]} rc=0
+    local tag=${TVSA_LIVE[$1]} dir=${TVSA_LIVE_DIR[$1]} rc=0
     tvsa_server_stop "$1" || rc=$?
-    [[ -f $OUT/servers/$tag.stopped.json ]] || log "$tag: no stopped line"
+    [[ -f $dir/$tag.stopped.json ]] || log "$tag: no stopped line"
     return "$rc"
 }
 
@@ -226,65 +301,62 @@ done
 for s in "${EXTRA_SCENARIOS[@]}"; do
     TOTAL_STEPS=$((TOTAL_STEPS + 2 * $(steps_in "$EXTRA_STEPS")))
 done
+TOTAL_STEPS=$((TOTAL_STEPS * ROUNDS))
 STEP_NO=0
 
 # Prints one progress line per step of a loadgen JSON file.
 report_steps() {
-    local model=$1 scenario=$2 file=$3 expected=$4
-    local lines
-    lines=$(python3 - "$file" "$model" "$scenario" <<'PY' || true
-import json, sys
-path, model, scenario = sys.argv[1:4]
-try:
-    doc = json.load(open(path))
-except Exception as e:
-    sys.exit(0)
-for st in doc.get("steps", []):
-    c = st.get("connections", {})
-    r = st.get("requests", {})
-    lat = st.get("latency_us", {})
-    p99 = lat.get("p99")
-    p99s = "p99 %.2f ms" % (p99 / 1000.0) if isinstance(p99, (int, float)) else "p99 n/a"
-    extra = []
-    if c.get("established") != c.get("target"):
-        extra.append("established %s" % c.get("established"))
-    for k in ("errors", "timeouts", "mismatches"):
-        if r.get(k):
-            extra.append("%s %s" % (k, r[k]))
-    print("%s %s %s conns: %.0f req/s %s%s" % (model, scenario, c.get("target"),
-          r.get("per_sec") or 0, p99s, (" (" + ", ".join(extra) + ")") if extra else ""))
-PY
-)
-    local n=0 line
+    local model=$1 scenario=$2 file=$3 expected=$4 rnd=$5
+    local lines n=0 line
+    lines=$("${JSONPY[@]}" report-steps "$file" "$model" "$scenario" 2>/dev/null || true)
     while IFS= read -r line; do
         [[ -z $line ]] && continue
         STEP_NO=$((STEP_NO + 1)); n=$((n + 1))
-        echo "[$STEP_NO/$TOTAL_STEPS] $line" >&2
+        echo "[$STEP_NO/$TOTAL_STEPS] r$rnd $line" >&2
     done <<<"$lines"
     while (( n < expected )); do    # steps that produced no figures still count
         STEP_NO=$((STEP_NO + 1)); n=$((n + 1))
-        echo "[$STEP_NO/$TOTAL_STEPS] $model $scenario: step missing (see logs/$scenario-$model.loadgen.log)" >&2
+        echo "[$STEP_NO/$TOTAL_STEPS] r$rnd $model $scenario: step missing (see r$rnd/logs/$scenario-$model.loadgen.log)" >&2
     done
 }
 
-# run MODEL SCENARIO SERVER_CPUS LOADGEN_CPUS STEPS "SERVER_BINARY ARGS" -- LOADGEN_ARGS...
-# One fresh server per (scenario, model): its memory baseline and rusage belong to this run.
+# run ROUND MODEL SCENARIO SERVER_CPUS LOADGEN_CPUS STEPS "SERVER_BINARY ARGS" -- LOADGEN_ARGS...
+# One fresh server per (round, scenario, model): its memory baseline and rusage belong to this
+# run. A run whose "everything else" CPU is above NOISY_CORES is rerun once (the first attempt
+# kept as TAG.noisy.*), unless --no-rerun.
 run() {
-    local model=$1 scenario=$2 scpus=$3 lcpus=$4 steps=$5 sbin sargs
-    read -r sbin sargs <<<"$6"
-    shift 7
-    local tag=$scenario-$model
-    local json=$OUT/loadgen/$tag.json
-    local lthreads
-    lthreads=$(taskset -c "$lcpus" nproc)
+    local rnd=$1 model=$2 scenario=$3
+    local tag=$scenario-$model rd=$OUT/r$rnd other
+    run_once "$@"
+    other=$("${JSONPY[@]}" run-noise "$rd" "$tag" 2>/dev/null || echo 0)
+    if [[ $RERUN_NOISY -eq 1 ]] && awk -v o="$other" -v t="$NOISY_CORES" 'BEGIN { exit !(o > t) }'; then
+        log "r$rnd $tag: other programs used $other cores: noisy, running it once more"
+        local f
+        for f in "$rd/loadgen/$tag.json" "$rd/servers/$tag".*.json "$rd/servers/$tag".std*; do
+            [[ -f $f ]] && mv "$f" "${f/$tag./$tag.noisy.}"
+        done
+        # The rerun's progress lines take the same numbers again.
+        STEP_NO=$((STEP_NO - $(steps_in "$6")))
+        RERUN_OF=$other
+        run_once "$@"
+        RERUN_OF=
+    fi
+}
+
+run_once() {
+    local rnd=$1 model=$2 scenario=$3 scpus=$4 lcpus=$5 steps=$6 sbin sargs
+    read -r sbin sargs <<<"$7"
+    shift 8
+    local tag=$scenario-$model rd=$OUT/r$rnd
+    local json=$rd/loadgen/$tag.json
     # The machine's CPU time over the run: what neither the server nor loadgen used is noise.
     local stat0 t0 stat1 t1
     stat0=$(head -n1 /proc/stat)
     t0=$(date +%s.%N)
     # shellcheck disable=SC2086 # sargs is a word list
-    if ! start_server "$tag" "$scpus" "$BIN/$sbin" $sargs; then
-        record_run "$tag" "$model" "$scenario" "" 1 1 0 "" "" 0
-        report_steps "$model" "$scenario" /dev/null "$(steps_in "$steps")"
+    if ! start_server "$rd/servers" "$tag" "$scpus" "$sbin" $sargs; then
+        record_run "$rd" "$rnd" "$tag" "$model" "$scenario" "" 1 1 0 "" "" 0
+        report_steps "$model" "$scenario" /dev/null "$(steps_in "$steps")" "$rnd"
         return 0
     fi
     local started=$SECONDS lrc=0 src=0
@@ -296,49 +368,57 @@ run() {
     # STEPS "-": the scenario opens its own connections (abuse), so no --connections.
     local conns=(--connections "$steps")
     [[ $steps == - ]] && conns=()
+    # One loadgen thread pinned to its CPU: measured to saturate a server on the other core
+    # (docs/metrics.md, make bench); it uses the CPUs of its mask, never more threads than that.
+    local lthreads
+    lthreads=$(taskset -c "$lcpus" nproc)
     local cmd=(timeout -k 10 "$limit" taskset -c "$lcpus" "$BIN/loadgen" --target "127.0.0.1:$SERVER_PORT"
                "${conns[@]}" --threads "$lthreads" --server-pid "$SERVER_PID"
                --json "$json" --quiet "$@")
-    echo "${cmd[*]}" >"$OUT/logs/$tag.loadgen.cmd"
-    "${cmd[@]}" </dev/null >/dev/null 2>"$OUT/logs/$tag.loadgen.log" &
+    echo "${cmd[*]}" >"$rd/logs/$tag.loadgen.cmd"
+    # loadgen's whole CPU time (connects included), from the shell's children rusage: `times`
+    # before and after waiting for it (nothing else is waited for in between).
+    local c0 c1
+    children_cpu_s
+    c0=$CHILDREN_CPU
+    "${cmd[@]}" </dev/null >/dev/null 2>"$rd/logs/$tag.loadgen.log" &
     LOADGEN_PID=$!
     wait "$LOADGEN_PID" || lrc=$?
     LOADGEN_PID=
+    children_cpu_s
+    c1=$CHILDREN_CPU
+    # The window ends after the server's exit, so it holds the whole life the server's rusage
+    # covers (a thread-per-connection server's shutdown included).
+    stop_server "$SERVER_PID" || src=$?
     stat1=$(head -n1 /proc/stat)
     t1=$(date +%s.%N)
-    stop_server "$SERVER_PID" || src=$?
     if [[ $lrc -eq 124 ]]; then
-        log "$tag: loadgen stopped by the watchdog after $limit s (see logs/$tag.loadgen.log)"
+        log "r$rnd $tag: loadgen stopped by the watchdog after $limit s (see r$rnd/logs/$tag.loadgen.log)"
     elif [[ $lrc -ne 0 ]]; then
-        log "$tag: loadgen exited $lrc (see logs/$tag.loadgen.log)"
+        log "r$rnd $tag: loadgen exited $lrc (see r$rnd/logs/$tag.loadgen.log)"
     fi
-    [[ $src -ne 0 ]] && log "$tag: server exited $src (see servers/$tag.stderr)"
-    record_run "$tag" "$model" "$scenario" "${cmd[*]}" "$lrc" "$src" $((SECONDS - started)) \
-        "$stat0" "$stat1" "$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.3f", b - a }')"
-    report_steps "$model" "$scenario" "$json" "$(steps_in "$steps")"
+    [[ $src -ne 0 ]] && log "r$rnd $tag: server exited $src (see r$rnd/servers/$tag.stderr)"
+    record_run "$rd" "$rnd" "$tag" "$model" "$scenario" "${cmd[*]}" "$lrc" "$src" $((SECONDS - started)) \
+        "$stat0" "$stat1" "$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.3f", b - a }')" \
+        "$(awk -v a="$c0" -v b="$c1" 'BEGIN { printf "%.3f", b - a }')"
+    report_steps "$model" "$scenario" "$json" "$(steps_in "$steps")" "$rnd"
 }
 
-# Appends one line per run to runs.jsonl: what ran, how it ended, and the machine's busy CPU
-# seconds (all CPUs, from /proc/stat) between the server's start and loadgen's end.
+# record_run ROUND_DIR ROUND TAG ...: one line in ROUND_DIR/runs.jsonl: what ran, how it ended,
+# and the machine's busy CPU seconds (all CPUs, /proc/stat) from the server's start to its
+# exit. RERUN_OF (the noisy first attempt's "everything else") marks a rerun.
 record_run() {
-    python3 - "$OUT/runs.jsonl" "$@" <<'PY'
-import json, os, sys
-out, tag, model, scenario, cmd, lrc, src, elapsed, stat0, stat1, wall = sys.argv[1:12]
+    local rd=$1 rnd=$2 a=("${@:3}")
+    # TAG MODEL SCENARIO CMD LOADGEN_EXIT SERVER_EXIT ELAPSED STAT0 STAT1 WALL [LOADGEN_CPU]
+    "${JSONPY[@]}" record-run "$rd/runs.jsonl" "${a[@]:0:10}" "${a[10]:-}" "$rnd" "${RERUN_OF:-}"
+}
 
-def busy(line):
-    # cpu user nice system idle iowait irq softirq steal ...: idle and iowait are not busy.
-    v = [int(x) for x in line.split()[1:]]
-    return (sum(v[:8]) - v[3] - v[4]) / os.sysconf("SC_CLK_TCK")
-
-rec = {"tag": tag, "model": model, "scenario": scenario, "loadgen_cmd": cmd,
-       "loadgen_exit": int(lrc), "server_exit": int(src), "elapsed_s": int(elapsed),
-       "json": "loadgen/%s.json" % tag}
-if stat0 and stat1:
-    rec["machine_busy_cpu_s"] = round(busy(stat1) - busy(stat0), 3)
-    rec["measured_wall_s"] = float(wall)
-with open(out, "a") as f:
-    f.write(json.dumps(rec) + "\n")
-PY
+# children_cpu_s: sets CHILDREN_CPU to the user + sys seconds of every child this shell has
+# waited for (bash `times`, second line). Not in $(...): a subshell's counters start at 0.
+children_cpu_s() {
+    times >"$OUT/.times"
+    CHILDREN_CPU=$(awk 'NR == 2 { s = 0; for (i = 1; i <= 2; i++) { split($i, p, "m"); s += p[1] * 60 + p[2] }
+                                   printf "%.3f", s }' "$OUT/.times")
 }
 
 # ---------------------------------------------------------------------------------------------
@@ -354,159 +434,88 @@ write_env() {
     ENV_GNUPLOT=$(gnuplot --version 2>/dev/null || echo none) \
     ENV_CC=$(${CC:-cc} --version 2>/dev/null | head -n1) \
     ENV_FD_SOFT=$(ulimit -Sn) ENV_FD_HARD=$(ulimit -Hn) \
-    python3 - "$OUT/env.json" <<'PY'
-import json, os, platform, sys, time
-
-def read(path):
-    try:
-        return open(path).read().strip()
-    except OSError:
-        return None
-
-cpu_model = None
-for line in (read("/proc/cpuinfo") or "").splitlines():
-    if line.startswith("model name"):
-        cpu_model = line.split(":", 1)[1].strip()
-        break
-mem_kib = None
-for line in (read("/proc/meminfo") or "").splitlines():
-    if line.startswith("MemTotal:"):
-        mem_kib = int(line.split()[1])
-e = os.environ
-env = {
-    "schema": "tvsa-env/1",
-    "date_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-    "kernel": " ".join(platform.uname()[i] for i in (0, 2, 4)),
-    "kernel_version": read("/proc/version"),
-    "cpu_model": cpu_model,
-    "cores_online": os.cpu_count(),
-    "cores_usable": len(os.sched_getaffinity(0)),
-    "memory_total_kib": mem_kib,
-    "loadavg_at_start": read("/proc/loadavg"),
-    "libraries": {"libevent": e["ENV_LIBEVENT"], "jansson": e["ENV_JANSSON"],
-                  "cmocka": e["ENV_CMOCKA"]},
-    "gnuplot": e["ENV_GNUPLOT"],
-    "python": platform.python_version(),
-    "compiler": e["ENV_CC"],
-    "fd_limit": {"soft": e["ENV_FD_SOFT"], "hard": e["ENV_FD_HARD"]},
-    "git_revision": e["ENV_GIT_REV"],
-    "git_uncommitted_files": int(e["ENV_GIT_DIRTY"]),
-    "sysctl": {k: read("/proc/sys/" + k.replace(".", "/")) for k in (
-        "vm.overcommit_memory", "kernel.pid_max", "kernel.threads-max",
-        "net.core.somaxconn", "net.ipv4.ip_local_port_range", "net.ipv4.tcp_tw_reuse")},
-}
-json.dump(env, open(sys.argv[1], "w"), indent=2)
-PY
+    "${JSONPY[@]}" env "$OUT/env.json"
 }
 
 write_plan() {
-    PLAN_QUICK=$QUICK PLAN_ECHO_STEPS=$ECHO_STEPS PLAN_HOLD_STEPS=$HOLD_STEPS \
+    local m
+    PLAN_QUICK=$QUICK PLAN_ROUNDS=$ROUNDS PLAN_ECHO_STEPS=$ECHO_STEPS PLAN_HOLD_STEPS=$HOLD_STEPS \
     PLAN_ECHO_DURATION=$ECHO_DURATION PLAN_HOLD_DURATION=$HOLD_DURATION \
     PLAN_CHURN_DURATION=$CHURN_DURATION PLAN_FIXED_DURATION=$FIXED_DURATION \
     PLAN_CPU_DURATION=$CPU_DURATION PLAN_MSG_SIZE=$MSG_SIZE PLAN_TIMEOUT=$REQ_TIMEOUT_MS \
     PLAN_BOUND=$P99_BOUND_MS PLAN_CHURN_CONNS=$CHURN_CONNS PLAN_FIXED_CONNS=$FIXED_CONNS \
-    PLAN_FIXED_RATE=$FIXED_RATE PLAN_FIXED_MODE=$FIXED_MODE PLAN_CPU_CONNS=$CPU_CONNS \
+    PLAN_FIXED_RATE=$FIXED_RATE PLAN_PY_FIXED_RATE=$PY_FIXED_RATE PLAN_FIXED_MODE=$FIXED_MODE \
+    PLAN_CPU_CONNS=$CPU_CONNS PLAN_NOISY_CORES=$NOISY_CORES \
     PLAN_CPU_WORK=$CPU_WORK_US PLAN_SERVER_CPUS=$SERVER_CPUS PLAN_LOADGEN_CPUS=$LOADGEN_CPUS \
     PLAN_ALL_CPUS=$ALL_CPUS PLAN_EXTRA="${EXTRA_SCENARIOS[*]}" PLAN_EXTRA_STEPS=$EXTRA_STEPS \
     PLAN_EXTRA_DURATION=$EXTRA_DURATION PLAN_ABUSE_KIND=$ABUSE_KIND \
     PLAN_ABUSE_ABUSERS=$ABUSE_ABUSERS PLAN_ABUSE_GOOD=$ABUSE_GOOD \
     PLAN_ABUSE_DURATION=$ABUSE_DURATION \
-    PLAN_MODELS="$(for m in "${MODELS[@]}"; do echo "$m ${MODEL_BIN[$m]} ${MODEL_ARGS[$m]}"; done)" \
-    python3 - "$OUT/plan.json" <<'PY'
-import json, os, sys
-e = os.environ
-steps = lambda s: [int(x) for x in s.split(",")]
-models = []
-for line in e["PLAN_MODELS"].splitlines():
-    label, binary, *args = line.split()
-    models.append({"label": label, "binary": binary, "args": args})
-plan = {
-    "schema": "tvsa-compare-plan/1",
-    "quick": e["PLAN_QUICK"] == "1",
-    "models": models,
-    "pinning": {"server_cpus": e["PLAN_SERVER_CPUS"], "loadgen_cpus": e["PLAN_LOADGEN_CPUS"],
-                "cpu_bound_server_cpus": e["PLAN_ALL_CPUS"],
-                "cpu_bound_loadgen_cpus": e["PLAN_ALL_CPUS"]},
-    "message_size": int(e["PLAN_MSG_SIZE"]),
-    "request_timeout_ms": int(e["PLAN_TIMEOUT"]),
-    "p99_bound_ms": int(e["PLAN_BOUND"]),
-    "scenarios": {
-        "echo": {"connections": steps(e["PLAN_ECHO_STEPS"]),
-                 "duration_s": float(e["PLAN_ECHO_DURATION"])},
-        "hold": {"connections": steps(e["PLAN_HOLD_STEPS"]),
-                 "duration_s": float(e["PLAN_HOLD_DURATION"])},
-        "churn": {"connections": int(e["PLAN_CHURN_CONNS"]),
-                  "duration_s": float(e["PLAN_CHURN_DURATION"])},
-        "fixed": {"connections": int(e["PLAN_FIXED_CONNS"]), "rate": int(e["PLAN_FIXED_RATE"]),
-                  "mode": e["PLAN_FIXED_MODE"], "duration_s": float(e["PLAN_FIXED_DURATION"])},
-        "cpu": {"connections": int(e["PLAN_CPU_CONNS"]), "work_us": int(e["PLAN_CPU_WORK"]),
-                "duration_s": float(e["PLAN_CPU_DURATION"])},
-    },
-    "abuse": {"kind": e["PLAN_ABUSE_KIND"] or None, "abusers": int(e["PLAN_ABUSE_ABUSERS"]),
-              "good": int(e["PLAN_ABUSE_GOOD"]), "duration_s": float(e["PLAN_ABUSE_DURATION"])},
-    "extra": {"scenarios": e["PLAN_EXTRA"].split(), "connections": steps(e["PLAN_EXTRA_STEPS"]),
-              "duration_s": float(e["PLAN_EXTRA_DURATION"]),
-              "models": {"threaded": "threaded-NAME", "async": "async-NAME"}},
-}
-json.dump(plan, open(sys.argv[1], "w"), indent=2)
-PY
+    PLAN_MODELS="$(for m in "${MODEL_ORDER[@]}"; do
+        printf '%s\t%s\t%s\t%s\n' "$m" "${MODEL_TITLE[$m]}" "${MODEL_CMD[$m]}" "${MODEL_SKIP[$m]:-}"
+    done)" \
+    "${JSONPY[@]}" plan "$OUT/plan.json"
 }
 
 # The fixed load is open loop (--rate) when loadgen has it; else closed loop with a think time
 # that gives about the same rate.
-if has_flag --rate; then
-    FIXED_MODE=rate
-    FIXED_ARGS=(--rate "$FIXED_RATE")
-else
-    FIXED_MODE=think
-    FIXED_ARGS=(--think-ms $((FIXED_CONNS * 1000 / FIXED_RATE)))
-fi
+if has_flag --rate; then FIXED_MODE=rate; else FIXED_MODE=think; fi
+fixed_args() {
+    local rate
+    rate=$(fixed_rate_of "$1")
+    if [[ $FIXED_MODE == rate ]]; then echo "--rate $rate"; else echo "--think-ms $((FIXED_CONNS * 1000 / rate))"; fi
+}
 
 write_env
 write_plan
-log "writing $OUT ($([[ $QUICK -eq 1 ]] && echo quick || echo full) run, $TOTAL_STEPS steps)"
+log "writing $OUT ($([[ $QUICK -eq 1 ]] && echo quick || echo full) run, $ROUNDS round(s), ${#MODELS[@]} columns, $TOTAL_STEPS steps)"
 RUN_START=$SECONDS
 
 # ---------------------------------------------------------------------------------------------
-# The runs. Order: scenario by scenario, each model in turn, so a stopped run still has every
-# model for the scenarios it finished.
-ECHO_ARGS=(--scenario echo --duration "$ECHO_DURATION" --size "$MSG_SIZE" --timeout "$REQ_TIMEOUT_MS")
-for m in "${MODELS[@]}"; do
-    run "$m" echo "$SERVER_CPUS" "$LOADGEN_CPUS" "$ECHO_STEPS" "$(server_of "$m")" -- "${ECHO_ARGS[@]}"
-done
-for m in "${MODELS[@]}"; do
-    run "$m" hold "$SERVER_CPUS" "$LOADGEN_CPUS" "$HOLD_STEPS" "$(server_of "$m")" -- \
-        --scenario hold --duration "$HOLD_DURATION" --size "$MSG_SIZE" --timeout "$REQ_TIMEOUT_MS"
-done
-for m in "${MODELS[@]}"; do
-    run "$m" churn "$SERVER_CPUS" "$LOADGEN_CPUS" "$CHURN_CONNS" "$(server_of "$m")" -- \
-        --scenario churn --duration "$CHURN_DURATION" --size "$MSG_SIZE" --timeout "$REQ_TIMEOUT_MS"
-done
-for m in "${MODELS[@]}"; do
-    run "$m" fixed "$SERVER_CPUS" "$LOADGEN_CPUS" "$FIXED_CONNS" "$(server_of "$m")" -- \
-        --scenario echo --duration "$FIXED_DURATION" --size "$MSG_SIZE" \
-        --timeout "$REQ_TIMEOUT_MS" "${FIXED_ARGS[@]}"
-done
-# CPU-bound: the server may use every CPU (threads can, one event loop cannot); loadgen shares.
-for m in "${MODELS[@]}"; do
-    run "$m" cpu "$ALL_CPUS" "$ALL_CPUS" "$CPU_CONNS" "$(server_of "$m") --work-us $CPU_WORK_US" -- \
-        --scenario echo --duration "$CPU_DURATION" --size "$MSG_SIZE" --timeout "$REQ_TIMEOUT_MS"
-done
-
-if [[ -n $ABUSE_KIND ]]; then
-    for m in "${MODELS[@]}"; do
-        run "$m" abuse "$SERVER_CPUS" "$LOADGEN_CPUS" - "$(server_of "$m")" -- \
-            --scenario abuse --kind "$ABUSE_KIND" --abusers "$ABUSE_ABUSERS" --good "$ABUSE_GOOD" \
-            --duration "$ABUSE_DURATION" --size "$MSG_SIZE" --timeout "$REQ_TIMEOUT_MS"
+# The runs. Scenario by scenario; in each, round after round, every model in turn (A B C A B C),
+# so a slow drift of the machine spreads over every model instead of landing on one.
+each() {    # each SCENARIO SCPUS LCPUS STEPS SERVER_SUFFIX -- LOADGEN_ARGS (FIXED: model's rate)
+    local scenario=$1 scpus=$2 lcpus=$3 steps=$4 suffix=$5 r m extra
+    shift 6
+    for ((r = 1; r <= ROUNDS; r++)); do
+        for m in "${MODELS[@]}"; do
+            extra=()
+            # shellcheck disable=SC2207 # two words
+            [[ $scenario == fixed ]] && extra=($(fixed_args "$m"))
+            run "$r" "$m" "$scenario" "$scpus" "$lcpus" "$steps" "$(server_of "$m")$suffix" -- "$@" "${extra[@]}"
+        done
     done
+}
+COMMON=(--duration "$ECHO_DURATION" --size "$MSG_SIZE" --timeout "$REQ_TIMEOUT_MS")
+each echo "$SERVER_CPUS" "$LOADGEN_CPUS" "$ECHO_STEPS" "" -- --scenario echo "${COMMON[@]}"
+each hold "$SERVER_CPUS" "$LOADGEN_CPUS" "$HOLD_STEPS" "" -- --scenario hold \
+    --duration "$HOLD_DURATION" --size "$MSG_SIZE" --timeout "$REQ_TIMEOUT_MS"
+each churn "$SERVER_CPUS" "$LOADGEN_CPUS" "$CHURN_CONNS" "" -- --scenario churn \
+    --duration "$CHURN_DURATION" --size "$MSG_SIZE" --timeout "$REQ_TIMEOUT_MS"
+each fixed "$SERVER_CPUS" "$LOADGEN_CPUS" "$FIXED_CONNS" "" -- --scenario echo \
+    --duration "$FIXED_DURATION" --size "$MSG_SIZE" --timeout "$REQ_TIMEOUT_MS"
+# CPU-bound: the server may use every CPU (threads can, one event loop cannot); loadgen shares.
+each cpu "$ALL_CPUS" "$ALL_CPUS" "$CPU_CONNS" " --work-us $CPU_WORK_US" -- --scenario echo \
+    --duration "$CPU_DURATION" --size "$MSG_SIZE" --timeout "$REQ_TIMEOUT_MS"
+if [[ -n $ABUSE_KIND ]]; then
+    each abuse "$SERVER_CPUS" "$LOADGEN_CPUS" - "" -- --scenario abuse --kind "$ABUSE_KIND" \
+        --abusers "$ABUSE_ABUSERS" --good "$ABUSE_GOOD" --duration "$ABUSE_DURATION" \
+        --size "$MSG_SIZE" --timeout "$REQ_TIMEOUT_MS"
 fi
-
 for s in "${EXTRA_SCENARIOS[@]}"; do
-    run threaded "$s" "$SERVER_CPUS" "$LOADGEN_CPUS" "$EXTRA_STEPS" "threaded-$s" -- \
-        --scenario "$s" --duration "$EXTRA_DURATION" --timeout "$REQ_TIMEOUT_MS"
-    run async "$s" "$SERVER_CPUS" "$LOADGEN_CPUS" "$EXTRA_STEPS" "async-$s" -- \
-        --scenario "$s" --duration "$EXTRA_DURATION" --timeout "$REQ_TIMEOUT_MS"
+    for ((r = 1; r <= ROUNDS; r++)); do
+        for m in threaded async; do
+            run "$r" "$m" "$s" "$SERVER_CPUS" "$LOADGEN_CPUS" "$EXTRA_STEPS" "$BIN/$m-$s" -- \
+                --scenario "$s" --duration "$EXTRA_DURATION" --timeout "$REQ_TIMEOUT_MS"
+        done
+    done
 done
+
+# The price of a switch (issue 15), once: bin/switch-cost --json when it exists.
+if [[ -x $BIN/switch-cost ]]; then
+    taskset -c "$SERVER_CPUS" timeout 120 "$BIN/switch-cost" --json >"$OUT/switch-cost.json" \
+        2>"$OUT/r1/logs/switch-cost.log" || log "switch-cost failed (see r1/logs/switch-cost.log)"
+fi
 
 # ---------------------------------------------------------------------------------------------
 # Complexity, summary and plots.
@@ -516,5 +525,10 @@ if command -v gnuplot >/dev/null; then
     scripts/plots.sh "$OUT" || log "some plots failed (see above)"
 else
     log "gnuplot not found: no plots (scripts/install-deps.sh installs it)"
+fi
+rm -f "$OUT/.times"
+BUDGET_S=$(( QUICK ? 180 : 1800 ))      # docs/compare.md, Budget
+if (( SECONDS - RUN_START > BUDGET_S )); then
+    log "over budget: $((SECONDS - RUN_START)) s against $BUDGET_S s (a busy machine, or reruns of noisy runs)"
 fi
 log "done in $((SECONDS - RUN_START)) s: $OUT/summary.md"

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Counts code size and concurrency call sites of each model's echo and chat servers; prints JSON.
+# Counts code size and concurrency call sites of each model's echo and chat servers (and of the
+# coroutine runtime and the Python peers); prints JSON.
 # Usage: scripts/complexity.sh [REPO_DIR]   (default: the repository this script lives in)
 #
 # Per file: "lines" = non-blank lines once C comments are removed; call sites are counted on the
@@ -57,11 +58,35 @@ count_file() {
     ' "$1"
 }
 
+# Python files: non-blank lines that are not # comments (docstrings count as code), and the
+# same kinds of call sites (threading.Lock/acquire, Condition, Thread/ThreadPoolExecutor,
+# asyncio callback and task registrations).
+count_py() {
+    awk '
+    function count(s, re,    n) { n = 0; while (match(s, re)) { n++; s = substr(s, RSTART + RLENGTH) } return n }
+    {
+        code = $0; sub(/#.*/, "", code)
+        if (code ~ /[^ \t\r]/) lines++
+        lock += count(code, "(Lock|RLock|Semaphore)\\(|\\.acquire\\(|\\.release\\(")
+        cond += count(code, "Condition\\(|\\.wait\\(|\\.notify(_all)?\\(")
+        thread += count(code, "Thread\\(|ThreadPoolExecutor\\(|ThreadingTCPServer|\\.join\\(")
+        cb += count(code, "start_server\\(|create_task\\(|add_signal_handler\\(|call_soon|call_later")
+    }
+    END { printf "%d %d %d %d %d %d\n", lines, lock, cond, thread, 0, cb }
+    ' "$1"
+}
+
 # Prints one model's JSON object: its files, the missing ones, and totals.
+# model_json NAME [FILE...]: the files (default NAME/echo.c NAME/chat.c NAME/lib/*.c).
 model_json() {
     local model=$1 files=() f
-    files=("$model/echo.c" "$model/chat.c")
-    for f in "$model"/lib/*.c; do files+=("$f"); done
+    shift
+    if [[ $# -gt 0 ]]; then
+        files=("$@")
+    else
+        files=("$model/echo.c" "$model/chat.c")
+        for f in "$model"/lib/*.c; do files+=("$f"); done
+    fi
     local present="" missing="" sep_p="" sep_m=""
     local t_lines=0 t_lock=0 t_cond=0 t_thread=0 t_atomic=0 t_cb=0
     for f in "${files[@]}"; do
@@ -70,7 +95,11 @@ model_json() {
             missing+="$sep_m\"$f\""; sep_m=", "
             continue
         fi
-        read -r lines lock cond thread atomic cb < <(count_file "$f")
+        if [[ $f == *.py ]]; then
+            read -r lines lock cond thread atomic cb < <(count_py "$f")
+        else
+            read -r lines lock cond thread atomic cb < <(count_file "$f")
+        fi
         present+="$sep_p"$'\n'"      {\"path\": \"$f\", \"lines\": $lines, \"lock_sites\": $lock, \"condvar_sites\": $cond, \"thread_sites\": $thread, \"atomic_sites\": $atomic, \"callback_sites\": $cb}"
         sep_p=","
         t_lines=$((t_lines + lines)); t_lock=$((t_lock + lock)); t_cond=$((t_cond + cond))
@@ -88,4 +117,14 @@ printf '  "models": {\n'
 model_json threaded
 printf ',\n'
 model_json async
+# The coroutine model (issue 15): its runtime in async/lib/coro*.c (and the echo server it
+# shares with --api bufferevent, counted under async); the Python peers (issue 18).
+coro=(async/lib/coro*.c)
+[[ -e ${coro[0]} ]] || coro=(async/lib/coro.c)
+printf ',\n'
+model_json coro async/echo.c "${coro[@]}"
+printf ',\n'
+model_json python-threads bench/python/threaded_echo.py
+printf ',\n'
+model_json python-asyncio bench/python/async_echo.py
 printf '\n  }\n}\n'

@@ -153,45 +153,7 @@ loadgen() {
 # summary.tsv (header first if new): label, then each dotted PATH of the step ("NaN" if absent).
 # Computed columns: bad = errors + timeouts + mismatches + failed connects; PATH/PATH divides.
 steps_tsv() {
-    python3 - "$TSV" "$@" <<'PY'
-import json, os, sys
-out, label, path = sys.argv[1:4]
-cols = [c.split("=", 1) for c in sys.argv[4:]]
-try:
-    doc = json.load(open(path))
-except (OSError, ValueError):
-    doc = {"steps": []}
-new = not os.path.exists(out)
-
-def get(st, path):
-    v = st
-    for k in path.split("."):
-        v = v.get(k) if isinstance(v, dict) else None
-    return v
-
-with open(out, "a") as f:
-    if new:
-        f.write("\t".join(["run"] + [c[0] for c in cols]) + "\n")
-    for st in doc.get("steps", []):
-        row = [label]
-        for _, p in cols:
-            if p == "bad":
-                r, c = st.get("requests", {}), st.get("connections", {})
-                v = sum(r.get(k, 0) for k in ("errors", "timeouts", "mismatches")) + c.get("failed", 0)
-            else:
-                parts = [get(st, q) for q in p.split("/")]
-                v = parts[0]
-                if len(parts) == 2:
-                    v = parts[0] / parts[1] if None not in parts and parts[1] else None
-            if v is None:
-                v = "NaN"
-            elif isinstance(v, bool):
-                v = int(v)
-            elif isinstance(v, float):
-                v = "%.6g" % v
-            row.append(str(v))
-        f.write("\t".join(row) + "\n")
-PY
+    python3 "$REPO/scripts/tvsa_json.py" steps-tsv "$TSV" "$@"
 }
 
 # Rows of $TSV, by their first column (run), into data/RUN.tsv for gnuplot (header dropped), so
@@ -230,30 +192,12 @@ EOF
 # lab.json: what ran, for the record.
 write_meta() {
     local title=$1
-    python3 - "$OUT" "$LAB" "$title" "$QUICK" "$SERVER_CPUS" "$LOADGEN_CPUS" <<'PY'
-import json, os, sys, time
-out, lab, title, quick, scpu, lcpu = sys.argv[1:7]
-meta = {"schema": "tvsa-lab/1", "lab": int(lab), "complete": True, "title": title,
-        "quick": quick == "1",
-        "date_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "loadavg": open("/proc/loadavg").read().split()[:3],
-        "cores_online": os.cpu_count(), "server_cpus": scpu, "loadgen_cpus": lcpu,
-        "commands": [l.rstrip("\n") for l in open(os.path.join(out, "commands.txt"))]}
-json.dump(meta, open(os.path.join(out, "lab.json"), "w"), indent=2)
-PY
+    python3 "$REPO/scripts/tvsa_json.py" lab-meta "$OUT" "$LAB" "$title" "$QUICK" "$SERVER_CPUS" "$LOADGEN_CPUS"
 }
 
 # align FILE: a TSV as aligned columns (column(1) is not everywhere).
 align() {
-    python3 - "$1" <<'PY'
-import sys
-rows = [l.rstrip("\n").split("\t") for l in open(sys.argv[1]) if l.strip()]
-if rows:
-    n = max(map(len, rows))
-    w = [max(len(r[i]) if i < len(r) else 0 for r in rows) for i in range(n)]
-    for r in rows:
-        print("  ".join(c.ljust(w[i]) for i, c in enumerate(r)).rstrip())
-PY
+    python3 "$REPO/scripts/tvsa_json.py" align "$1"
 }
 
 # summary.txt: every table of the lab (summary.tsv, then any other *.tsv), aligned.
@@ -525,38 +469,14 @@ lab5() {
                     --opt rate="$rate" --opt stalled="$k"
                 stop_server "$PID" || rc=$?
                 steps_tsv "$m-$b" "$OUT/json/chat-$tag.json" "${cols[@]}"
-                python3 - "$OUT/stopped.tsv" "$m-$b" "$k" "$OUT/servers/$tag.stdout" "$rc" <<'PY'
-import json, sys
-tsv, run, k, path, rc = sys.argv[1:6]
-st = {}
-for line in open(path):
-    if '"event":"stopped"' in line:
-        st = json.loads(line)
-row = [run, k, st.get("lines_broadcast", "NaN"), st.get("dropped_backlog", "NaN"),
-       st.get("rusage", {}).get("maxrss_kib", "NaN"), rc]
-open(tsv, "a").write("\t".join(map(str, row)) + "\n")
-PY
+                python3 "$REPO/scripts/tvsa_json.py" chat-stopped-row "$OUT/stopped.tsv" "$m-$b" "$k" \
+                    "$OUT/servers/$tag.stdout" "$rc"
             done
         done
     done
     # One row per server: delivered/s and p99 with no stalled client, then with K.
     mkdir -p "$OUT/data"
-    python3 - "$TSV" "$OUT/data/chat-plot.tsv" "$stalled" <<'PY'
-import sys
-src, dst, k = sys.argv[1], sys.argv[2], sys.argv[3]
-rows = [l.rstrip("\n").split("\t") for l in open(src)]
-head, rows = rows[0], rows[1:]
-col = {h: i for i, h in enumerate(head)}
-out = {}
-for r in rows:
-    out.setdefault(r[0], {})[r[col["stalled"]]] = r
-with open(dst, "w") as f:
-    for run in ("threaded-queued", "threaded-naive", "async-queued", "async-naive"):
-        g = out.get(run, {})
-        get = lambda s, c: g.get(s, [])[col[c]] if s in g else "NaN"
-        f.write("\t".join([run, get("0", "delivered_ratio"), get(k, "delivered_ratio"),
-                           get("0", "p99_us"), get(k, "p99_us")]) + "\n")
-PY
+    python3 "$REPO/scripts/tvsa_json.py" chat-plot "$TSV" "$OUT/data/chat-plot.tsv" "$stalled"
     plot chat_rate "
 set title 'Lab 5: chat, $conns clients, $senders senders, $rate lines/s of $size B in all$QTAG'
 set ylabel 'lines delivered, % of (lines sent x other clients)'
@@ -724,35 +644,11 @@ dnsq() {
 }
 
 dnsq_row() {
-    python3 - "$TSV" "$@" <<'PY'
-import json, sys
-tsv, case, retries, path = sys.argv[1:5]
-try:
-    d = json.load(open(path))
-    r = d["results"][0]
-    row = [case, retries, d["timeout_ms"], r["tries"], "%.1f" % d["elapsed_ms"], r["status"],
-           r.get("error", "").replace(" ", "_") or "-"]
-except (OSError, ValueError, KeyError, IndexError):
-    row = [case, retries, "NaN", "NaN", "NaN", "NaN", "no_json"]
-open(tsv, "a").write("\t".join(map(str, row)) + "\n")
-PY
+    python3 "$REPO/scripts/tvsa_json.py" dnsq-row "$TSV" "$@"
 }
 
 names_row() {
-    python3 - "$TSV" "$@" <<'PY'
-import json, sys
-tsv, case, server, model, path, tpath = sys.argv[1:7]
-try:
-    d = json.load(open(path))
-    row = [case, server, model, d["names"], d["ok"], d["failed"], "%.1f" % d["elapsed_ms"]]
-except (OSError, ValueError, KeyError):
-    row = [case, server, model, "NaN", "NaN", "NaN", "NaN"]
-try:
-    row.append(open(tpath).read().split()[-1])
-except (OSError, IndexError):
-    row.append("NaN")
-open(tsv, "a").write("\t".join(map(str, row)) + "\n")
-PY
+    python3 "$REPO/scripts/tvsa_json.py" names-row "$TSV" "$@"
 }
 
 

@@ -3,73 +3,45 @@
 
 Usage: scripts/summarize.py DIR
 
-Reads DIR/plan.json, env.json, runs.jsonl, complexity.json, loadgen/*.json and
-servers/*.stopped.json (any of them may be missing: the cell says n/a). Writes DIR/summary.md
-(the textbook table with measured figures and verdicts, then every step) and DIR/plots/data/*.tsv
-for scripts/plots.sh. Python 3 standard library only.
+Reads DIR/plan.json, env.json, complexity.json, switch-cost.json and each round's
+DIR/rN/{runs.jsonl,loadgen/*.json,servers/*.stopped.json} (a directory without rN/ is read as
+one round; any file may be missing: the cell says n/a). Every figure of the table is the median
+over the rounds with its min-max spread; a verdict that compares two models states a difference
+only when their ranges do not overlap. Writes DIR/summary.md and DIR/plots/data/*.tsv for
+scripts/plots.sh. Python 3 standard library only.
 """
-import json
-import math
 import os
 import sys
 
-MODELS = [
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from tvsa_json import (TIMEOUT_FRACTION, compare_spreads, fmt_int, fmt_spread, fmt_us,  # noqa: E402
+                       get, highest_prefix, load_json, num, read_runs, run_noise, server_bound,
+                       spread, step_verdict)
+
+# The columns when plan.json does not list them (results of an older compare.sh).
+DEFAULT_MODELS = [
     ("threaded-pool50", "threaded `--pool 50`"),
     ("threaded-tpc", "threaded, 1 thread/conn (8 MiB stacks)"),
     ("async", "async (1 thread, libevent)"),
 ]
+# complexity.json's model for each column.
+COMPLEXITY_OF = {"threaded-pool50": "threaded", "threaded-tpc": "threaded", "async": "async",
+                 "async-coro": "coro", "python-threads": "python-threads",
+                 "python-asyncio": "python-asyncio"}
 NA = "n/a"
+NOISY_CORES = 0.3
 
 
 # --------------------------------------------------------------------------------------------
 # Reading
 
 
-def load_json(path):
-    """The parsed file, or None if it is missing or not JSON."""
-    try:
-        with open(path) as f:
-            return json.load(f)
-    except (OSError, ValueError):
-        return None
+class Round:
+    """One round's directory: runs.jsonl, loadgen/ and servers/."""
 
-
-def get(obj, *keys):
-    """obj[k1][k2]... or None when any level is missing."""
-    for k in keys:
-        if isinstance(obj, dict) and k in obj:
-            obj = obj[k]
-        elif isinstance(obj, list) and isinstance(k, int) and -len(obj) <= k < len(obj):
-            obj = obj[k]
-        else:
-            return None
-    return obj
-
-
-def num(v):
-    """v as a float if it is a finite number, else None."""
-    if isinstance(v, bool) or not isinstance(v, (int, float)):
-        return None
-    v = float(v)
-    return v if math.isfinite(v) else None
-
-
-class Results:
-    def __init__(self, d):
-        self.dir = d
-        self.plan = load_json(os.path.join(d, "plan.json")) or {}
-        self.env = load_json(os.path.join(d, "env.json")) or {}
-        self.complexity = load_json(os.path.join(d, "complexity.json"))
-        self.runs = {}
-        try:
-            with open(os.path.join(d, "runs.jsonl")) as f:
-                for line in f:
-                    line = line.strip()
-                    if line:
-                        r = json.loads(line)
-                        self.runs[r["tag"]] = r
-        except (OSError, ValueError, KeyError):
-            pass
+    def __init__(self, d, n):
+        self.dir, self.n = d, n
+        self.runs = read_runs(d)
 
     def loadgen(self, scenario, model):
         return load_json(os.path.join(self.dir, "loadgen", "%s-%s.json" % (scenario, model)))
@@ -80,17 +52,42 @@ class Results:
     def stopped(self, scenario, model):
         return load_json(os.path.join(self.dir, "servers", "%s-%s.stopped.json" % (scenario, model)))
 
+
+class Results:
+    def __init__(self, d):
+        self.dir = d
+        self.plan = load_json(os.path.join(d, "plan.json")) or {}
+        self.env = load_json(os.path.join(d, "env.json")) or {}
+        self.complexity = load_json(os.path.join(d, "complexity.json"))
+        self.switch = load_json(os.path.join(d, "switch-cost.json"))
+        self.rounds = []
+        n = 1
+        while os.path.isdir(os.path.join(d, "r%d" % n)):
+            self.rounds.append(Round(os.path.join(d, "r%d" % n), n))
+            n += 1
+        if not self.rounds:
+            self.rounds = [Round(d, 1)]
+        models = self.plan.get("models")
+        if models and all("title" in m for m in models):
+            self.models = [(m["label"], m["title"]) for m in models if not m.get("skipped")]
+            self.skipped = [(m["label"], m["title"], m["skipped"]) for m in models if m.get("skipped")]
+        else:
+            self.models, self.skipped = list(DEFAULT_MODELS), []
+        self.noisy = num(self.plan.get("noisy_cores")) or NOISY_CORES
+
+    def labels(self):
+        return [m for m, _ in self.models]
+
     def bound_us(self):
         return 1000.0 * (num(self.plan.get("p99_bound_ms")) or 1000.0)
+
+    def per_round(self, fn, *args):
+        """[fn(round, *args) for every round]."""
+        return [fn(r, *args) for r in self.rounds]
 
 
 # --------------------------------------------------------------------------------------------
 # Formatting
-
-
-def fmt_int(v):
-    v = num(v)
-    return NA if v is None else "{:,}".format(int(round(v)))
 
 
 def fmt_rate(v):
@@ -98,18 +95,6 @@ def fmt_rate(v):
     if v is None:
         return NA
     return "{:,.0f}".format(v) if v >= 100 else "{:.1f}".format(v)
-
-
-def fmt_us(v):
-    """Microseconds, shown in the unit that reads best."""
-    v = num(v)
-    if v is None:
-        return NA
-    if v >= 1e6:
-        return "%.2f s" % (v / 1e6)
-    if v >= 1000:
-        return "%.1f ms" % (v / 1000)
-    return "%.0f µs" % v
 
 
 def fmt_bytes(v):
@@ -130,72 +115,67 @@ def fmt_num(v, digits=2):
     return NA if v is None else ("%." + str(digits) + "f") % v
 
 
+def num2(v):
+    return fmt_num(v, 2)
+
+
+def num4(v):
+    return fmt_num(v, 4)
+
+
+def bold_spread(s, fmt):
+    """**median** (min–max): the median bold, the spread after it."""
+    if s is None:
+        return NA
+    text = fmt_spread(s, fmt)
+    med = fmt(s[0])
+    return "**%s**%s" % (med, text[len(med):])
+
+
 # --------------------------------------------------------------------------------------------
-# Figures for each row
+# Figures for each row, per round; then the spread over the rounds.
 
 
-def step_problems(st, bound_us):
-    """Why a ramp step does not count as 'every connection established and served' (a list)."""
-    why = []
-    target = num(get(st, "connections", "target"))
-    est = num(get(st, "connections", "established"))
-    failed = num(get(st, "connections", "failed")) or 0
-    if target is None or est is None or est < target:
-        why.append("%s of %s established" % (fmt_int(est), fmt_int(target)))
-    if failed:
-        why.append("%s connects failed" % fmt_int(failed))
-    for k in ("timeouts", "errors", "mismatches"):
-        v = num(get(st, "requests", k)) or 0
-        if v:
-            why.append("%s %s" % (fmt_int(v), k))
-    done = num(get(st, "requests", "completed"))
-    if done is None or (target is not None and done < target):
-        why.append("only %s requests completed" % fmt_int(done))
-    p99 = num(get(st, "latency_us", "p99"))
-    if p99 is None:
-        why.append("no p99")
-    elif p99 > bound_us:
-        why.append("p99 %s > %s" % (fmt_us(p99), fmt_us(bound_us)))
-    return why
-
-
-def concurrency(res, model):
-    """(highest good step or None, its step, first failing step above it with reasons)."""
-    steps = res.steps("echo", model)
-    best, best_step, fail = None, None, None
+def concurrency_round(rnd, model, bound_us):
+    """One round's echo ramp: best (prefix rule), its step, first failure, and the steps that
+    passed with a few timeouts (within the pass rule)."""
+    steps = rnd.steps("echo", model)
+    if not steps:
+        return None
+    best, best_step, fail = highest_prefix(steps, bound_us)
+    notes = []
     for st in steps:
         target = num(get(st, "connections", "target"))
-        why = step_problems(st, res.bound_us())
-        if not why and target is not None and (best is None or target > best):
-            best, best_step = target, st
-    for st in steps:
-        target = num(get(st, "connections", "target"))
-        why = step_problems(st, res.bound_us())
-        if why and target is not None and (best is None or target > best):
-            fail = (target, why, st)
-            break
-    return best, best_step, fail
+        ok, _, nt = step_verdict(st, bound_us)
+        if ok and nt and (best is not None and target is not None and target <= best):
+            notes.append("%s passed with %s" % (fmt_int(target), ", ".join(nt)))
+    return {"best": best, "best_step": best_step, "fail": fail, "notes": notes, "round": rnd.n}
 
 
 def concurrency_cell(res, model):
-    if not res.steps("echo", model):
+    per = [x for x in res.per_round(concurrency_round, model, res.bound_us()) if x is not None]
+    if not per:
         return NA, None
-    best, best_step, fail = concurrency(res, model)
-    parts = []
-    if best is None:
-        parts.append("**none**")
-    else:
-        parts.append("**%s** (p99 %s)" % (fmt_int(best), fmt_us(get(best_step, "latency_us", "p99"))))
-    if fail is not None:
-        parts.append("at %s: %s" % (fmt_int(fail[0]), ", ".join(fail[1][:2])))
-    else:
-        parts.append("every step passed")
-    return "; ".join(parts), best
+    best = spread([0 if p["best"] is None else p["best"] for p in per], low=True)
+    parts = ["none" if best[2] == 0 else bold_spread(best, fmt_int)]
+    fails = []
+    for p in per:
+        tag = "r%d " % p["round"] if len(res.rounds) > 1 else ""
+        if p["fail"] is not None:
+            fails.append("%sat %s: %s" % (tag, fmt_int(p["fail"][0]), ", ".join(p["fail"][1][:2])))
+        else:
+            fails.append("%severy step passed" % tag)
+        for note in p["notes"]:
+            fails.append("%s%s" % (tag, note))
+    if len(set(f.split(" ", 1)[-1] for f in fails)) == 1 and len(fails) > 1:
+        fails = [fails[0].split(" ", 1)[1] + " (every round)"]
+    parts.append("; ".join(fails))
+    return "; ".join(parts), {"best": best}
 
 
-def hold_step(res, model):
+def hold_step(rnd, model):
     """The largest hold step with per-connection figures (prefer fully established ones)."""
-    steps = [s for s in res.steps("hold", model)
+    steps = [s for s in rnd.steps("hold", model)
              if num(get(s, "server", "rss_per_conn_bytes")) is not None]
     full = [s for s in steps if num(get(s, "connections", "established")) is not None
             and num(get(s, "connections", "established")) >= (num(get(s, "connections", "target")) or 0)]
@@ -203,51 +183,66 @@ def hold_step(res, model):
     return pick[-1] if pick else None
 
 
-def memory_cell(res, model):
-    st = hold_step(res, model)
-    if st is None:
-        return NA, None
-    rss = num(get(st, "server", "rss_per_conn_bytes"))
-    vsz = num(get(st, "server", "vsz_per_conn_bytes"))
-    kern = get(st, "server", "kernel_per_conn_bytes")
-    text = "RSS **%s**, VSZ **%s**" % (fmt_bytes(rss), fmt_bytes(vsz))
-    if isinstance(kern, dict):
-        ks = num(kern.get("kernel_stack"))
-        sk = num(kern.get("sock_mem"))
-        extra = []
-        if ks is not None:
-            extra.append("kernel stack %s" % fmt_bytes(ks))
-        if sk is not None:
-            extra.append("socket buffers %s" % fmt_bytes(sk))
-        if extra:
-            text += "; " + ", ".join(extra) + " (system-wide)"
-    elif num(kern) is not None:
-        text += "; kernel %s (system-wide)" % fmt_bytes(kern)
-    est = num(get(st, "connections", "established"))
-    text += " per conn at %s held" % fmt_int(est)
-    alive = hold_alive(st)
-    if alive:
-        text += " (" + alive + ")"
-    return text, {"rss": rss, "vsz": vsz, "conns": est}
-
-
 def hold_alive(st):
-    """What the end-of-hold message on each connection showed, when some did not answer."""
+    """(text, mostly unserved) of the end-of-hold message on each connection."""
     bad = []
     alive = num(get(st, "alive"))
     est = num(get(st, "connections", "established"))
+    unserved = alive is not None and est and alive < est / 2.0
     if alive is not None and est is not None and alive < est:
         bad.append("%s of %s answered" % (fmt_int(alive), fmt_int(est)))
     for k in ("timeouts", "errors", "mismatches"):
         v = num(get(st, "requests", k)) or 0
         if v:
             bad.append("%s %s" % (fmt_int(v), k))
-    return "end check: " + ", ".join(bad) if bad else ""
+    return ("end check: " + ", ".join(bad) if bad else ""), unserved
 
 
-def ctx_figures(res, model):
-    """(switches per request, per second, rusage switches per request) of the fixed-load run."""
-    st = get(res.steps("fixed", model), -1)
+def memory_cell(res, model):
+    sts = [s for s in res.per_round(hold_step, model) if s is not None]
+    if not sts:
+        return NA, None
+    rss = spread([get(s, "server", "rss_per_conn_bytes") for s in sts])
+    vsz = spread([get(s, "server", "vsz_per_conn_bytes") for s in sts])
+    st = sts[0]
+    alive, unserved = hold_alive(st)
+    if unserved:
+        # Most connections were never served: the figure is of a server that did nothing.
+        text = "RSS %s, VSZ %s (not a result: most connections were never served)" % (
+            fmt_spread(rss, fmt_bytes), fmt_spread(vsz, fmt_bytes))
+    else:
+        text = "RSS %s, VSZ %s" % (bold_spread(rss, fmt_bytes), bold_spread(vsz, fmt_bytes))
+    kern = get(st, "server", "kernel_per_conn_bytes")
+    if isinstance(kern, dict):
+        extra = []
+        ks = spread([get(s, "server", "kernel_per_conn_bytes", "kernel_stack") for s in sts])
+        sk = spread([get(s, "server", "kernel_per_conn_bytes", "sock_mem") for s in sts])
+        if ks is not None:
+            extra.append("kernel stack %s" % fmt_spread(ks, fmt_bytes))
+        if sk is not None:
+            extra.append("socket buffers %s" % fmt_spread(sk, fmt_bytes))
+        if extra:
+            text += "; " + ", ".join(extra) + " (system-wide)"
+    text += " per conn at %s held" % fmt_int(get(st, "connections", "established"))
+    if alive:
+        text += " (" + alive + ")"
+    return text, {"rss": rss, "vsz": vsz, "unserved": unserved}
+
+
+def saturated_ctx(rnd, model):
+    """(connections, switches per request) of the closed-loop ramp at 1,000 connections (or the
+    largest step below): the saturated view of context switching."""
+    best = None
+    for s in rnd.steps("echo", model):
+        c = num(get(s, "connections", "target"))
+        v = num(get(s, "server", "ctx_switches_per_request"))
+        if c is not None and v is not None and c <= 1000 and (best is None or c > best[0]):
+            best = (c, v)
+    return best
+
+
+def ctx_round(rnd, model):
+    st = get(rnd.steps("fixed", model), -1)
     if st is None:
         return None
     per_req = num(get(st, "server", "ctx_switches_per_request"))
@@ -256,44 +251,45 @@ def ctx_figures(res, model):
     if per_s is None and per_req is not None and rate is not None:
         per_s = per_req * rate
     ru = None
-    stopped = res.stopped("fixed", model)
+    stopped = rnd.stopped("fixed", model)
     done = num(get(st, "requests", "completed"))
     vol = num(get(stopped, "rusage", "ctx_switches", "voluntary"))
     inv = num(get(stopped, "rusage", "ctx_switches", "involuntary"))
     if vol is not None and inv is not None and done:
         ru = (vol + inv) / done
+    sat = saturated_ctx(rnd, model)
     return {"per_req": per_req, "per_s": per_s, "rusage_per_req": ru, "rate": rate,
-            "p99": num(get(st, "latency_us", "p99")), "saturated": saturated_ctx(res, model)}
+            "p99": num(get(st, "latency_us", "p99")),
+            "cpu_us": num(get(st, "server", "cpu_us_per_request")),
+            "sat_conns": sat[0] if sat else None, "sat": sat[1] if sat else None}
 
 
-def saturated_ctx(res, model):
-    """(connections, switches per request) of the closed-loop ramp at 1,000 connections (or the
-    largest step below): the saturated view of context switching."""
-    best = None
-    for s in res.steps("echo", model):
-        c = num(get(s, "connections", "target"))
-        v = num(get(s, "server", "ctx_switches_per_request"))
-        if c is not None and v is not None and c <= 1000 and (best is None or c > best[0]):
-            best = (c, v)
-    return best
+def ctx_figures(res, model):
+    per = [x for x in res.per_round(ctx_round, model) if x is not None]
+    if not per:
+        return None
+    out = {k: spread([p[k] for p in per]) for k in per[0]}
+    return out
 
 
 def ctx_cell(res, model):
     f = ctx_figures(res, model)
     if f is None:
         return NA, None
-    text = "**%s**/req, %s/s" % (fmt_num(f["per_req"]), fmt_rate(f["per_s"]))
-    text += " at %s req/s" % fmt_rate(f["rate"])
+    text = "%s/req, %s/s at %s req/s" % (bold_spread(f["per_req"], num2), fmt_spread(f["per_s"], fmt_rate),
+                                         fmt_spread(f["rate"], fmt_rate))
+    if f["cpu_us"] is not None:
+        text += "; server CPU %s µs/req" % fmt_spread(f["cpu_us"], lambda v: fmt_num(v, 1))
     if f["rusage_per_req"] is not None:
-        text += " (rusage, whole run: %s/req)" % fmt_num(f["rusage_per_req"])
-    if f["saturated"] is not None:
-        text += "; saturated ramp at %s conns: %s/req" % (fmt_int(f["saturated"][0]),
-                                                          fmt_num(f["saturated"][1], 4))
+        text += " (rusage, whole run: %s/req)" % fmt_spread(f["rusage_per_req"], num2)
+    if f["sat"] is not None:
+        text += "; saturated ramp at %s conns: %s/req" % (fmt_int(f["sat_conns"][0]),
+                                                          fmt_spread(f["sat"], num4))
     return text, f
 
 
-def cpu_figures(res, model):
-    st = get(res.steps("cpu", model), -1)
+def cpu_round(rnd, model):
+    st = get(rnd.steps("cpu", model), -1)
     if st is None:
         return None
     dur = num(get(st, "duration_s"))
@@ -304,22 +300,28 @@ def cpu_figures(res, model):
             "cores": cores, "threads": num(get(st, "server", "threads"))}
 
 
+def cpu_figures(res, model):
+    per = [x for x in res.per_round(cpu_round, model) if x is not None]
+    if not per:
+        return None
+    return {k: spread([p[k] for p in per]) for k in per[0]}
+
+
 def cpu_cell(res, model):
     f = cpu_figures(res, model)
     if f is None:
         return NA, None
-    text = "**%s** req/s, p99 %s" % (fmt_rate(f["rate"]), fmt_us(f["p99"]))
+    text = "%s req/s, p99 %s" % (bold_spread(f["rate"], fmt_rate), fmt_spread(f["p99"], fmt_us))
     if f["cores"] is not None:
-        text += ", server used %.2f cores" % f["cores"]
+        text += ", server used %s cores" % fmt_spread(f["cores"], num2)
     return text, f
 
 
-def complexity_figures(res, model_dir):
-    return get(res.complexity, "models", model_dir)
-
-
-def complexity_cell(res, model_dir):
-    m = complexity_figures(res, model_dir)
+def complexity_cell(res, model):
+    key = COMPLEXITY_OF.get(model, model)
+    if model == "threaded-tpc" and "threaded-pool50" in res.labels():
+        return "same source as `--pool 50`", None
+    m = get(res.complexity, "models", key)
     if m is None:
         return NA, None
     t = m.get("total", {})
@@ -332,104 +334,206 @@ def complexity_cell(res, model_dir):
 
 
 # --------------------------------------------------------------------------------------------
-# Verdicts: one line, only saying "agrees" when the measurement does.
+# Verdicts: one line, only saying "agrees" when the measurement does, and "within noise" (with
+# both ranges) when two models' ranges overlap.
 
 
-def verdict_concurrency(res, best):
-    top = max((num(get(s, "connections", "target")) or 0 for m, _ in MODELS
-               for s in res.steps("echo", m)), default=0)
-    pool, tpc, asy = best.get("threaded-pool50"), best.get("threaded-tpc"), best.get("async")
+def versus(name_a, a, name_b, b, fmt, what):
+    """'A higher/lower than B' when the ranges do not overlap, else 'within noise'."""
+    c = compare_spreads(a, b)
+    if c is None:
+        return None
+    if c == "within noise":
+        return "%s: %s %s and %s %s, within noise" % (what, name_a, fmt_spread(a, fmt), name_b,
+                                                      fmt_spread(b, fmt))
+    return "%s: %s %s, %s than %s %s" % (what, name_a, fmt_spread(a, fmt), c, name_b,
+                                         fmt_spread(b, fmt))
+
+
+def med(s):
+    return None if s is None else s[0]
+
+
+def in_python(figs, key, fmt, what):
+    """The same comparison between the two Python columns (threads against asyncio), or None."""
+    thr, asy = figs.get("python-threads"), figs.get("python-asyncio")
+    a, b = get(thr, key), get(asy, key)
+    if a is None or b is None:
+        return None
+    c = compare_spreads(b, a)
+    if c == "within noise":
+        return "in Python: %s, asyncio %s and threads %s, within noise" % (what, fmt_spread(b, fmt),
+                                                                          fmt_spread(a, fmt))
+    return "in Python: %s, asyncio %s, %s than threads %s" % (what, fmt_spread(b, fmt), c,
+                                                              fmt_spread(a, fmt))
+
+
+def verdict_concurrency(res, figs):
+    top = max((num(get(s, "connections", "target")) or 0 for r in res.rounds for m in res.labels()
+               for s in r.steps("echo", m)), default=0)
+    g = lambda m: get(figs, m, "best")
+    pool, tpc, asy = med(g("threaded-pool50")), med(g("threaded-tpc")), med(g("async"))
     out = []
     if pool is not None:
         if pool <= 50:
             out.append("pool of 50: connections beyond 50 wait for a worker (agrees)")
         else:
             out.append("pool of 50 still passed at %s (disagrees: check the timeouts)" % fmt_int(pool))
-    elif res.steps("echo", "threaded-pool50"):
-        out.append("pool of 50 failed every step")
     if tpc is not None and top and tpc >= min(top, 10000):
         out.append("one thread per connection served %s too: ~50 is a pool size, not a thread limit"
                    % fmt_int(tpc))
     elif tpc is not None:
-        out.append("one thread per connection stopped at %s" % fmt_int(tpc))
+        out.append("one thread per connection stopped at %s" % fmt_spread(g("threaded-tpc"), fmt_int))
     if asy is not None and asy >= 10000:
         out.append("async served %s (agrees)" % fmt_int(asy))
     elif asy is not None and top and asy >= top:
         out.append("async passed every step up to %s (ramp top)" % fmt_int(asy))
     elif asy is not None:
-        out.append("async stopped at %s (disagrees)" % fmt_int(asy))
+        out.append("async stopped at %s (disagrees)" % fmt_spread(g("async"), fmt_int))
+    v = versus("async", g("async"), "one thread per connection", g("threaded-tpc"), fmt_int,
+               "async vs threads")
+    if v:
+        out.append(v)
+    for m, title in res.models:
+        if m not in ("threaded-pool50", "threaded-tpc", "async") and g(m) is not None:
+            out.append("%s: %s" % (title, fmt_spread(g(m), fmt_int)))
     return "; ".join(out) if out else NA
 
 
-def verdict_memory(mem):
-    tpc, asy = mem.get("threaded-tpc"), mem.get("async")
-    if not tpc or not asy:
-        return NA
+def verdict_memory(res, figs):
+    tpc, asy = figs.get("threaded-tpc"), figs.get("async")
     out = []
-    if tpc["vsz"] is not None and tpc["rss"] is not None:
+    if tpc and tpc["vsz"] is not None and tpc["rss"] is not None:
         out.append("the 8 MB is VSZ (reserved stack: %s/conn), not RSS (%s/conn): "
-                   "partly disagrees" % (fmt_bytes(tpc["vsz"]), fmt_bytes(tpc["rss"])))
-    if asy["rss"] is not None:
-        if tpc["rss"] and asy["rss"] < tpc["rss"]:
-            out.append("async %s/conn, %.0f× less RSS than a thread (no coroutine: a bufferevent "
-                       "and its buffers)" % (fmt_bytes(asy["rss"]), tpc["rss"] / max(asy["rss"], 1)))
+                   "partly disagrees" % (fmt_bytes(med(tpc["vsz"])), fmt_bytes(med(tpc["rss"]))))
+    if tpc and asy and asy["rss"] is not None and tpc["rss"] is not None:
+        c = compare_spreads(asy["rss"], tpc["rss"])
+        if c == "lower":
+            out.append("async %s/conn, %.0f× less RSS than a thread (a bufferevent and its buffers)"
+                       % (fmt_spread(asy["rss"], fmt_bytes), med(tpc["rss"]) / max(med(asy["rss"]), 1)))
+        elif c == "within noise":
+            out.append("async %s and a thread %s per conn: within noise (disagrees)"
+                       % (fmt_spread(asy["rss"], fmt_bytes), fmt_spread(tpc["rss"], fmt_bytes)))
         else:
-            out.append("async %s/conn: not less than a thread (disagrees)" % fmt_bytes(asy["rss"]))
-    return "; ".join(out)
+            out.append("async %s/conn: not less than a thread (disagrees)" % fmt_spread(asy["rss"], fmt_bytes))
+    coro = figs.get("async-coro")
+    if coro and coro["rss"] is not None:
+        out.append("coroutines: %s RSS/conn" % fmt_spread(coro["rss"], fmt_bytes))
+    py = in_python(figs, "rss", fmt_bytes, "RSS per connection")
+    if py:
+        out.append(py)
+    return "; ".join(out) if out else NA
 
 
-def verdict_ctx(ctx):
-    tpc, asy, pool = ctx.get("threaded-tpc"), ctx.get("async"), ctx.get("threaded-pool50")
+def switch_cost_text(res):
+    """The figures of switch-cost.json, read generically: every numeric leaf."""
+    if not isinstance(res.switch, dict):
+        return None
+    leaves = []
+
+    def walk(prefix, v):
+        if isinstance(v, dict):
+            for k, x in v.items():
+                walk(prefix + [str(k)], x)
+        elif num(v) is not None and prefix and prefix[-1] not in ("schema",):
+            leaves.append("%s %s" % (".".join(prefix), "%d" % v if float(v).is_integer() else fmt_num(v, 1)))
+    walk([], res.switch)
+    return "switch cost (`bin/switch-cost --json`): " + ", ".join(leaves[:12]) if leaves else None
+
+
+def verdict_ctx(res, figs):
+    tpc, asy, pool = figs.get("threaded-tpc"), figs.get("async"), figs.get("threaded-pool50")
     thr = tpc or pool
-    if not thr or not asy or thr["per_req"] is None or asy["per_req"] is None:
-        return NA
     out = []
-    ratio = thr["per_req"] / max(asy["per_req"], 1e-9)
-    if ratio >= 1.5:
-        out.append("at the fixed load threads switch %.1f× more per request (agrees)" % ratio)
-    else:
-        out.append("at the fixed load every model switches about as often (%s vs %s per "
-                   "request): each sleeps between requests (disagrees)"
-                   % (fmt_num(thr["per_req"]), fmt_num(asy["per_req"])))
-    ts, as_ = thr.get("saturated"), asy.get("saturated")
-    if ts and as_ and ts[1] is not None and as_[1] is not None:
-        if as_[1] < ts[1]:
-            out.append("saturated, the event loop batches (%s vs %s per request at %s conns)"
-                       % (fmt_num(as_[1], 4), fmt_num(ts[1], 4), fmt_int(as_[0])))
+    if thr and asy and thr["per_req"] is not None and asy["per_req"] is not None:
+        c = compare_spreads(thr["per_req"], asy["per_req"])
+        ratio = med(thr["per_req"]) / max(med(asy["per_req"]), 1e-9)
+        if c == "higher" and ratio >= 1.5:
+            out.append("at the fixed load threads switch %.1f× more per request (agrees)" % ratio)
+        elif c == "within noise":
+            out.append("at the fixed load threads %s and async %s switches per request: within noise "
+                       "(each sleeps between requests: disagrees)"
+                       % (fmt_spread(thr["per_req"], num2), fmt_spread(asy["per_req"], num2)))
         else:
-            out.append("saturated, no batching advantage (%s vs %s per request)"
-                       % (fmt_num(as_[1], 4), fmt_num(ts[1], 4)))
-    out.append("the async server has no user-level switching: it sleeps in epoll_wait")
-    return "; ".join(out)
+            out.append("at the fixed load every model switches about as often (%s vs %s per "
+                       "request): each sleeps between requests (disagrees)"
+                       % (fmt_spread(thr["per_req"], num2), fmt_spread(asy["per_req"], num2)))
+        ts, as_ = thr.get("sat"), asy.get("sat")
+        if ts is not None and as_ is not None:
+            if compare_spreads(as_, ts) == "lower":
+                out.append("saturated, the event loop batches (%s vs %s per request)"
+                           % (fmt_spread(as_, num4), fmt_spread(ts, num4)))
+            else:
+                out.append("saturated, no batching advantage beyond noise (%s vs %s per request)"
+                           % (fmt_spread(as_, num4), fmt_spread(ts, num4)))
+        if thr.get("cpu_us") is not None and asy.get("cpu_us") is not None:
+            v = versus("threads", thr["cpu_us"], "async", asy["cpu_us"], lambda v: fmt_num(v, 1),
+                       "server CPU µs per request")
+            if v:
+                out.append(v)
+    py = in_python(figs, "per_req", num2, "switches per request")
+    if py:
+        out.append(py)
+    if "async-coro" not in res.labels():
+        out.append("the async server has no user-level switching: it sleeps in epoll_wait")
+    sw = switch_cost_text(res)
+    if sw:
+        out.append(sw)
+    return "; ".join(out) if out else NA
 
 
-def verdict_cpu(cpu):
-    tpc, asy, pool = cpu.get("threaded-tpc"), cpu.get("async"), cpu.get("threaded-pool50")
+def verdict_cpu(res, figs):
+    tpc, asy, pool = figs.get("threaded-tpc"), figs.get("async"), figs.get("threaded-pool50")
     thr = tpc or pool
-    if not thr or not asy or thr["rate"] is None or asy["rate"] is None:
-        return NA
     out = []
-    if thr["cores"] is not None and thr["cores"] > 1.2:
-        out.append("C has no GIL: threads used %.1f cores (disagrees with 'limited by GIL')"
-                   % thr["cores"])
-    elif thr["cores"] is not None:
-        out.append("threads used only %.1f cores here (loadgen shares the CPUs)" % thr["cores"])
-    if asy["rate"] < thr["rate"]:
-        out.append("one event loop gets one core: %.1f× less throughput (agrees)"
-                   % (thr["rate"] / max(asy["rate"], 1e-9)))
-    else:
-        out.append("async kept up with the threads here (disagrees)")
-    return "; ".join(out)
+    if thr and thr["cores"] is not None and med(thr["cores"]) > 1.2:
+        out.append("C has no GIL: threads used %s cores (disagrees with 'limited by GIL')"
+                   % fmt_spread(thr["cores"], lambda v: fmt_num(v, 1)))
+    elif thr and thr["cores"] is not None:
+        out.append("threads used only %s cores here (loadgen shares the CPUs)"
+                   % fmt_spread(thr["cores"], lambda v: fmt_num(v, 1)))
+    if thr and asy and thr["rate"] is not None and asy["rate"] is not None:
+        c = compare_spreads(asy["rate"], thr["rate"])
+        if c == "lower":
+            out.append("one event loop gets one core: %.1f× less throughput (agrees)"
+                       % (med(thr["rate"]) / max(med(asy["rate"]), 1e-9)))
+        elif c == "within noise":
+            out.append("async %s and threads %s req/s: within noise (disagrees)"
+                       % (fmt_spread(asy["rate"], fmt_rate), fmt_spread(thr["rate"], fmt_rate)))
+        else:
+            out.append("async kept up with the threads here (disagrees)")
+    py = in_python(figs, "rate", fmt_rate, "req/s")
+    if py:
+        out.append(py)
+    py = figs.get("python-threads")
+    if py and py["cores"] is not None:
+        holds = med(py["cores"]) <= 1.2
+        out.append("Python threads used %s cores: the GIL %s (in Python)"
+                   % (fmt_spread(py["cores"], lambda v: fmt_num(v, 1)),
+                      "holds them to one core (agrees)" if holds else "did not hold them to one core"))
+    return "; ".join(out) if out else NA
 
 
-def verdict_complexity(cx):
-    thr, asy = cx.get("threaded"), cx.get("async")
+def verdict_complexity(res, figs):
+    thr, asy = figs.get("threaded-pool50") or figs.get("threaded-tpc"), figs.get("async")
     if not thr or not asy:
         return NA
     return ("threaded: %s lock/unlock + %s condvar sites (runtime and shared state); async: %s lock "
             "sites but %s callback registrations with explicit state — C callbacks, not structured "
             "concurrency" % (fmt_int(thr.get("lock_sites")), fmt_int(thr.get("condvar_sites")),
                              fmt_int(asy.get("lock_sites")), fmt_int(asy.get("callback_sites"))))
+
+
+# The textbook table: one row each (label, claim, scenario for the noise note, cell, verdict).
+ROWS = [
+    ("Concurrent connections", "~50 / ~10,000+", "echo", concurrency_cell, verdict_concurrency),
+    ("Memory per connection", "~8 MB (stack) / ~few KB (coroutine)", "hold", memory_cell,
+     verdict_memory),
+    ("Context switching", "OS-level (expensive) / user-level (cheap)", "fixed", ctx_cell, verdict_ctx),
+    ("CPU-bound work", "Limited by GIL / blocks event loop", "cpu", cpu_cell, verdict_cpu),
+    ("Complexity", "Locks, races / structured concurrency", None, complexity_cell,
+     verdict_complexity),
+]
 
 
 # --------------------------------------------------------------------------------------------
@@ -440,49 +544,48 @@ def md_row(cells):
     return "| " + " | ".join(str(c).replace("|", "\\|").replace("\n", " ") for c in cells) + " |"
 
 
+def noise(res):
+    """Per run of every round: (round, tag, wall s, machine busy, server, loadgen, other), cores."""
+    out = []
+    for rnd in res.rounds:
+        for tag, r in rnd.runs.items():
+            n = run_noise(rnd.dir, r)
+            if n is not None:
+                out.append((rnd.n, tag) + n)
+    return out
+
+
+def noisy_rounds(res):
+    """{round: [(tag, other cores)]} of the runs above the threshold."""
+    out = {}
+    for rnd, tag, _, _, _, _, other in noise(res):
+        if other > res.noisy:
+            out.setdefault(rnd, []).append((tag, other))
+    return out
+
+
 def noisy_note(res, scenario, verdict):
     """The verdict, with a warning when other programs took CPU during that scenario's runs."""
-    worst = max((r[5] for r in noise(res) if r[0].startswith(scenario + "-")), default=0.0)
-    if worst > NOISY_CORES:
-        return verdict + " — *noisy: %.1f cores used by others, see Machine noise*" % worst
+    if scenario is None:
+        return verdict
+    bad = [(rnd, o) for rnd, tag, _, _, _, _, o in noise(res)
+           if tag.startswith(scenario + "-") and o > res.noisy]
+    if bad:
+        rnds = sorted(set(r for r, _ in bad))
+        return verdict + " — *noisy in round %s: up to %.1f cores used by others, see Machine noise*" % (
+            ", ".join(str(r) for r in rnds), max(o for _, o in bad))
     return verdict
 
 
 def main_table(res):
-    lines = []
-    head = ["Metric", "Textbook claim (threaded 50 / async)"] + [t for _, t in MODELS] + ["Verdict"]
-    lines.append(md_row(head))
-    lines.append(md_row(["---"] * len(head)))
-
-    cells, best = {}, {}
-    for m, _ in MODELS:
-        cells[m], best[m] = concurrency_cell(res, m)
-    lines.append(md_row(["Concurrent connections", "~50 / ~10,000+"]
-                        + [cells[m] for m, _ in MODELS] + [noisy_note(res, "echo", verdict_concurrency(res, best))]))
-
-    cells, mem = {}, {}
-    for m, _ in MODELS:
-        cells[m], mem[m] = memory_cell(res, m)
-    lines.append(md_row(["Memory per connection", "~8 MB (stack) / ~few KB (coroutine)"]
-                        + [cells[m] for m, _ in MODELS] + [noisy_note(res, "hold", verdict_memory(mem))]))
-
-    cells, ctx = {}, {}
-    for m, _ in MODELS:
-        cells[m], ctx[m] = ctx_cell(res, m)
-    lines.append(md_row(["Context switching", "OS-level (expensive) / user-level (cheap)"]
-                        + [cells[m] for m, _ in MODELS] + [noisy_note(res, "fixed", verdict_ctx(ctx))]))
-
-    cells, cpu = {}, {}
-    for m, _ in MODELS:
-        cells[m], cpu[m] = cpu_cell(res, m)
-    lines.append(md_row(["CPU-bound work", "Limited by GIL / blocks event loop"]
-                        + [cells[m] for m, _ in MODELS] + [noisy_note(res, "cpu", verdict_cpu(cpu))]))
-
-    thr_text, thr = complexity_cell(res, "threaded")
-    asy_text, asy = complexity_cell(res, "async")
-    lines.append(md_row(["Complexity", "Locks, races / structured concurrency",
-                         thr_text, "same source as `--pool 50`", asy_text,
-                         verdict_complexity({"threaded": thr, "async": asy})]))
+    head = ["Metric", "Textbook claim (threaded 50 / async)"] + [t for _, t in res.models] + ["Verdict"]
+    lines = [md_row(head), md_row(["---"] * len(head))]
+    for label, claim, scenario, cell, verdict in ROWS:
+        cells, figs = [], {}
+        for m in res.labels():
+            text, figs[m] = cell(res, m)
+            cells.append(text)
+        lines.append(md_row([label, claim] + cells + [noisy_note(res, scenario, verdict(res, figs))]))
     return lines
 
 
@@ -494,29 +597,39 @@ def how_measured(res):
     f, ch = sc.get("fixed", {}), sc.get("churn", {})
     fixed_load = ("open loop at %s req/s" % fmt_int(f.get("rate")) if f.get("mode") == "rate"
                   else "closed loop with a think time aiming at %s req/s" % fmt_int(f.get("rate")))
+    if f.get("python_rate"):
+        fixed_load += " (Python columns: %s req/s)" % fmt_int(f.get("python_rate"))
+    frac = num(p.get("timeout_fraction")) or TIMEOUT_FRACTION
     return [
+        "- **Rounds**: %d, the models interleaved in each scenario (A B C A B C); every figure is "
+        "the median over the rounds with its min–max spread in brackets; a verdict that compares "
+        "two models states a difference only when their ranges do not overlap, else \"within "
+        "noise\" with both ranges." % len(res.rounds),
         "- **Concurrent connections**: closed-loop `echo` ramp over %s connections, %s s a step, "
         "%s-byte messages, request timeout %s ms. A step passes when every connection is "
-        "established, no request times out (a connection left waiting, unserved, shows up as a "
-        "timeout), fails or mismatches, and p99 ≤ **%s ms**. The cell is the highest passing step; the "
-        "first failing step above it follows with its reasons."
+        "established and no connect fails, no request fails or mismatches, timeouts are under "
+        "%s%% of the requests and under 1%% of the connections (a few are reported, not failed; "
+        "an unserved connection times out once per timeout), and p99.9 ≤ **%s ms**. The cell "
+        "is the highest step such that it and every step below it passed in that round (a "
+        "failing middle step ends the count), then the first failing step of each round and why."
         % (", ".join(fmt_int(x) for x in e.get("connections", [])), fmt_num(e.get("duration_s"), 0),
-           p.get("message_size", NA), p.get("request_timeout_ms", NA), p.get("p99_bound_ms", NA)),
+           p.get("message_size", NA), p.get("request_timeout_ms", NA), fmt_num(frac * 100, 1),
+           p.get("p99_bound_ms", NA)),
         "- **Memory per connection**: `hold` ramp over %s connections (idle %s s, then one message "
         "each): (server RSS or VSZ at the step − before the first connection) / established "
-        "connections, from /proc/PID/status. Kernel figures are system-wide deltas."
+        "connections, from /proc/PID/status. Kernel figures are system-wide deltas. A figure of a "
+        "server that never served most of its connections is not bold."
         % (", ".join(fmt_int(x) for x in h.get("connections", [])), fmt_num(h.get("duration_s"), 0)),
         "- **Context switching**: %s connections, %s, %s s; server voluntary + involuntary switches "
         "over every thread (/proc/PID/task) during the step, per completed request and per second "
-        "(loadgen's figures). The rusage figure comes from the server's `stopped` line (getrusage, counts exited "
-        "threads too) over its whole life, connects included."
-        % (fmt_int(f.get("connections")), fixed_load, fmt_num(f.get("duration_s"), 0)),
+        "(loadgen's figures), and the server's CPU µs per request. The rusage figure comes from the "
+        "server's `stopped` line (getrusage, counts exited threads too) over its whole life, "
+        "connects included." % (fmt_int(f.get("connections")), fixed_load, fmt_num(f.get("duration_s"), 0)),
         "- **CPU-bound work**: %s connections, closed loop, server started with `--work-us %s` "
         "(CPU burnt per message), %s s. Cores used = server CPU time / step duration."
         % (fmt_int(c.get("connections")), c.get("work_us", NA), fmt_num(c.get("duration_s"), 0)),
-        "- **Complexity**: `scripts/complexity.sh` over `threaded/{echo,chat}.c threaded/lib/*.c` "
-        "and `async/{echo,chat}.c async/lib/*.c`: non-blank non-comment lines and call sites "
-        "outside comments and strings (see complexity.json for each file).",
+        "- **Complexity**: `scripts/complexity.sh`: non-blank non-comment lines and call sites "
+        "outside comments and strings of each model's files (see complexity.json).",
         "- **Pinning**: server on CPU %s, loadgen on CPU %s, for every run except **CPU-bound "
         "work**, where the server may use CPUs %s (it needs both cores to show what threads can "
         "do) and loadgen shares them."
@@ -527,57 +640,88 @@ def how_measured(res):
     ]
 
 
+def figure_row(res, title, fn, fmt):
+    """One row of Other figures: fn(round, model) -> number or None, as a spread per model."""
+    row = [title]
+    for m in res.labels():
+        row.append(fmt_spread(spread(res.per_round(fn, m)), fmt))
+    return row
+
+
+def peak_rps(rnd, m):
+    return get(peak_step(rnd, m), "requests", "per_sec")
+
+
+def peak_step(rnd, m):
+    steps = [s for s in rnd.steps("echo", m) if num(get(s, "requests", "per_sec")) is not None]
+    return max(steps, key=lambda s: num(get(s, "requests", "per_sec"))) if steps else None
+
+
+def cores(st, who):
+    """CPU seconds per second of the server or loadgen over a step."""
+    dur = num(get(st, "duration_s"))
+    if not dur:
+        return None
+    u, s_ = num(get(st, who, "cpu_s", "user")), num(get(st, who, "cpu_s", "sys"))
+    return None if u is None or s_ is None else (u + s_) / dur
+
+
+def bottleneck_row(res):
+    """At each model's peak step: the server's and loadgen's cores, and who was the bottleneck
+    (the bench's saturation rule): a capacity figure means the server's capacity only when the
+    server was saturated and loadgen was not."""
+    row = ["At the peak: server / loadgen cores (saturation rule)"]
+    for m in res.labels():
+        pk = [peak_step(r, m) for r in res.rounds]
+        pk = [p for p in pk if p is not None]
+        if not pk:
+            row.append(NA)
+            continue
+        srv = spread([cores(p, "server") for p in pk])
+        lg = spread([cores(p, "loadgen") for p in pk])
+        bound = [server_bound(cores(p, "server"), cores(p, "loadgen")) for p in pk]
+        what = ("server-bound" if all(bound) else "not server-bound in %d of %d rounds: "
+                "the peak is loadgen's or the machine's, not the server's" % (bound.count(False), len(bound)))
+        row.append("%s / %s; %s" % (fmt_spread(srv, num2), fmt_spread(lg, num2), what))
+    return row
+
+
+def churn_cps(rnd, m):
+    s = get(rnd.steps("churn", m), -1)
+    v = get(s, "connects_per_sec")
+    return v if v is not None else get(s, "requests", "per_sec")
+
+
 def extra_table(res):
-    head = ["Figure"] + [t for _, t in MODELS]
+    head = ["Figure"] + [t for _, t in res.models]
     lines = [md_row(head), md_row(["---"] * len(head))]
-    row = ["Peak echo throughput (closed loop)"]
-    for m, _ in MODELS:
-        steps = [s for s in res.steps("echo", m) if num(get(s, "requests", "per_sec")) is not None]
-        if not steps:
-            row.append(NA)
-            continue
-        s = max(steps, key=lambda s: num(get(s, "requests", "per_sec")))
-        row.append("%s req/s at %s conns" % (fmt_rate(get(s, "requests", "per_sec")),
-                                             fmt_int(get(s, "connections", "target"))))
-    lines.append(md_row(row))
-    row = ["Churn: connect + 1 request + close"]
-    for m, _ in MODELS:
-        s = get(res.steps("churn", m), -1)
-        if s is None:
-            row.append(NA)
-            continue
-        cps = get(s, "connects_per_sec")
-        if cps is None:
-            cps = get(s, "requests", "per_sec")
-        text = "%s conns/s, request p99 %s" % (fmt_rate(cps), fmt_us(get(s, "latency_us", "p99")))
-        clat = get(s, "connect_latency_us", "p99")
-        if clat is not None:
-            text += ", connect p99 %s" % fmt_us(clat)
-        row.append(text)
-    lines.append(md_row(row))
-    row = ["Fixed load p99"]
-    for m, _ in MODELS:
-        f = ctx_figures(res, m)
-        row.append(fmt_us(f["p99"]) if f else NA)
-    lines.append(md_row(row))
+    lines.append(md_row(figure_row(res, "Peak echo throughput (closed loop), req/s", peak_rps, fmt_rate)))
+    lines.append(md_row(bottleneck_row(res)))
+    lines.append(md_row(figure_row(res, "Churn: connect + 1 request + close, conns/s", churn_cps, fmt_rate)))
+    lines.append(md_row(figure_row(res, "Churn: connect p99",
+                                   lambda r, m: get(r.steps("churn", m), -1, "connect_latency_us", "p99"),
+                                   fmt_us)))
+    lines.append(md_row(figure_row(res, "Fixed load p99",
+                                   lambda r, m: get(r.steps("fixed", m), -1, "latency_us", "p99"), fmt_us)))
     ab = get(res.plan, "abuse") or {}
     if ab.get("kind"):
-        row = ["Under %s (%s abusers): the %s good clients" % (ab["kind"], fmt_int(ab.get("abusers")),
-                                                             fmt_int(ab.get("good")))]
-        for m, _ in MODELS:
-            s = get(res.steps("abuse", m), -1)
-            if s is None:
+        title = "Under %s (%s abusers): the %s good clients" % (ab["kind"], fmt_int(ab.get("abusers")),
+                                                               fmt_int(ab.get("good")))
+        row = [title]
+        for m in res.labels():
+            per = [get(r.steps("abuse", m), -1) for r in res.rounds]
+            per = [s for s in per if s is not None]
+            if not per:
                 row.append(NA)
                 continue
             row.append("%s req/s, p99 %s, %s timeouts, %s errors" % (
-                fmt_rate(get(s, "requests", "per_sec")), fmt_us(get(s, "latency_us", "p99")),
-                fmt_int(get(s, "requests", "timeouts")), fmt_int(get(s, "requests", "errors"))))
+                fmt_spread(spread([get(s, "requests", "per_sec") for s in per]), fmt_rate),
+                fmt_spread(spread([get(s, "latency_us", "p99") for s in per]), fmt_us),
+                fmt_spread(spread([get(s, "requests", "timeouts") for s in per]), fmt_int),
+                fmt_spread(spread([get(s, "requests", "errors") for s in per]), fmt_int)))
         lines.append(md_row(row))
-    row = ["Server threads at the largest hold step"]
-    for m, _ in MODELS:
-        s = hold_step(res, m)
-        row.append(fmt_int(get(s, "server", "threads")) if s else NA)
-    lines.append(md_row(row))
+    lines.append(md_row(figure_row(res, "Server threads at the largest hold step",
+                                   lambda r, m: get(hold_step(r, m), "server", "threads"), fmt_int)))
     return lines
 
 
@@ -587,35 +731,37 @@ CORE_RUNS = (("echo", "Echo ramp (closed loop)"), ("hold", "Hold ramp (idle)"), 
 
 def steps_tables(res, runs=CORE_RUNS, models=None):
     out = []
-    models = models or [m for m, _ in MODELS]
+    models = models or res.labels()
     for scenario, title in runs:
         out.append("### %s" % title)
         out.append("")
-        head = ["model", "conns", "established", "req/s", "p50", "p99", "max", "timeouts",
-                "errors", "mismatches", "RSS/conn", "VSZ/conn", "ctx sw/req", "threads"]
+        head = ["model", "round", "conns", "established", "req/s", "p50", "p99", "p99.9", "max",
+                "timeouts", "errors", "mismatches", "RSS/conn", "VSZ/conn", "ctx sw/req", "threads"]
         out.append(md_row(head))
         out.append(md_row(["---"] * len(head)))
         for m in models:
-            steps = res.steps(scenario, m)
-            run = res.runs.get("%s-%s" % (scenario, m))
-            if not steps:
-                why = "no data"
-                if run and run.get("loadgen_exit"):
-                    why = "loadgen exited %s" % run["loadgen_exit"]
-                out.append(md_row([m, why] + [""] * (len(head) - 2)))
-                continue
-            for s in steps:
-                out.append(md_row([
-                    m, fmt_int(get(s, "connections", "target")),
-                    fmt_int(get(s, "connections", "established")),
-                    fmt_rate(get(s, "requests", "per_sec")),
-                    fmt_us(get(s, "latency_us", "p50")), fmt_us(get(s, "latency_us", "p99")),
-                    fmt_us(get(s, "latency_us", "max")), fmt_int(get(s, "requests", "timeouts")),
-                    fmt_int(get(s, "requests", "errors")), fmt_int(get(s, "requests", "mismatches")),
-                    fmt_bytes(get(s, "server", "rss_per_conn_bytes")),
-                    fmt_bytes(get(s, "server", "vsz_per_conn_bytes")),
-                    fmt_num(get(s, "server", "ctx_switches_per_request")),
-                    fmt_int(get(s, "server", "threads"))]))
+            for rnd in res.rounds:
+                steps = rnd.steps(scenario, m)
+                run = rnd.runs.get("%s-%s" % (scenario, m))
+                if not steps:
+                    why = "no data"
+                    if run and run.get("loadgen_exit"):
+                        why = "loadgen exited %s" % run["loadgen_exit"]
+                    out.append(md_row([m, rnd.n, why] + [""] * (len(head) - 3)))
+                    continue
+                for s in steps:
+                    out.append(md_row([
+                        m, rnd.n, fmt_int(get(s, "connections", "target")),
+                        fmt_int(get(s, "connections", "established")),
+                        fmt_rate(get(s, "requests", "per_sec")),
+                        fmt_us(get(s, "latency_us", "p50")), fmt_us(get(s, "latency_us", "p99")),
+                        fmt_us(get(s, "latency_us", "p999")),
+                        fmt_us(get(s, "latency_us", "max")), fmt_int(get(s, "requests", "timeouts")),
+                        fmt_int(get(s, "requests", "errors")), fmt_int(get(s, "requests", "mismatches")),
+                        fmt_bytes(get(s, "server", "rss_per_conn_bytes")),
+                        fmt_bytes(get(s, "server", "vsz_per_conn_bytes")),
+                        fmt_num(get(s, "server", "ctx_switches_per_request")),
+                        fmt_int(get(s, "server", "threads"))]))
         out.append("")
     return out
 
@@ -623,8 +769,8 @@ def steps_tables(res, runs=CORE_RUNS, models=None):
 def complexity_table(res):
     head = ["file", "lines", "lock/unlock", "condvar", "thread", "atomic", "callback registrations"]
     out = [md_row(head), md_row(["---"] * len(head))]
-    for model in ("threaded", "async"):
-        m = complexity_figures(res, model) or {}
+    for model in (get(res.complexity, "models") or {}):
+        m = get(res.complexity, "models", model) or {}
         for f in m.get("files", []):
             out.append(md_row(["`%s`" % f.get("path"), fmt_int(f.get("lines")),
                                fmt_int(f.get("lock_sites")), fmt_int(f.get("condvar_sites")),
@@ -636,64 +782,50 @@ def complexity_table(res):
 
 
 def rusage_table(res):
-    head = ["run", "user s", "sys s", "voluntary sw", "involuntary sw", "max RSS",
+    head = ["round", "run", "user s", "sys s", "voluntary sw", "involuntary sw", "max RSS",
             "accepted", "peak concurrent"]
     out = [md_row(head), md_row(["---"] * len(head))]
-    runs = [(sc, m) for sc in ("echo", "hold", "churn", "fixed", "cpu") for m, _ in MODELS]
+    runs = [(sc, m) for sc in ("echo", "hold", "churn", "fixed", "cpu") for m in res.labels()]
     runs += [(sc, m) for sc in get(res.plan, "extra", "scenarios") or [] for m in ("threaded", "async")]
-    for scenario, m in runs:
-        st = res.stopped(scenario, m)
-        if st is None:
-            continue
-        ru = st.get("rusage", {})
-        maxrss = num(ru.get("maxrss_kib"))
-        out.append(md_row(["%s-%s" % (scenario, m), fmt_num(ru.get("user_s")),
-                           fmt_num(ru.get("sys_s")),
-                           fmt_int(get(ru, "ctx_switches", "voluntary")),
-                           fmt_int(get(ru, "ctx_switches", "involuntary")),
-                           fmt_bytes(maxrss * 1024 if maxrss is not None else None),
-                           fmt_int(st.get("connections_accepted")),
-                           fmt_int(st.get("peak_concurrent"))]))
+    for rnd in res.rounds:
+        for scenario, m in runs:
+            st = rnd.stopped(scenario, m)
+            if st is None:
+                continue
+            ru = st.get("rusage", {})
+            maxrss = num(ru.get("maxrss_kib"))
+            out.append(md_row([rnd.n, "%s-%s" % (scenario, m), fmt_num(ru.get("user_s")),
+                               fmt_num(ru.get("sys_s")),
+                               fmt_int(get(ru, "ctx_switches", "voluntary")),
+                               fmt_int(get(ru, "ctx_switches", "involuntary")),
+                               fmt_bytes(maxrss * 1024 if maxrss is not None else None),
+                               fmt_int(st.get("connections_accepted")),
+                               fmt_int(st.get("peak_concurrent"))]))
     return out
 
 
-def noise(res):
-    """Per run: (tag, wall s, machine busy cores, server cores, loadgen cores, other cores)."""
-    out = []
-    for tag, r in res.runs.items():
-        busy, wall = num(r.get("machine_busy_cpu_s")), num(r.get("measured_wall_s"))
-        if busy is None or not wall:
-            continue
-        st = res.stopped(r.get("scenario"), r.get("model"))
-        srv = (num(get(st, "rusage", "user_s")) or 0) + (num(get(st, "rusage", "sys_s")) or 0)
-        lg = 0.0
-        for step in res.steps(r.get("scenario"), r.get("model")):
-            lg += (num(get(step, "loadgen", "cpu_s", "user")) or 0) + \
-                  (num(get(step, "loadgen", "cpu_s", "sys")) or 0)
-        out.append((tag, wall, busy / wall, srv / wall, lg / wall, (busy - srv - lg) / wall))
-    return out
-
-
-def noise_table(rows):
-    head = ["run", "seconds", "machine busy (cores)", "server", "loadgen (measuring)",
+def noise_table(res, rows):
+    head = ["round", "run", "seconds", "machine busy (cores)", "server", "loadgen",
             "everything else"]
     out = [md_row(head), md_row(["---"] * len(head))]
-    for tag, wall, busy, srv, lg, other in rows:
-        out.append(md_row([tag, "%.1f" % wall, "%.2f" % busy, "%.2f" % srv, "%.2f" % lg,
-                           ("**%.2f**" if other > NOISY_CORES else "%.2f") % other]))
+    for rnd, tag, wall, busy, srv, lg, other in rows:
+        rerun = get(res.rounds[rnd - 1].runs, tag, "rerun_of_noisy_cores")
+        name = tag + (" (rerun: first attempt %.2f)" % rerun if num(rerun) is not None else "")
+        out.append(md_row([rnd, name, "%.1f" % wall, "%.2f" % busy, "%.2f" % srv, "%.2f" % lg,
+                           ("**%.2f**" if other > res.noisy else "%.2f") % other]))
     return out
-
-
-NOISY_CORES = 0.3
 
 
 def problems(res):
     out = []
-    for tag, r in sorted(res.runs.items()):
-        if r.get("loadgen_exit"):
-            out.append("- `%s`: loadgen exited %s (logs/%s.loadgen.log)" % (tag, r["loadgen_exit"], tag))
-        if r.get("server_exit"):
-            out.append("- `%s`: server exited %s (servers/%s.stderr)" % (tag, r["server_exit"], tag))
+    for rnd in res.rounds:
+        for tag, r in sorted(rnd.runs.items()):
+            if r.get("loadgen_exit"):
+                out.append("- round %d `%s`: loadgen exited %s (r%d/logs/%s.loadgen.log)"
+                           % (rnd.n, tag, r["loadgen_exit"], rnd.n, tag))
+            if r.get("server_exit"):
+                out.append("- round %d `%s`: server exited %s (r%d/servers/%s.stderr)"
+                           % (rnd.n, tag, r["server_exit"], rnd.n, tag))
     return out
 
 
@@ -704,8 +836,9 @@ def write_summary(res):
     lines = [
         "# Threads vs async: the textbook table, measured",
         "",
-        "%s run of `scripts/compare.sh`, %s, git `%s`%s." % (
+        "%s run of `scripts/compare.sh`, %d round%s, %s, git `%s`%s." % (
             "Quick (smoke-test sizes, not for conclusions)" if quick else "Full",
+            len(res.rounds), "" if len(res.rounds) == 1 else "s",
             env.get("date_utc", NA), str(env.get("git_revision", NA))[:12],
             " with %s uncommitted files" % env["git_uncommitted_files"]
             if env.get("git_uncommitted_files") else ""),
@@ -714,18 +847,30 @@ def write_summary(res):
             libs.get("libevent", NA), libs.get("jansson", NA), get(env, "fd_limit", "hard") or NA,
             (env.get("loadavg_at_start") or NA).split(" ")[0]),
         "",
-        "Bold figures are the ones each row is about; `n/a` means the run produced no figure "
-        "(see *Problems*). The server was pinned to one CPU and loadgen to another, **except for "
-        "the CPU-bound row, where the server had both cores** (and loadgen shared them).",
+        "Bold figures are the ones each row is about: the median over the rounds, the min–max "
+        "spread in brackets; `n/a` means the run produced no figure (see *Problems*). The server "
+        "was pinned to one CPU and loadgen to another, **except for the CPU-bound row, where the "
+        "server had both cores** (and loadgen shared them).",
         "",
     ]
-    rows = noise(res)
-    worst = max(rows, key=lambda r: r[5]) if rows else None
-    if worst is not None and worst[5] > NOISY_CORES:
-        lines += ["**Noisy machine:** other programs (or loadgen while connecting) used up to "
-                  "%.2f cores during `%s` (see *Machine noise*): treat these figures as rough."
-                  % (worst[5], worst[0]), ""]
+    for label, title, note in res.skipped:
+        lines.append("- Column *%s* skipped: %s." % (title, note))
+    if res.skipped:
+        lines.append("")
+    noisy = noisy_rounds(res)
+    if noisy:
+        for rnd in sorted(noisy):
+            worst = max(noisy[rnd], key=lambda x: x[1])
+            lines.append("**Round %d was noisy:** other programs used up to %.2f cores during `%s` "
+                         "(%d run%s above %.1f cores; see *Machine noise*): treat its figures as rough."
+                         % (rnd, worst[1], worst[0], len(noisy[rnd]),
+                            "" if len(noisy[rnd]) == 1 else "s", res.noisy))
+        lines.append("")
     lines += main_table(res)
+    if any(m.startswith("python-") for m in res.labels()):
+        lines += ["", "The Python columns are CPython: its interpreter cost dominates every "
+                  "throughput figure (compare the server CPU µs per request of the context-switching "
+                  "row); they are there for the claims about Python, not for speed."]
     lines += ["", "## How each row was measured", ""] + how_measured(res)
     lines += ["", "## Other figures", ""] + extra_table(res)
     if res.complexity:
@@ -734,19 +879,21 @@ def write_summary(res):
     extra = get(res.plan, "extra", "scenarios") or []
     if extra:
         lines += ["## Other servers", "",
-                  "Each run once with its default flags (threaded: one thread per connection), "
-                  "server and loadgen pinned as above. Not part of the textbook table.", ""]
+                  "Each run once a round with its default flags (threaded: one thread per "
+                  "connection), server and loadgen pinned as above. Not part of the textbook table.", ""]
         lines += steps_tables(res, [(x, "`%s` (threaded-%s vs async-%s)" % (x, x, x)) for x in extra],
                               ["threaded", "async"])
     lines += ["## Server totals (`stopped` lines, getrusage over the server's life)", ""]
     lines += rusage_table(res)
+    rows = noise(res)
     if rows:
         lines += ["", "## Machine noise", "",
-                  "CPU time of the whole machine (/proc/stat) from each server's start to "
-                  "loadgen's end, in cores, split into the server (its `stopped` rusage), loadgen "
-                  "(its measurement windows) and everything else (other programs, and loadgen "
-                  "while connecting). On a quiet machine *everything else* is near 0.", ""]
-        lines += noise_table(rows)
+                  "CPU time of the whole machine from each server's start to its exit, in "
+                  "cores: every CPU's wall time minus its idle time (/proc/stat), split into the "
+                  "server (its `stopped` rusage), loadgen (its whole rusage, connects included) "
+                  "and everything else (other programs). On a quiet machine *everything else* is "
+                  "near 0; above %.1f cores (bold) the run is noisy and was rerun once." % res.noisy, ""]
+        lines += noise_table(res, rows)
     probs = problems(res)
     lines += ["", "## Problems", ""] + (probs or ["None: every loadgen and server exited 0."])
     lines += ["", "## Plots", ""]
@@ -758,7 +905,8 @@ def write_summary(res):
 
 
 # --------------------------------------------------------------------------------------------
-# Plot data: one TSV per (scenario, model), NaN where a figure is missing (gnuplot skips it).
+# Plot data: one TSV per (scenario, model), NaN where a figure is missing (gnuplot skips it);
+# each figure as median, min, max over the rounds.
 
 PLOTS = [
     ("throughput", "Throughput vs connections"),
@@ -775,42 +923,63 @@ def tsv_num(v, scale=1.0):
     return "NaN" if v is None else "%.6g" % (v * scale)
 
 
+def tsv_spread(s, scale=1.0):
+    return [tsv_num(None)] * 3 if s is None else [tsv_num(x, scale) for x in s]
+
+
+def by_target(res, scenario, m, key="target"):
+    """{connections: [step of each round]} over the rounds."""
+    out = {}
+    for rnd in res.rounds:
+        for s in rnd.steps(scenario, m):
+            c = num(get(s, "connections", key))
+            if c is not None:
+                out.setdefault(c, []).append(s)
+    return out
+
+
 def write_plot_data(res):
     d = os.path.join(res.dir, "plots", "data")
     os.makedirs(d, exist_ok=True)
-    for m, _ in MODELS:
+    with open(os.path.join(d, "models.tsv"), "w") as f:
+        for m, title in res.models:
+            f.write("%s\t%s\n" % (m, title.replace("`", "")))
+    for m in res.labels():
         with open(os.path.join(d, "echo-%s.tsv" % m), "w") as f:
-            f.write("# connections\treq_per_s\tp99_ms\tctx_per_request\tpassed\n")
-            for s in res.steps("echo", m):
-                f.write("\t".join([
-                    tsv_num(get(s, "connections", "target")),
-                    tsv_num(get(s, "requests", "per_sec")),
-                    tsv_num(get(s, "latency_us", "p99"), 1e-3),
-                    tsv_num(get(s, "server", "ctx_switches_per_request")),
-                    "0" if step_problems(s, res.bound_us()) else "1"]) + "\n")
+            f.write("# connections\treq_per_s med\tmin\tmax\tp99_ms med\tmin\tmax\t"
+                    "ctx_per_request med\tpassed in every round\n")
+            for c, sts in sorted(by_target(res, "echo", m).items()):
+                ok = all(step_verdict(s, res.bound_us())[0] for s in sts)
+                f.write("\t".join([tsv_num(c)]
+                                  + tsv_spread(spread([get(s, "requests", "per_sec") for s in sts]))
+                                  + tsv_spread(spread([get(s, "latency_us", "p99") for s in sts]), 1e-3)
+                                  + [tsv_num(med(spread([get(s, "server", "ctx_switches_per_request")
+                                                          for s in sts]))),
+                                     "1" if ok else "0"]) + "\n")
         with open(os.path.join(d, "hold-%s.tsv" % m), "w") as f:
-            f.write("# connections_established\trss_kib_per_conn\tvsz_kib_per_conn\n")
-            for s in res.steps("hold", m):
-                f.write("\t".join([
-                    tsv_num(get(s, "connections", "established")),
-                    tsv_num(get(s, "server", "rss_per_conn_bytes"), 1 / 1024),
-                    tsv_num(get(s, "server", "vsz_per_conn_bytes"), 1 / 1024)]) + "\n")
+            f.write("# connections\trss_kib_per_conn med\tmin\tmax\tvsz_kib_per_conn med\tmin\tmax\n")
+            for c, sts in sorted(by_target(res, "hold", m).items()):
+                f.write("\t".join([tsv_num(c)]
+                                  + tsv_spread(spread([get(s, "server", "rss_per_conn_bytes") for s in sts]), 1 / 1024)
+                                  + tsv_spread(spread([get(s, "server", "vsz_per_conn_bytes") for s in sts]), 1 / 1024))
+                        + "\n")
     with open(os.path.join(d, "cpu.tsv"), "w") as f:
-        f.write("# model\treq_per_s\tp99_ms\tcores_used\n")
-        for m, _ in MODELS:
+        f.write("# model\treq_per_s med\tmin\tmax\tp99_ms\tcores_used\n")
+        for m in res.labels():
             c = cpu_figures(res, m) or {}
-            f.write("%s\t%s\t%s\t%s\n" % (m, tsv_num(c.get("rate")), tsv_num(c.get("p99"), 1e-3),
-                                          tsv_num(c.get("cores"))))
+            f.write("\t".join([m] + tsv_spread(c.get("rate")) + [tsv_num(med(c.get("p99")), 1e-3),
+                                                                 tsv_num(med(c.get("cores")))]) + "\n")
     with open(os.path.join(d, "fixed.tsv"), "w") as f:
-        f.write("# model\tctx_per_request\tctx_per_s\n")
-        for m, _ in MODELS:
+        f.write("# model\tctx_per_request med\tmin\tmax\tctx_per_s\n")
+        for m in res.labels():
             c = ctx_figures(res, m) or {}
-            f.write("%s\t%s\t%s\n" % (m, tsv_num(c.get("per_req")), tsv_num(c.get("per_s"))))
+            f.write("\t".join([m] + tsv_spread(c.get("per_req")) + [tsv_num(med(c.get("per_s")))]) + "\n")
     with open(os.path.join(d, "meta.txt"), "w") as f:
         f.write("p99_bound_ms=%s\n" % tsv_num(res.plan.get("p99_bound_ms")))
         f.write("work_us=%s\n" % get(res.plan, "scenarios", "cpu", "work_us"))
         f.write("fixed_rate=%s\n" % get(res.plan, "scenarios", "fixed", "rate"))
         f.write("fixed_connections=%s\n" % get(res.plan, "scenarios", "fixed", "connections"))
+        f.write("rounds=%d\n" % len(res.rounds))
 
 
 def main(argv):

@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
-# Smoke test of the whole comparison pipeline (issue 6): one `scripts/compare.sh --quick` run
-# into a temporary directory, then checks that every file, every step's progress line and every
-# row of the summary table exist, and that no server is left running. Figures are not checked.
+# Smoke test of the whole comparison pipeline (issues 6 and 13): one `scripts/compare.sh --quick`
+# run (one round, r1/) into a temporary directory, then checks that every file, every step's
+# progress line, every row of the summary table and a note for every skipped column exist, and
+# that no server is left running. Figures are not checked.
 set -uo pipefail
 cd "$(dirname "$0")/.." || exit 1
 
 tmp=$(mktemp -d /tmp/tvsa-compare-test.XXXXXX)
-trap 'rm -rf "$tmp"' EXIT
+# TVSA_COMPARE_KEEP=DIR: copy the results there before removing them (to read a failure).
+trap '[[ -n ${TVSA_COMPARE_KEEP:-} ]] && cp -r "$tmp/run" "$TVSA_COMPARE_KEEP"; rm -rf "$tmp"' EXIT
 out=$tmp/run
 failures=0
 fail() { echo "compare_quick: FAIL: $*" >&2; failures=$((failures + 1)); }
@@ -23,7 +25,6 @@ echo "compare_quick: compare.sh --quick took $((SECONDS - start)) s"
 python3 - "$out" >"$tmp/problems" <<'PY'
 import glob, json, os, sys
 out = sys.argv[1]
-models = ["threaded-pool50", "threaded-tpc", "async"]
 scenarios = ["echo", "hold", "churn", "fixed", "cpu"]
 
 def load(rel):
@@ -45,6 +46,17 @@ if env is not None:
     if "libevent" not in (env.get("libraries") or {}):
         print("env.json: no libevent version")
 plan = load("plan.json")
+# The columns that ran (the model table's others carry a skip note); the three C ones always.
+models = [m["label"] for m in (plan or {}).get("models", []) if not m.get("skipped")]
+for m in ("threaded-pool50", "threaded-tpc", "async"):
+    if m not in models:
+        print("plan.json: no model %s" % m)
+for m in (plan or {}).get("models", []):
+    if m.get("skipped") is not None and not m["skipped"]:
+        print("plan.json: %s skipped without a reason" % m["label"])
+rounds = (plan or {}).get("rounds")
+if rounds != 1:
+    print("plan.json: rounds %r (a --quick run has 1)" % rounds)
 cx = load("complexity.json")
 if cx is not None:
     for m in ("threaded", "async"):
@@ -52,20 +64,20 @@ if cx is not None:
             print("complexity.json: no totals for %s" % m)
 for s in scenarios:
     for m in models:
-        doc = load("loadgen/%s-%s.json" % (s, m))
+        doc = load("r1/loadgen/%s-%s.json" % (s, m))
         if doc is not None:
             if doc.get("schema") != "tvsa-loadgen/1":
-                print("loadgen/%s-%s.json: schema %r" % (s, m, doc.get("schema")))
+                print("r1/loadgen/%s-%s.json: schema %r" % (s, m, doc.get("schema")))
             if not doc.get("steps"):
-                print("loadgen/%s-%s.json: no steps" % (s, m))
+                print("r1/loadgen/%s-%s.json: no steps" % (s, m))
         for kind in ("listening", "stopped"):
-            line = load("servers/%s-%s.%s.json" % (s, m, kind))
+            line = load("r1/servers/%s-%s.%s.json" % (s, m, kind))
             if line is not None and line.get("event") != kind:
-                print("servers/%s-%s.%s.json: event %r" % (s, m, kind, line.get("event")))
-        stopped = load("servers/%s-%s.stopped.json" % (s, m)) or {}
+                print("r1/servers/%s-%s.%s.json: event %r" % (s, m, kind, line.get("event")))
+        stopped = load("r1/servers/%s-%s.stopped.json" % (s, m)) or {}
         if "rusage" not in stopped:
-            print("servers/%s-%s.stopped.json: no rusage" % (s, m))
-        listening = load("servers/%s-%s.listening.json" % (s, m)) or {}
+            print("r1/servers/%s-%s.stopped.json: no rusage" % (s, m))
+        listening = load("r1/servers/%s-%s.listening.json" % (s, m)) or {}
         pid = listening.get("pid")
         if isinstance(pid, int) and os.path.exists("/proc/%d" % pid):
             try:
@@ -76,7 +88,7 @@ for s in scenarios:
                 print("server %s-%s (pid %d) still running" % (s, m, pid))
 runs = []
 try:
-    with open(os.path.join(out, "runs.jsonl")) as f:
+    with open(os.path.join(out, "r1", "runs.jsonl")) as f:
         runs = [json.loads(line) for line in f if line.strip()]
 except (OSError, ValueError) as e:
     print("runs.jsonl: %s" % e)
@@ -93,13 +105,15 @@ for tag in sorted(got - expected):
 for r in runs:
     if r.get("tag") in expected and "machine_busy_cpu_s" not in r:
         print("runs.jsonl: %s has no machine CPU figure" % r.get("tag"))
+    if r.get("tag") in expected and "loadgen_cpu_s" not in r:
+        print("runs.jsonl: %s has no loadgen CPU figure" % r.get("tag"))
 if ((plan or {}).get("abuse") or {}).get("kind"):
     for m in models:
-        load("loadgen/abuse-%s.json" % m)
+        load("r1/loadgen/abuse-%s.json" % m)
 for s in extra:            # the other servers: their files exist (load prints what is missing)
     for m in ("threaded", "async"):
-        load("loadgen/%s-%s.json" % (s, m))
-        load("servers/%s-%s.stopped.json" % (s, m))
+        load("r1/loadgen/%s-%s.json" % (s, m))
+        load("r1/servers/%s-%s.stopped.json" % (s, m))
 PY
 while IFS= read -r line; do fail "$line"; done <"$tmp/problems"
 
@@ -116,6 +130,14 @@ if [[ -f $summary ]]; then
         grep -q "^| $row |" "$summary" || fail "summary.md: no row '$row'"
     done
     grep -q 'except for the CPU-bound row' "$summary" || fail "summary.md: pinning not stated"
+    # A column of the model table that did not run says why, in summary.md.
+    while IFS= read -r title; do
+        grep -qF -- "- Column *$title* skipped:" "$summary" || fail "summary.md: no skip note for '$title'"
+    done < <(python3 -c 'import json, sys
+for m in json.load(open(sys.argv[1])).get("models", []):
+    if m.get("skipped"):
+        print(m["title"])' "$out/plan.json")
+    grep -q '^## Machine noise' "$summary" || fail "summary.md: no machine noise section"
     if "${TVSA_BIN:-bin}/loadgen" --help 2>&1 | grep -qE '^ +abuse +'; then
         grep -q '^| Under slowloris' "$summary" || fail "summary.md: no abuse row"
     fi
@@ -135,9 +157,10 @@ if command -v gnuplot >/dev/null; then
     done
 fi
 
-# Progress: one "[k/n] model scenario ..." line per step, the last one [n/n].
-progress=$(grep -E '^\[[0-9]+/[0-9]+\] ' "$tmp/stderr" || true)
-count=$(grep -c . <<<"$progress")
+# Progress: one "[k/n] rR model scenario ..." line per step, the last one [n/n] (a noisy run that
+# is rerun repeats its numbers: count the distinct ones).
+progress=$(grep -E '^\[[0-9]+/[0-9]+\] r[0-9]+ ' "$tmp/stderr" || true)
+count=$(sed -n 's/^\[\([0-9]*\)\/.*/\1/p' <<<"$progress" | sort -u | grep -c .)
 last=$(tail -n1 <<<"$progress")
 total=$(sed -n 's/^\[[0-9]*\/\([0-9]*\)\].*/\1/p' <<<"$last")
 if [[ -z $total || $count -ne $total || $last != "[$total/$total]"* ]]; then

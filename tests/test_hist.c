@@ -1,4 +1,5 @@
-/* Tests of common/hist: percentiles within 1% on known distributions, merge, extremes. */
+/* Tests of common/hist: percentiles within 1% on known distributions, merge, extremes, the
+ * JSON form read back and merged exactly. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -230,6 +231,94 @@ static void test_merge_equals_single(void **state)
     assert_int_equal(hist_percentile(&merged, 99.9), hist_percentile(&single, 99.9));
 }
 
+/* Two halves written to the JSON form, read back and merged equal one histogram that
+ * recorded everything: every bucket, total, sum, max, overflow, every percentile. */
+static void test_json_halves_merge_exactly(void **state)
+{
+    (void)state;
+    static struct hist half[2], back, merged, single;
+    char err[128];
+    uint64_t seed = 7;
+    hist_reset(&half[0]);
+    hist_reset(&half[1]);
+    hist_reset(&single);
+    hist_reset(&merged);
+    for (int i = 0; i < 100000; i++) {
+        uint64_t v = draw(i % 2 ? D_EXPONENTIAL : D_LOGUNIFORM, &seed);
+        if (i % 5000 == 0)
+            v = HIST_MAX_US + 1 + (uint64_t)i;
+        hist_record(&half[next_rand(&seed) % 2], v);
+        hist_record(&single, v);
+    }
+    for (int k = 0; k < 2; k++) {
+        json_t *j = hist_to_json(&half[k]);
+        assert_non_null(j);
+        char *text = json_dumps(j, 0);
+        json_decref(j);
+        j = json_loads(text, 0, NULL);
+        free(text);
+        if (hist_from_json(&back, j, err, sizeof err) < 0)
+            fail_msg("half %d: %s", k, err);
+        json_decref(j);
+        assert_memory_equal(&back, &half[k], sizeof back);
+        hist_merge(&merged, &back);
+    }
+    assert_memory_equal(&merged, &single, sizeof single);
+    static const double ps[] = {0, 50, 90, 99, 99.9, 99.99, 100};
+    for (size_t i = 0; i < sizeof ps / sizeof ps[0]; i++)
+        assert_int_equal(hist_percentile(&merged, ps[i]), hist_percentile(&single, ps[i]));
+    /* Only the non-zero buckets are written. */
+    json_t *j = hist_to_json(&single);
+    const char *b = json_string_value(json_object_get(j, "buckets"));
+    size_t nonzero = 0, pairs = 1;
+    for (unsigned i = 0; i < HIST_BUCKETS; i++)
+        nonzero += single.counts[i] != 0;
+    for (const char *p = b; *p; p++)
+        pairs += *p == ' ';
+    assert_int_equal(pairs, nonzero);
+    json_decref(j);
+}
+
+struct bad_json_case {
+    const char *name;
+    const char *text;
+};
+
+static const struct bad_json_case bad_json_cases[] = {
+    {"wrong layout", "{\"layout\":\"x\",\"total\":1,\"sum\":1,\"max\":1,\"overflow\":0,"
+                     "\"buckets\":\"1:1\"}"},
+    {"index too large", "{\"layout\":\"" HIST_LAYOUT "\",\"total\":1,\"sum\":1,\"max\":1,"
+                        "\"overflow\":0,\"buckets\":\"1344:1\"}"},
+    {"not ascending", "{\"layout\":\"" HIST_LAYOUT "\",\"total\":2,\"sum\":3,\"max\":2,"
+                      "\"overflow\":0,\"buckets\":\"2:1 1:1\"}"},
+    {"total wrong", "{\"layout\":\"" HIST_LAYOUT "\",\"total\":3,\"sum\":3,\"max\":2,"
+                    "\"overflow\":0,\"buckets\":\"1:1 2:1\"}"},
+    {"zero count", "{\"layout\":\"" HIST_LAYOUT "\",\"total\":1,\"sum\":1,\"max\":1,"
+                   "\"overflow\":0,\"buckets\":\"0:0 1:1\"}"},
+    {"missing sum", "{\"layout\":\"" HIST_LAYOUT "\",\"total\":1,\"max\":1,"
+                    "\"overflow\":0,\"buckets\":\"1:1\"}"},
+};
+
+static void test_json_bad_forms_refused(void **state)
+{
+    (void)state;
+    static struct hist h;
+    char err[128];
+    for (size_t i = 0; i < sizeof bad_json_cases / sizeof bad_json_cases[0]; i++) {
+        json_t *j = json_loads(bad_json_cases[i].text, 0, NULL);
+        assert_non_null(j);
+        if (hist_from_json(&h, j, err, sizeof err) == 0)
+            fail_msg("%s: accepted", bad_json_cases[i].name);
+        json_decref(j);
+    }
+    const char *ok = "{\"layout\":\"" HIST_LAYOUT "\",\"total\":2,\"sum\":3,\"max\":2,"
+                     "\"overflow\":0,\"buckets\":\"1:1 2:1\"}";
+    json_t *j = json_loads(ok, 0, NULL);
+    assert_int_equal(hist_from_json(&h, j, err, sizeof err), 0);
+    assert_int_equal(h.counts[1] + h.counts[2], 2);
+    json_decref(j);
+}
+
 static void test_size_is_small(void **state)
 {
     (void)state;
@@ -245,6 +334,8 @@ int main(void)
         cmocka_unit_test(test_extremes),
         cmocka_unit_test(test_merge_equals_single),
         cmocka_unit_test(test_size_is_small),
+        cmocka_unit_test(test_json_halves_merge_exactly),
+        cmocka_unit_test(test_json_bad_forms_refused),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

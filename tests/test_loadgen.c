@@ -12,6 +12,7 @@
 #include <jansson.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -21,6 +22,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "hist.h"
 #include "testlg.h"
 #include "testsrv.h"
 
@@ -751,6 +753,11 @@ static const struct msg_case msg_cases[] = {
     {{"--size", "0", NULL}, "--size: bad value '0'"},
     {{"--opt", "frob=1", NULL}, "--opt frob"},
     {{"--kind", "flood", NULL}, "--kind"},
+    /* Ranges from the scenarios' tables, under the name the value came by. */
+    {{"--scenario", "abuse", "--kind", "flood", "--good", "x", NULL}, "--good: want 0..100000"},
+    {{"--scenario", "abuse", "--kind", "flood", "--opt", "line=-1", NULL}, "--opt line: want"},
+    {{"--scenario", "chat", "--senders", "0", NULL}, "--senders: want 1..100000"},
+    {{"--scenario", "dns", "--senders", "2", NULL}, "--senders: not a setting of the dns"},
     {{"--size", "1048576", "--connections", "4096", NULL}, "GiB"},
     {{"--scenario", "dns", "--opt", "zone=/dev/zero", NULL}, "not a regular file"},
     {{"--scenario", "dns", "--opt", "zone=/tmp", NULL}, "not a regular file"},
@@ -778,14 +785,10 @@ static void test_bad_value_names_option(void **state)
 static void test_chat_aliases(void **state)
 {
     (void)state;
-    struct testsrv srv;
-    assert_int_equal(testsrv_start(&srv, "async-chat", NULL), 0);
     const char *args[] = {"--scenario", "chat", "--connections", "4", "--duration", "0.5",
                           "--senders", "2", "--stalled", "1", "--rate", "40", NULL};
     json_t *doc;
-    int rc = testlg_run(srv.port, args, &doc);
-    int st;
-    json_decref(testsrv_stop(&srv, SIGTERM, 5000, &st));
+    int rc = testlg_run_server("async-chat", args, &doc);
     if (rc != 0 || doc == NULL)
         fail_msg("exit %d: %.300s", rc, testlg_err);
     json_t *step = json_array_get(json_object_get(doc, "steps"), 0);
@@ -819,26 +822,437 @@ static void test_bench_bad_port(void **state)
     }
 }
 
-/* SIGINT mid-step: exit 130 and the JSON of what was measured, marked interrupted. */
-static void test_sigint_writes_partial_json(void **state)
+/* A result that cannot be written is an exit other than 0, whether stdout is a full device, a
+ * pipe whose reader is gone, or --json names a full device. */
+static void test_lost_result_exits_nonzero(void **state)
 {
     (void)state;
     struct testsrv srv;
     assert_int_equal(testsrv_start(&srv, "async-echo", NULL), 0);
+    const char *args[] = {"--connections", "2", "--duration", "0.2", NULL};
+    int full = open("/dev/full", O_WRONLY);
+    assert_true(full >= 0);
+    int rc = testlg_run_fd(srv.port, args, full);
+    close(full);
+    if (rc == 0 || rc == -1 || strstr(testlg_err, "cannot write") == NULL)
+        fail_msg("stdout /dev/full: exit %d, stderr %.200s", rc, testlg_err);
+    int p[2];
+    assert_int_equal(pipe(p), 0);
+    close(p[0]);
+    rc = testlg_run_fd(srv.port, args, p[1]);
+    close(p[1]);
+    if (rc == 0 || rc == -1 || strstr(testlg_err, "cannot write") == NULL)
+        fail_msg("stdout closed pipe: exit %d, stderr %.200s", rc, testlg_err);
+    const char *jargs[] = {"--connections", "2", "--duration", "0.2", "--json", "/dev/full",
+                           NULL};
+    rc = testlg_run(srv.port, jargs, NULL);
+    if (rc == 0 || strstr(testlg_err, "cannot write") == NULL)
+        fail_msg("--json /dev/full: exit %d, stderr %.200s", rc, testlg_err);
+    int st;
+    json_decref(testsrv_stop(&srv, SIGTERM, 5000, &st));
+}
+
+/* The default --threads is the number of CPUs in loadgen's affinity mask: pinned to one CPU
+ * it runs one thread, not one per online CPU. */
+static void test_threads_default_affinity(void **state)
+{
+    (void)state;
+    struct testsrv srv;
+    assert_int_equal(testsrv_start(&srv, "async-echo", NULL), 0);
+    cpu_set_t saved, one;
+    assert_int_equal(sched_getaffinity(0, sizeof saved, &saved), 0);
+    int first = 0;
+    while (!CPU_ISSET(first, &saved))
+        first++;
+    const char *args[] = {"--connections", "2", "--duration", "0.1", NULL};
+    for (int pinned = 0; pinned < 2; pinned++) {
+        CPU_ZERO(&one);
+        CPU_SET(first, &one);
+        /* The child inherits the mask; the test's own is put back at once. */
+        if (pinned)
+            assert_int_equal(sched_setaffinity(0, sizeof one, &one), 0);
+        json_t *doc;
+        int rc = testlg_run(srv.port, args, &doc);
+        sched_setaffinity(0, sizeof saved, &saved);
+        if (rc != 0 || doc == NULL)
+            fail_msg("pinned %d: exit %d", pinned, rc);
+        long want = pinned ? 1 : CPU_COUNT(&saved);
+        assert_int_equal(json_integer_value(testlg_get(doc, "config.threads")), want);
+        json_decref(doc);
+    }
+    int st;
+    json_decref(testsrv_stop(&srv, SIGTERM, 5000, &st));
+}
+
+/* The step's histogram in the run's JSON, read back (fails the test when it is not there). */
+static void step_hist(json_t *doc, int step, const char *name, struct hist *h)
+{
+    char err[128];
+    json_t *st = json_array_get(json_object_get(doc, "steps"), (size_t)step);
+    json_t *j = json_object_get(json_object_get(st, "histograms"), name);
+    if (hist_from_json(h, j, err, sizeof err) < 0)
+        fail_msg("step %d histograms.%s: %s", step + 1, name, err);
+}
+
+static json_int_t step_int(json_t *doc, int step, const char *path)
+{
+    json_t *v = testlg_get(json_array_get(json_object_get(doc, "steps"), (size_t)step), path);
+    if (!json_is_integer(v))
+        fail_msg("step %d: no integer %s", step + 1, path);
+    return json_integer_value(v);
+}
+
+/* `loadgen merge FILES...` into testlg_out; returns the exit status, *doc the JSON. */
+static int run_merge(const char *const *files, json_t **doc)
+{
+    const char *argv[8] = {"loadgen", "merge"};
+    int n = 2;
+    for (int i = 0; files[i] && n < 7; i++)
+        argv[n++] = files[i];
+    argv[n] = NULL;
+    int rc = testsrv_run(argv, testlg_out, sizeof testlg_out, testlg_err, sizeof testlg_err,
+                         10000);
+    *doc = json_loads(testlg_out, 0, NULL);
+    return rc;
+}
+
+/* Two runs merged equal one run made of both: counters summed, every histogram bucket the
+ * sum of the two, the percentiles those of the merged histogram; a file merged with itself
+ * keeps its percentiles and doubles its counts; inputs that do not go together are refused. */
+static void test_merge_exact(void **state)
+{
+    (void)state;
+    struct testsrv srv;
+    assert_int_equal(testsrv_start(&srv, "async-echo", NULL), 0);
+    char a[64], b[64];
+    snprintf(a, sizeof a, "/tmp/test_loadgen_%d_a.json", (int)getpid());
+    snprintf(b, sizeof b, "/tmp/test_loadgen_%d_b.json", (int)getpid());
+    const char *aargs[] = {"--connections", "3,5", "--duration", "0.3", "--json", a,
+                           "--host-name", "ns1", NULL};
+    const char *bargs[] = {"--connections", "2,4", "--duration", "0.3", "--think-ms", "1",
+                           "--json", b, NULL};
+    assert_int_equal(testlg_run(srv.port, aargs, NULL), 0);
+    assert_int_equal(testlg_run(srv.port, bargs, NULL), 0);
+    int st;
+    json_decref(testsrv_stop(&srv, SIGTERM, 5000, &st));
+    json_t *da = json_load_file(a, 0, NULL), *db = json_load_file(b, 0, NULL), *dm;
+    assert_non_null(da);
+    assert_non_null(db);
+    const char *ab[] = {a, b, NULL};
+    if (run_merge(ab, &dm) != 0 || dm == NULL)
+        fail_msg("merge: %.300s", testlg_err);
+    static struct hist ha, hb, hm;
+    static const char *const counts[] = {"requests.completed", "requests.errors",
+                                         "requests.timeouts", "requests.mismatches",
+                                         "requests.bytes_out", "connections.target",
+                                         "connections.established"};
+    static const char *const hists[] = {"latency", "latency_raw", "connect", "aux"};
+    for (int i = 0; i < 2; i++) {
+        for (size_t k = 0; k < sizeof counts / sizeof counts[0]; k++)
+            assert_int_equal(step_int(dm, i, counts[k]),
+                             step_int(da, i, counts[k]) + step_int(db, i, counts[k]));
+        for (size_t k = 0; k < sizeof hists / sizeof hists[0]; k++) {
+            step_hist(da, i, hists[k], &ha);
+            step_hist(db, i, hists[k], &hb);
+            step_hist(dm, i, hists[k], &hm);
+            hist_merge(&ha, &hb);
+            assert_memory_equal(&ha, &hm, sizeof hm);
+        }
+        /* A run's latency histogram holds exactly its completed requests (closed loop). */
+        step_hist(da, i, "latency", &ha);
+        assert_int_equal(ha.total, step_int(da, i, "requests.completed"));
+        step_hist(dm, i, "latency", &hm);
+        assert_true(hm.total > 0);
+        assert_int_equal(step_int(dm, i, "latency_us.p50"), hist_percentile(&hm, 50));
+        assert_int_equal(step_int(dm, i, "latency_us.p99"), hist_percentile(&hm, 99));
+        assert_int_equal(step_int(dm, i, "latency_us.p999"), hist_percentile(&hm, 99.9));
+        assert_int_equal(step_int(dm, i, "latency_us.max"), hm.max);
+    }
+    assert_int_equal(json_integer_value(testlg_get(dm, "merged.count")), 2);
+    assert_string_equal(json_string_value(json_object_get(da, "host")), "ns1");
+    assert_string_equal(json_string_value(json_array_get(testlg_get(dm, "merged.hosts"), 0)),
+                        "ns1");
+    assert_string_equal(json_string_value(json_array_get(testlg_get(dm, "merged.hosts"), 1)),
+                        json_string_value(json_object_get(db, "host")));
+    assert_string_equal(json_string_value(testlg_get(
+                            json_array_get(testlg_get(dm, "merged.inputs"), 1), "file")), b);
+    /* A merge of a merge stays exact and keeps every host. */
+    char m[64];
+    snprintf(m, sizeof m, "/tmp/test_loadgen_%d_m.json", (int)getpid());
+    assert_int_equal(json_dump_file(dm, m, 0), 0);
+    json_decref(dm);
+    const char *ma[] = {m, a, NULL};
+    assert_int_equal(run_merge(ma, &dm), 0);
+    assert_int_equal(json_array_size(testlg_get(dm, "merged.hosts")), 3);
+    for (int i = 0; i < 2; i++)
+        assert_int_equal(step_int(dm, i, "requests.completed"),
+                         2 * step_int(da, i, "requests.completed") +
+                             step_int(db, i, "requests.completed"));
+    json_decref(dm);
+    unlink(m);
+
+    const char *aa[] = {a, a, NULL};
+    assert_int_equal(run_merge(aa, &dm), 0);
+    for (int i = 0; i < 2; i++) {
+        assert_int_equal(step_int(dm, i, "requests.completed"),
+                         2 * step_int(da, i, "requests.completed"));
+        assert_int_equal(step_int(dm, i, "latency_us.p99"), step_int(da, i, "latency_us.p99"));
+    }
+    json_decref(dm);
+
+    /* A merged result that cannot be written is exit 1, not a silent 0. */
+    const char *full[] = {"--json", "/dev/full", a, b, NULL};
+    assert_int_equal(run_merge(full, &dm), 1);
+    json_decref(dm);
+
+    /* Refused: a file that is not a run, and runs with different numbers of steps. */
+    char c[64];
+    snprintf(c, sizeof c, "/tmp/test_loadgen_%d_c.json", (int)getpid());
+    FILE *f = fopen(c, "w");
+    assert_non_null(f);
+    fputs("{\"schema\": \"other\"}\n", f);
+    fclose(f);
+    const char *ac[] = {a, c, NULL};
+    assert_int_equal(run_merge(ac, &dm), 2);
+    json_decref(dm);
+    json_array_remove(json_object_get(db, "steps"), 1);
+    assert_int_equal(json_dump_file(db, c, 0), 0);
+    assert_int_equal(run_merge(ac, &dm), 2);
+    json_decref(dm);
+    json_decref(da);
+    json_decref(db);
+    unlink(a);
+    unlink(b);
+    unlink(c);
+}
+
+/* --start-at: nothing starts before the instant, which the JSON records with the wall clock
+ * at the start. */
+static void test_start_at_waits(void **state)
+{
+    (void)state;
+    struct timespec now;
+    clock_gettime(CLOCK_REALTIME, &now);
+    long long at_us = ((long long)now.tv_sec + 1) * 1000000LL + now.tv_nsec / 1000 + 500000;
+    char at[32];
+    snprintf(at, sizeof at, "%lld.%06lld", at_us / 1000000, at_us % 1000000);
+    const char *args[] = {"--connections", "2", "--duration", "0.1", "--start-at", at, NULL};
+    json_t *doc;
+    int rc = testlg_run_server("async-echo", args, &doc);
+    if (rc != 0 || doc == NULL)
+        fail_msg("exit %d: %.300s", rc, testlg_err);
+    long long got_at = json_integer_value(testlg_get(doc, "start.at_us"));
+    long long wall = json_integer_value(testlg_get(doc, "start.wall_us"));
+    if (got_at < at_us - 1 || got_at > at_us + 1)
+        fail_msg("start.at_us %lld, asked %lld", got_at, at_us);
+    if (wall < at_us || json_integer_value(testlg_get(doc, "start.late_us")) != wall - got_at)
+        fail_msg("started at %lld, before %lld", wall, at_us);
+    assert_true(step_int(doc, 0, "start_wall_us") >= at_us);
+    json_decref(doc);
+    const char *bad[] = {"--start-at", "soon", NULL};
+    assert_int_equal(testlg_run(1, bad, NULL), 2);
+}
+
+/* A process tree like a supervisor with two workers: the parent forks two children, all
+ * three wait for SIGKILL. Returns the parent's pid; *kids gets the children's. */
+static pid_t start_tree(pid_t kids[2])
+{
+    int p[2];
+    assert_int_equal(pipe(p), 0);
+    pid_t top = fork();
+    if (top == 0) {
+        close(p[0]);
+        for (int i = 0; i < 2; i++) {
+            pid_t k = fork();
+            if (k == 0) {
+                for (;;)
+                    pause();
+            }
+            if (write(p[1], &k, sizeof k) != sizeof k)
+                _exit(1);
+        }
+        close(p[1]);
+        for (;;)
+            pause();
+    }
+    close(p[1]);
+    for (int i = 0; i < 2; i++)
+        assert_int_equal(read(p[0], &kids[i], sizeof kids[i]), sizeof kids[i]);
+    close(p[0]);
+    return top;
+}
+
+/* --server-pid samples the whole tree under the pid: the figures are the sums of every
+ * process, each one listed. */
+static void test_server_pid_tree(void **state)
+{
+    (void)state;
+    pid_t kids[2];
+    pid_t top = start_tree(kids);
+    char pid[16];
+    snprintf(pid, sizeof pid, "%d", (int)top);
+    const char *args[] = {"--scenario", "hold", "--connections", "3", "--duration", "0.2",
+                          "--server-pid", pid, NULL};
+    json_t *doc;
+    int rc = testlg_run_server("async-echo", args, &doc);
+    for (int i = 0; i < 2; i++) {
+        kill(kids[i], SIGKILL);
+        waitpid(kids[i], NULL, WNOHANG);
+    }
+    kill(top, SIGKILL);
+    waitpid(top, NULL, 0);
+    if (rc != 0 || doc == NULL)
+        fail_msg("exit %d: %.300s", rc, testlg_err);
+    json_t *server = testlg_get(json_array_get(json_object_get(doc, "steps"), 0), "server");
+    assert_int_equal(json_integer_value(json_object_get(server, "processes")), 3);
+    json_t *workers = json_object_get(server, "workers");
+    assert_int_equal(json_array_size(workers), 3);
+    long long rss = 0, threads = 0;
+    int seen[3] = {0, 0, 0};
+    for (size_t i = 0; i < 3; i++) {
+        json_t *w = json_array_get(workers, i);
+        pid_t wp = (pid_t)json_integer_value(json_object_get(w, "pid"));
+        seen[0] |= wp == top;
+        seen[1] |= wp == kids[0];
+        seen[2] |= wp == kids[1];
+        rss += json_integer_value(json_object_get(w, "rss_kib"));
+        threads += json_integer_value(json_object_get(w, "threads"));
+    }
+    assert_true(seen[0] && seen[1] && seen[2]);
+    assert_int_equal(json_integer_value(json_object_get(server, "rss_kib")), rss);
+    assert_int_equal(json_integer_value(json_object_get(server, "threads")), threads);
+    assert_int_equal(threads, 3);
+    json_decref(doc);
+}
+
+/* The port-exhaustion check: a step needing more connections than one source address has
+ * ephemeral ports (ip_local_port_range) is refused before anything starts, exit 2, unless
+ * --source-ips gives enough addresses (then the port check passes; the fd limit may still
+ * refuse it, with its own message). */
+static void test_port_exhaustion_refused(void **state)
+{
+    (void)state;
+    FILE *f = fopen("/proc/sys/net/ipv4/ip_local_port_range", "r");
+    long lo, hi;
+    if (f == NULL || fscanf(f, "%ld %ld", &lo, &hi) != 2) {
+        if (f)
+            fclose(f);
+        skip();
+    }
+    fclose(f);
+    char conns[32];
+    snprintf(conns, sizeof conns, "%ld", hi - lo + 2);
+    const char *args[] = {"--connections", conns, "--duration", "0.1", NULL};
+    int rc = testlg_run(1, args, NULL);
+    if (rc != 2 || strstr(testlg_err, "ephemeral ports") == NULL)
+        fail_msg("%s connections from one address: exit %d, %.300s", conns, rc, testlg_err);
+    const char *two[] = {"--connections", conns, "--duration", "0.1", "--source-ips",
+                         "127.0.0.1-127.0.0.2", NULL};
+    rc = testlg_run(1, two, NULL);
+    if (strstr(testlg_err, "ephemeral ports") != NULL)
+        fail_msg("two addresses still refused for ports: %.300s", testlg_err);
+}
+
+/* hold's accounting is exact: one probe per connection. */
+static void check_hold_exact(json_t *doc, long conns, long procs)
+{
+    if (doc == NULL)
+        fail_msg("--procs %ld: no JSON: %.300s", procs, testlg_err);
+    assert_int_equal(json_integer_value(testlg_get(doc, "config.procs")), procs);
+    assert_int_equal(step_int(doc, 0, "connections.target"), conns);
+    assert_int_equal(step_int(doc, 0, "connections.established"), conns);
+    assert_int_equal(step_int(doc, 0, "requests.completed"), conns);
+    assert_int_equal(step_int(doc, 0, "alive"), conns);
+    assert_int_equal(step_int(doc, 0, "histograms.latency.total"), conns);
+    assert_int_equal(step_int(doc, 0, "requests.errors") + step_int(doc, 0, "requests.timeouts") +
+                         step_int(doc, 0, "requests.mismatches"), 0);
+}
+
+/* --procs 2 against one server accounts for requests as --procs 1 does: every connection
+ * opened and probed once (the server's own counters agree: nothing counted twice or lost),
+ * the merged histograms hold exactly the completed requests; bad combinations refused. */
+static void test_procs_same_accounting(void **state)
+{
+    (void)state;
+    struct testsrv srv;
+    assert_int_equal(testsrv_start(&srv, "async-echo", NULL), 0);
+    char pid[16];
+    snprintf(pid, sizeof pid, "%d", (int)srv.pid);
+    const long conns = 41;
+    for (long procs = 1; procs <= 2; procs++) {
+        char p[8];
+        snprintf(p, sizeof p, "%ld", procs);
+        const char *args[] = {"--scenario", "hold", "--connections", "41", "--duration", "0.2",
+                              "--procs", p, "--server-pid", pid, NULL};
+        json_t *doc;
+        int rc = testlg_run(srv.port, args, &doc);
+        if (rc != 0)
+            fail_msg("--procs %ld: exit %d", procs, rc);
+        check_hold_exact(doc, conns, procs);
+        assert_non_null(testlg_get(json_array_get(json_object_get(doc, "steps"), 0), "server"));
+        json_decref(doc);
+    }
+    /* The same over source addresses spread over the workers. */
+    const char *sargs[] = {"--scenario", "hold", "--connections", "41", "--duration", "0.2",
+                           "--procs", "2", "--source-ips", "127.0.0.1-127.0.0.4", NULL};
+    json_t *sdoc;
+    assert_int_equal(testlg_run(srv.port, sargs, &sdoc), 0);
+    check_hold_exact(sdoc, conns, 2);
+    json_decref(sdoc);
+    /* Closed-loop echo over two workers, two steps: the merged figures are consistent. */
+    const char *eargs[] = {"--connections", "6,9", "--duration", "0.3", "--procs", "2",
+                           "--threads", "1", NULL};
+    json_t *doc;
+    assert_int_equal(testlg_run(srv.port, eargs, &doc), 0);
+    assert_non_null(doc);
+    long long echoed = 0;
+    for (int i = 0; i < 2; i++) {
+        assert_int_equal(step_int(doc, i, "connections.established"), i ? 9 : 6);
+        assert_true(step_int(doc, i, "requests.completed") > 0);
+        assert_int_equal(step_int(doc, i, "histograms.latency.total"),
+                         step_int(doc, i, "requests.completed"));
+        echoed += step_int(doc, i, "requests.completed");
+    }
+    json_decref(doc);
+    int st;
+    json_t *stopped = testsrv_stop(&srv, SIGTERM, 5000, &st);
+    assert_non_null(stopped);
+    /* Each of the 3 hold runs: its probe connection and 41 held ones; the echo run: a probe
+     * and 9. */
+    assert_int_equal(json_integer_value(json_object_get(stopped, "connections_accepted")),
+                     3 * (1 + conns) + 1 + 9);
+    long long in = json_integer_value(json_object_get(stopped, "bytes_in"));
+    if (in < 3 * conns * 64 + echoed * 64)
+        fail_msg("server read %lld bytes, fewer than loadgen's completed requests need", in);
+    json_decref(stopped);
+    const char *few[] = {"--connections", "2", "--procs", "3", NULL};
+    assert_int_equal(testlg_run(1, few, NULL), 2);
+    const char *chat[] = {"--scenario", "chat", "--connections", "4", "--procs", "2", NULL};
+    assert_int_equal(testlg_run(1, chat, NULL), 2);
+}
+
+/* Runs loadgen against srv with --quiet --json PATH and args, sends SIGINT after delay_ms,
+ * checks the exit 130 and returns the JSON written (the caller decrefs). */
+static json_t *sigint_run(const struct testsrv *srv, const char *const *args, long delay_ms)
+{
     char target[32], path[64];
-    snprintf(target, sizeof target, "127.0.0.1:%d", srv.port);
+    snprintf(target, sizeof target, "127.0.0.1:%d", srv->port);
     snprintf(path, sizeof path, "/tmp/test_loadgen_%d.json", (int)getpid());
     unlink(path);
     char bin[512];
     snprintf(bin, sizeof bin, "%s/loadgen", testsrv_bin_dir());
+    const char *argv[24] = {"loadgen", "--target", target, "--quiet", "--json", path};
+    int n = 6;
+    for (int i = 0; args[i] && n < 23; i++)
+        argv[n++] = args[i];
+    argv[n] = NULL;
     pid_t pid = fork();
     assert_true(pid >= 0);
     if (pid == 0) {
-        execl(bin, "loadgen", "--target", target, "--connections", "10,20", "--duration", "20",
-              "--quiet", "--json", path, (char *)NULL);
+        execv(bin, (char *const *)argv);
         _exit(127);
     }
-    struct timespec ts = {1, 500000000};
+    struct timespec ts = {delay_ms / 1000, (delay_ms % 1000) * 1000000L};
     nanosleep(&ts, NULL);
     kill(pid, SIGINT);
     int status = 0, waited = 0;
@@ -853,8 +1267,6 @@ static void test_sigint_writes_partial_json(void **state)
         waitpid(pid, &status, 0);
         fail_msg("loadgen did not exit after SIGINT");
     }
-    int st;
-    json_decref(testsrv_stop(&srv, SIGTERM, 5000, &st));
     assert_true(WIFEXITED(status));
     assert_int_equal(WEXITSTATUS(status), 130);
     json_error_t jerr;
@@ -862,13 +1274,40 @@ static void test_sigint_writes_partial_json(void **state)
     unlink(path);
     assert_non_null(doc);
     assert_true(json_is_true(json_object_get(doc, "interrupted")));
-    json_t *steps = json_object_get(doc, "steps");
-    assert_int_equal(json_array_size(steps), 1);
-    json_t *step = json_array_get(steps, 0);
-    assert_true(json_is_true(json_object_get(step, "interrupted")));
-    assert_true(json_integer_value(testlg_get(step, "requests.completed")) > 0);
-    assert_true(json_number_value(json_object_get(step, "duration_s")) < 10.0);
+    return doc;
+}
+
+/* SIGINT mid-step: exit 130 and the JSON of what was measured, marked interrupted; the same
+ * through --procs 2 (the supervisor forwards it); and during a --start-at wait, no step. */
+static void test_sigint_writes_partial_json(void **state)
+{
+    (void)state;
+    struct testsrv srv;
+    assert_int_equal(testsrv_start(&srv, "async-echo", NULL), 0);
+    static const char *const one[] = {"--connections", "10,20", "--duration", "20", NULL};
+    static const char *const two[] = {"--connections", "10,20", "--duration", "20", "--procs",
+                                      "2", "--threads", "1", NULL};
+    const char *const *runs[] = {one, two};
+    for (int k = 0; k < 2; k++) {
+        json_t *doc = sigint_run(&srv, runs[k], 1500);
+        json_t *steps = json_object_get(doc, "steps");
+        assert_int_equal(json_array_size(steps), 1);
+        json_t *step = json_array_get(steps, 0);
+        assert_true(json_is_true(json_object_get(step, "interrupted")));
+        assert_true(json_integer_value(testlg_get(step, "requests.completed")) > 0);
+        assert_true(json_number_value(json_object_get(step, "duration_s")) < 10.0);
+        json_decref(doc);
+    }
+    struct timespec now;
+    clock_gettime(CLOCK_REALTIME, &now);
+    char at[32];
+    snprintf(at, sizeof at, "%lld", (long long)now.tv_sec + 60);
+    const char *wait[] = {"--connections", "2", "--start-at", at, NULL};
+    json_t *doc = sigint_run(&srv, wait, 500);
+    assert_int_equal(json_array_size(json_object_get(doc, "steps")), 0);
     json_decref(doc);
+    int st;
+    json_decref(testsrv_stop(&srv, SIGTERM, 5000, &st));
 }
 
 int main(void)
@@ -895,6 +1334,13 @@ int main(void)
         cmocka_unit_test_teardown(test_bench_bad_port, testsrv_teardown),
         cmocka_unit_test_teardown(test_timeouts_counted, testsrv_teardown),
         cmocka_unit_test_teardown(test_sigint_writes_partial_json, testsrv_teardown),
+        cmocka_unit_test_teardown(test_lost_result_exits_nonzero, testsrv_teardown),
+        cmocka_unit_test_teardown(test_threads_default_affinity, testsrv_teardown),
+        cmocka_unit_test_teardown(test_merge_exact, testsrv_teardown),
+        cmocka_unit_test_teardown(test_start_at_waits, testsrv_teardown),
+        cmocka_unit_test_teardown(test_server_pid_tree, testsrv_teardown),
+        cmocka_unit_test_teardown(test_port_exhaustion_refused, testsrv_teardown),
+        cmocka_unit_test_teardown(test_procs_same_accounting, testsrv_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

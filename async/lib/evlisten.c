@@ -82,6 +82,11 @@ struct evlisten *evlisten_new(struct event_base *base, int listen_fd, evconnlist
     return l;
 }
 
+unsigned long evlisten_pauses(const struct evlisten *l)
+{
+    return l ? l->pauses : 0;
+}
+
 void evlisten_free(struct evlisten *l)
 {
     if (l == NULL)

@@ -17,6 +17,9 @@ struct evlisten;
 struct evlisten *evlisten_new(struct event_base *base, int listen_fd, evconnlistener_cb cb,
                               void *arg, const char *name, long max_conns,
                               struct srv_stats *stats);
+/* Times accepting paused because accept failed (fd table full...). */
+unsigned long evlisten_pauses(const struct evlisten *l);
+
 /* Stops accepting and frees the listener (the fd stays open: its creator closes it). */
 void evlisten_free(struct evlisten *l);
 

@@ -11,12 +11,10 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "knob.h"
 #include "opts.h"
-#include "report.h"
 #include "sock.h"
-#include "srvstats.h"
-#include "stopsig.h"
-#include "tpc.h"
+#include "tsrv.h"
 
 #define SERVER_NAME "lying-chat"
 #define MAX_CLIENTS 256
@@ -33,7 +31,6 @@ static int lie_pad;
 static pthread_mutex_t room_mu = PTHREAD_MUTEX_INITIALIZER;
 static int room_fd[MAX_CLIENTS];
 static uint64_t relayed;
-static struct srv_stats stats;
 
 static void relay(int from, const char *name, const char *text, size_t len)
 {
@@ -90,56 +87,17 @@ static void serve(struct tpc_conn *c, void *arg)
     pthread_mutex_unlock(&room_mu);
 }
 
-/* What the runtime and its handlers use: static, since a handler past the stop deadline may
- * outlive main's frame (tpc.h). Written by main before the runtime starts. */
+/* Static: a handler past the stop deadline may outlive main's frame (tsrv.h). */
 static struct server_opts o;
-static struct tpc_config cfg;
-static int listen_fd = -1;
-
-static void print_listening(void *arg)
-{
-    (void)arg;
-    report_emit(stdout, report_listening(SERVER_NAME, "threaded", o.bind,
-                                         sock_local_port(listen_fd), NULL));
-}
-
-/* Serves `handler` on the thread-per-connection runtime until SIGINT/SIGTERM. */
-static int run(tpc_handler_fn handler, long stack_kb)
-{
-    char err[256];
-    struct tpc_result res;
-    int stop_fd = stopsig_install(err, sizeof err);
-    if (stop_fd < 0) {
-        fprintf(stderr, "%s: %s\n", SERVER_NAME, err);
-        return 1;
-    }
-    listen_fd = sock_listen_tcp(o.bind, o.port, err, sizeof err);
-    if (listen_fd < 0) {
-        fprintf(stderr, "%s: %s\n", SERVER_NAME, err);
-        close(stop_fd);
-        return 1;
-    }
-    cfg = (struct tpc_config){.listen_fd = listen_fd, .stack_kb = stack_kb,
-                              .handler = handler, .on_ready = print_listening};
-    int rc = tpc_run(&cfg, stop_fd, &stats, &res, err, sizeof err);
-    close(listen_fd);
-    close(stop_fd);
-    if (rc < 0) {
-        fprintf(stderr, "%s: %s\n", SERVER_NAME, err);
-        return 1;
-    }
-    report_emit(stdout, report_stopped(SERVER_NAME, "threaded", &stats, NULL));
-    return 0;
-}
+static const struct tsrv_config cfg = {
+    .name = SERVER_NAME, .o = &o, .transport = SERVE_TCP, .handler = serve,
+};
 
 int main(int argc, char **argv)
 {
     opts_parse_or_exit(&spec, argc, argv, &o);
-    const char *ev = getenv("TVSA_LIE_EVERY"), *mode = getenv("TVSA_LIE");
-    if (ev && (lie_every = strtol(ev, NULL, 10)) < 1) {
-        fprintf(stderr, "%s: bad TVSA_LIE_EVERY '%s'\n", SERVER_NAME, ev);
-        return 2;
-    }
+    const char *mode = getenv("TVSA_LIE");
+    lie_every = knob_long(SERVER_NAME, "TVSA_LIE_EVERY", 5, 1, 1000000000);
     lie_pad = mode && strcmp(mode, "pad") == 0;
-    return run(serve, 0);
+    return tsrv_run(&cfg);
 }

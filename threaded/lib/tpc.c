@@ -18,6 +18,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "serve.h"
 #include "sock.h"
 
 #define STOP_WAIT_MS 900   /* the whole stop must fit in 1 s */
@@ -30,7 +31,7 @@ struct tpc {
 
     pthread_mutex_t lock;         /* guards every field below it */
     pthread_cond_t changed;       /* a handler finished, a connection was queued, or stop */
-    struct tpc_conn *live;        /* connections a handler is serving */
+    struct list_node live;        /* connections a handler is serving (tpc_conn.link) */
     long running;                 /* threads that hold a connection (registered or about to) */
     int stopping;
     struct tpc_conn *queue;       /* pool mode: accepted connections waiting for a worker (a
@@ -39,6 +40,7 @@ struct tpc {
 
     /* Owned by the accept thread (the caller of tpc_run); read after the workers stopped. */
     uint64_t threads_created, create_failures;
+    uint64_t create_failure_logged_ns; /* serve_log_limited's stamp */
     /* Peer addresses by fd for connection threads (see dispatch): written by the accept
      * thread before pthread_create, read once by the thread that owns that fd. Sized by the fd
      * limit; the kernel maps its pages only as fds are used. */
@@ -70,11 +72,7 @@ static int conn_enter_locked(struct tpc *t, struct tpc_conn *c)
 {
     if (t->stopping)
         return -1;
-    c->prev = NULL;
-    c->next = t->live;
-    if (t->live)
-        t->live->prev = c;
-    t->live = c;
+    list_push(&t->live, &c->link);
     return 0;
 }
 
@@ -83,12 +81,7 @@ static int conn_enter_locked(struct tpc *t, struct tpc_conn *c)
 static void conn_leave(struct tpc *t, struct tpc_conn *c)
 {
     pthread_mutex_lock(&t->lock);
-    if (c->prev)
-        c->prev->next = c->next;
-    else
-        t->live = c->next;
-    if (c->next)
-        c->next->prev = c->prev;
+    list_remove(&c->link);
     pthread_mutex_unlock(&t->lock);
 
     close(c->fd);
@@ -183,6 +176,113 @@ static void configure_socket(const struct tpc_config *cfg, int fd)
     }
 }
 
+/* A number from a /proc or /sys file, or -1. */
+static long read_long(const char *path)
+{
+    FILE *f = fopen(path, "r");
+    long v = -1;
+    if (f == NULL)
+        return -1;
+    if (fscanf(f, "%ld", &v) != 1)
+        v = -1;
+    fclose(f);
+    return v;
+}
+
+/* Lines of a /proc file that start with key ("Threads:"), its number; or the line count when
+ * key is NULL. -1 if unreadable. */
+static long proc_count(const char *path, const char *key)
+{
+    FILE *f = fopen(path, "r");
+    char line[512];
+    long n = 0;
+    if (f == NULL)
+        return -1;
+    while (fgets(line, sizeof line, f)) {
+        if (key == NULL)
+            n++;
+        else if (strncmp(line, key, strlen(key)) == 0) {
+            n = strtol(line + strlen(key), NULL, 10);
+            break;
+        }
+    }
+    fclose(f);
+    return n;
+}
+
+/* The pids cgroup (v1 or v2) this process is in: its pids.max ("max" gives -1) and current. */
+static void pids_cgroup(long *max, long *current)
+{
+    char line[512], path[700];
+    FILE *f = fopen("/proc/self/cgroup", "r");
+    *max = *current = -1;
+    if (f == NULL)
+        return;
+    while (fgets(line, sizeof line, f)) {
+        char *p = strstr(line, ":pids:"), *dir = NULL;
+        const char *root = "/sys/fs/cgroup/pids";
+        if (p)
+            dir = p + 6;
+        else if (strncmp(line, "0::", 3) == 0) {
+            dir = line + 3;
+            root = "/sys/fs/cgroup";
+        }
+        if (dir == NULL)
+            continue;
+        dir[strcspn(dir, "\n")] = '\0';
+        snprintf(path, sizeof path, "%s%s/pids.max", root, dir);
+        long m = read_long(path);
+        snprintf(path, sizeof path, "%s%s/pids.current", root, dir);
+        long c = read_long(path);
+        if (c >= 0) {
+            *max = m;
+            *current = c;
+            if (p)
+                break; /* v1's pids line wins over the v2 line */
+        }
+    }
+    fclose(f);
+}
+
+/* Which limit a failed pthread_create most likely hit, with the figures, into buf. At most
+ * once a second (the caller's rate limit): it reads /proc/self/maps, which is long when
+ * there are tens of thousands of threads. */
+static void thread_limit_guess(int rc, char *buf, size_t len)
+{
+    struct rlimit nproc, as;
+    long threads = proc_count("/proc/self/status", "Threads:");
+    long maps = proc_count("/proc/self/maps", NULL);
+    long map_max = read_long("/proc/sys/vm/max_map_count");
+    long pid_max = read_long("/proc/sys/kernel/pid_max");
+    long threads_max = read_long("/proc/sys/kernel/threads-max");
+    long cg_max, cg_cur;
+    const char *likely;
+
+    pids_cgroup(&cg_max, &cg_cur);
+    getrlimit(RLIMIT_NPROC, &nproc);
+    getrlimit(RLIMIT_AS, &as);
+    if (map_max > 0 && maps >= map_max - 16)
+        likely = "vm.max_map_count (each thread maps its stack and a guard page)";
+    else if (cg_max > 0 && cg_cur >= cg_max - 2)
+        likely = "the pids cgroup's pids.max";
+    else if (as.rlim_cur != RLIM_INFINITY)
+        likely = "RLIMIT_AS: no address space for another stack";
+    else if (rc == ENOMEM)
+        likely = "memory";
+    else if (nproc.rlim_cur != RLIM_INFINITY && geteuid() != 0 &&
+             threads >= (long)nproc.rlim_cur - 16)
+        likely = "RLIMIT_NPROC (ulimit -u)";
+    else if (pid_max > 0 && threads >= pid_max - 1000)
+        likely = "kernel.pid_max";
+    else
+        likely = "kernel.pid_max or kernel.threads-max (system-wide), or memory";
+    snprintf(buf, len,
+             "likely limit: %s [threads %ld, maps %ld of max_map_count %ld, pid_max %ld, "
+             "threads-max %ld, pids cgroup %ld of %ld, RLIMIT_NPROC %ld]",
+             likely, threads, maps, map_max, pid_max, threads_max, cg_cur, cg_max,
+             nproc.rlim_cur == RLIM_INFINITY ? -1L : (long)nproc.rlim_cur);
+}
+
 /* Hands an accepted, counted connection to a thread; closes it if that fails. */
 static void dispatch(struct tpc *t, const struct tpc_conn *accepted)
 {
@@ -212,12 +312,15 @@ static void dispatch(struct tpc *t, const struct tpc_conn *accepted)
     pthread_t tid;
     rc = pthread_create(&tid, &t->attr, conn_thread, (void *)(intptr_t)fd);
     if (rc != 0) {
-        /* EAGAIN under `ulimit -u` or when memory for stacks runs out: drop this one
-         * connection, keep serving the others. */
+        /* EAGAIN under a PID or thread limit, or when memory for stacks runs out: drop this
+         * one connection, keep serving the others. */
         t->create_failures++;
-        if (t->create_failures == 1 || t->create_failures % 1000 == 0)
-            fprintf(stderr, "tpc: pthread_create: %s (%llu so far); connection closed\n",
-                    strerror(rc), (unsigned long long)t->create_failures);
+        if (serve_log_due(&t->create_failure_logged_ns)) {
+            char why[320];
+            thread_limit_guess(rc, why, sizeof why);
+            serve_log("pthread_create: %s (%llu so far); connection closed; %s", strerror(rc),
+                      (unsigned long long)t->create_failures, why);
+        }
         conn_drop(t, fd);
         return;
     }
@@ -252,7 +355,8 @@ static int accept_batch(struct tpc *t)
     }
 }
 
-static void accept_loop(struct tpc *t, int stop_fd)
+/* Returns how many times accepting paused. */
+static unsigned long accept_loop(struct tpc *t, int stop_fd)
 {
     struct pollfd p[2] = {{t->cfg->listen_fd, POLLIN, 0}, {stop_fd, POLLIN, 0}};
     int paused = 0;
@@ -263,9 +367,9 @@ static void accept_loop(struct tpc *t, int stop_fd)
          * every 100 ms instead of a busy loop on a listener that stays readable. */
         int rc = poll(paused ? &p[1] : p, paused ? 1 : 2, paused ? EMFILE_PAUSE_MS : -1);
         if (rc < 0 && errno != EINTR)
-            return;
+            return pauses;
         if (p[1].revents & POLLIN)
-            return;
+            return pauses;
         if (paused && rc == 0) {
             paused = 0;
             continue;
@@ -273,8 +377,8 @@ static void accept_loop(struct tpc *t, int stop_fd)
         if (!paused && (p[0].revents & POLLIN) && accept_batch(t)) {
             paused = 1;
             if (pauses++ % 100 == 0)
-                fprintf(stderr, "tpc: accept: %s; pausing accepts for %d ms (%lu times)\n",
-                        strerror(errno), EMFILE_PAUSE_MS, pauses);
+                serve_log("accept: %s; pausing accepts for %d ms (%lu times)", strerror(errno),
+                          EMFILE_PAUSE_MS, pauses);
         }
     }
 }
@@ -298,8 +402,8 @@ static long stop_all(struct tpc *t)
     deadline_in(&deadline, STOP_WAIT_MS);
     pthread_mutex_lock(&t->lock);
     t->stopping = 1;
-    for (struct tpc_conn *c = t->live; c; c = c->next)
-        shutdown(c->fd, SHUT_RDWR);
+    for (struct list_node *n = t->live.next; n != &t->live; n = n->next)
+        shutdown(LIST_ENTRY(n, struct tpc_conn, link)->fd, SHUT_RDWR);
     while (t->qlen > 0) {
         close(t->queue[t->qhead].fd);
         srvstats_closed(t->stats, 0, 0);
@@ -333,6 +437,7 @@ int tpc_run(const struct tpc_config *cfg, int stop_fd, struct srv_stats *stats,
     }
     t->cfg = cfg;
     t->stats = stats;
+    list_init(&t->live);
     runtime = t;
     /* One malloc arena for the whole process: glibc gives each thread that allocates its own
      * arena (64 MiB of address space, up to 8 per core), which would show up in VSZ per
@@ -379,7 +484,7 @@ int tpc_run(const struct tpc_config *cfg, int stop_fd, struct srv_stats *stats,
 
     if (cfg->on_ready)
         cfg->on_ready(cfg->arg);
-    accept_loop(t, stop_fd);
+    result->accept_pauses = accept_loop(t, stop_fd);
     ret = 0;
 out:
     result->handlers_unfinished = (uint64_t)stop_all(t);

@@ -7,6 +7,7 @@
 #include <stdint.h>
 #include <sys/socket.h>
 
+#include "list.h"
 #include "srvstats.h"
 
 /* Lives on the stack of the thread that serves it. The runtime itself never allocates on a
@@ -20,7 +21,7 @@ struct tpc_conn {
     struct sockaddr_storage peer; /* the address accept() returned (still right after a
                                    * reset, when getpeername() fails) */
     socklen_t peer_len;
-    struct tpc_conn *prev, *next; /* runtime's registry of live connections (under its lock) */
+    struct list_node link;        /* runtime's registry of live connections (under its lock) */
 };
 
 /* Serves one connection until EOF, error or stop; must not close conn->fd (the runtime does).
@@ -48,6 +49,8 @@ struct tpc_result {
     uint64_t handlers_unfinished;     /* still running when the stop deadline passed */
     long thread_stack_bytes;          /* stack size of the threads' attributes
                                        * (pthread_attr_getstacksize) */
+    uint64_t accept_pauses;           /* times accepting paused because accept failed
+                                       * (EMFILE...), as the async listener counts them */
 };
 
 /* Accepts and serves until stop_fd is readable, then stops accepting, shuts every connection
