@@ -42,7 +42,7 @@ cells.json (the concurrent-connections cell) and scale-rss.png.
 EOF
 }
 
-OUT= QUICK=0 SCALE_MAX=100000 RAISE=0 MODELS_ARG= THREADED_MAX= PIDS_MAX= BUILD=1
+OUT='' QUICK=0 SCALE_MAX=100000 RAISE=0 MODELS_ARG='' THREADED_MAX='' PIDS_MAX='' BUILD=1
 need() { [[ $2 -ge 2 ]] || { usage >&2; exit 2; }; }
 while [[ $# -gt 0 ]]; do
     case $1 in
@@ -101,7 +101,10 @@ else
     # queue overflowed for a moment: that is pacing, not a wall.
     # The probe sends one request on every connection at once: it proves each is alive, its
     # latency is not the point, so it may take long on a busy machine.
-    HOLD_S=5 RATE=5000 RATE_S=10 CONNECT_RATE=20000 TIMEOUT_MS=5000 CONNECT_TIMEOUT_MS=10000
+    # Connects are paced at CONNECT_RATE in all: a busy 2-core machine completed about 2,500
+    # a second at 100,000 (loadgen's set-up deadline cut it at 93,346 when paced at 20,000 per
+    # process), and an accept queue that overflows costs a SYN retransmit.
+    HOLD_S=5 RATE=5000 RATE_S=10 CONNECT_RATE=5000 TIMEOUT_MS=5000 CONNECT_TIMEOUT_MS=10000
     PROBE_TIMEOUT_MS=20000
 fi
 for m in ${MODELS//,/ }; do
@@ -143,7 +146,7 @@ D=$(cd "$D" && pwd)
 # Clean-up: servers, loadgen, the watcher, the cgroup and any raised sysctl, also on Ctrl-C.
 # shellcheck source=scripts/lib/servers.sh
 source "$REPO/scripts/lib/servers.sh"
-LOADGEN_PID= WATCH_PID= CG= CG_VER= CG_MAX=
+LOADGEN_PID='' WATCH_PID='' CG='' CG_VER='' CG_MAX=''
 declare -A SAVED_SYSCTL=()
 
 stop_pid() {
@@ -207,7 +210,8 @@ fi
 # limit it runs under still applies), pids.max = pid_max - tasks in use - a reserve of 2,000
 # for everything else on the machine.
 cgroup_create() {
-    local pid_max used reserve=2000 rel parent name=tvsa-scale-$$-$(date +%s)
+    local pid_max used reserve=2000 rel parent name
+    name=tvsa-scale-$$-$(date +%s)
     pid_max=$(cat /proc/sys/kernel/pid_max)
     used=$("${PY[@]}" tasks)
     CG_MAX=$((pid_max - used - reserve))
@@ -273,8 +277,15 @@ cg_max_events() { [[ -n $CG && -f $CG/pids.events ]] && awk '$1 == "max" { print
 # run_loadgen TAG KIND N ARGS...: loadgen pinned to the loadgen CPUs, bounded by a watchdog
 # (SIGINT: loadgen writes what it has and exits 130). Sets LG_RC to its exit status. The hold
 # run has a watcher beside it that keeps the kernel figures at the most sockets in use.
+SRC_BLOCK=0
 run_loadgen() {
     local tag=$1 kind=$2 n=$3; shift 3
+    # Each run its own 127.0.X.0/24: the ports a run's connections leave in TIME_WAIT (60 s)
+    # slowed the next run's connects from the same addresses to ~1,600 a second.
+    local x=$((10 + SRC_BLOCK % 240))
+    SRC_BLOCK=$((SRC_BLOCK + 1))
+    src=127.0.$x.1-127.0.$x.$nips
+    set -- "$@" --source-ips "$src"
     local limit=$((n / CONNECT_RATE * 3 + HOLD_S + RATE_S + PROBE_TIMEOUT_MS / 1000 + 90))
     LG_RC=0
     timeout -s INT -k 10 "$limit" taskset -c "$LOADGEN_CPUS" "$BIN"/loadgen "$@" --quiet \
@@ -300,8 +311,7 @@ run_step() {
     nips=$(ceil_div "$n" "$PER_IP")
     ((nips < lgprocs)) && nips=$lgprocs
     ((nips <= 250)) || die "$n connections need $nips source addresses (more than 250)"
-    src=127.0.2.1-127.0.2.$nips
-    log "$tag: $procs server process(es), $lgprocs loadgen process(es), source $src"
+    log "$tag: $procs server process(es), $lgprocs loadgen process(es), $nips source addresses"
     local -a cmd=("$BIN/${MODEL_BIN[$model]}")
     # shellcheck disable=SC2206 # flags are words
     cmd+=(${MODEL_ARGS[$model]} --procs "$procs")
@@ -316,8 +326,10 @@ run_step() {
         [[ -n ${TVSA_SERVER_PID:-} ]] && tvsa_server_stop "$TVSA_SERVER_PID" || true
     else
         local pid=$TVSA_SERVER_PID port=$TVSA_SERVER_PORT
+        # loadgen --procs gives every worker the whole --connect-rate (it splits connections
+        # and --rate, not the pace): each gets its share.
         local -a common=(--target "127.0.0.1:$port" --connections "$n" --procs "$lgprocs"
-                         --source-ips "$src" --connect-rate "$CONNECT_RATE"
+                         --connect-rate "$((CONNECT_RATE / lgprocs))"
                          --connect-timeout "$CONNECT_TIMEOUT_MS" --server-pid "$pid")
         run_loadgen "$tag" hold "$n" "${common[@]}" --scenario hold --duration "$HOLD_S" \
             --timeout "$PROBE_TIMEOUT_MS"
@@ -338,7 +350,7 @@ run_step() {
         'import json,sys; print(json.dumps([l for l in sys.stdin.read().splitlines() if l]))')
     cat >"$D/$tag.step.json" <<EOF
 {"model": "$model", "tag": "$tag", "connections": $n, "procs": $procs, "loadgen_procs": $lgprocs,
- "source_ips": "$src", "loadgen_hold_exit": $rc_hold, "loadgen_rate_exit": $rc_rate,
+ "source_addresses": $nips, "source_ips_last": "${src:-}", "loadgen_hold_exit": $rc_hold, "loadgen_rate_exit": $rc_rate,
  "server_exit": $srv_rc, "seconds": $((SECONDS - t0)), "why": $whyjson,
  "cgroup_pids_max": $([[ $threaded -eq 1 ]] && cg_read pids.max || echo null),
  "cgroup_max_events": $(e=$(cg_max_events); [[ $threaded -eq 1 && $e != null ]] && echo $((e - events0)) || echo null)}

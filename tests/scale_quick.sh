@@ -171,9 +171,12 @@ check "wall run left no server running" none_alive "$w/scale"
 check "wall run removed its pids cgroup" cgroup_gone "$w/scale"
 
 # ---- 3. Ctrl-C in the middle: servers stopped, cgroup removed ------------------------------
+# Job control on: a background job of a script without it ignores SIGINT (and cannot trap it).
 i=$tmp/int
+set -m
 scripts/scale.sh --quick --models threaded-tpc --out "$i" 2>"$tmp/int.stderr" &
 bgpid=$!
+set +m
 for ((n = 0; n < 300; n++)); do
     compgen -G "$i/scale/threaded-tpc-1000.listening.json" >/dev/null && break
     sleep 0.1

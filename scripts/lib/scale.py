@@ -267,7 +267,7 @@ def report(top):
             kpc = kernel_per_conn(base, peak, est) if est else None
             row = {
                 "connections": n, "served": not why, "why": why, "procs": s.get("procs"),
-                "loadgen_procs": s.get("loadgen_procs"), "source_ips": s.get("source_ips"),
+                "loadgen_procs": s.get("loadgen_procs"), "source_addresses": s.get("source_addresses"),
                 "established": est, "alive": h.get("alive"),
                 "rss_kib": srv.get("rss_kib"), "vsz_kib": srv.get("vsz_kib"),
                 "threads": srv.get("threads"),
