@@ -101,14 +101,16 @@ else
     # queue overflowed for a moment: that is pacing, not a wall.
     # The probe sends one request on every connection at once: it proves each is alive, its
     # latency is not the point, so it may take long on a busy machine.
-    # Connects are paced at CONNECT_RATE in all: a busy 2-core machine completed about 2,500
-    # a second at 100,000 (loadgen's set-up deadline cut it at 93,346 when paced at 20,000 per
-    # process), and an accept queue that overflows costs a SYN retransmit.
-    HOLD_S=5 RATE=5000 RATE_S=10 CONNECT_RATE=5000 TIMEOUT_MS=5000 CONNECT_TIMEOUT_MS=10000
+    # Connects are paced at CONNECT_RATE in all: a busy 2-core machine completed fewer than
+    # 2,000 a second at 100,000 (loadgen's set-up deadline, 2 x --connect-timeout + 1 ms a
+    # connection + the paced time, cut it at ~93,000-95,000), and an accept queue that
+    # overflows costs a SYN retransmit (1 s, 3 s, 7 s).
+    HOLD_S=5 RATE=5000 RATE_S=10 CONNECT_RATE=5000 TIMEOUT_MS=5000 CONNECT_TIMEOUT_MS=20000
     PROBE_TIMEOUT_MS=20000
 fi
 for m in ${MODELS//,/ }; do
-    [[ -n ${MODEL_BIN[$m]:-} ]] || die "unknown model $m (async, async-event, threaded-tpc, threaded-pool50)"
+    [[ -n ${MODEL_BIN[$m]:-} ]] ||
+        { log "unknown model $m (async, async-event, threaded-tpc, threaded-pool50)"; exit 2; }
 done
 # Not pinned (unlike compare.sh): what a step needs is connects and accepts by the hundred
 # thousand, not a fair split of two cores, and on a busy machine one core each made loadgen's
@@ -122,7 +124,10 @@ FD_LIMIT=$(ulimit -n)
 [[ $FD_LIMIT == unlimited ]] && FD_LIMIT=1048576
 PER_PROC=$((FD_LIMIT * 95 / 100 - 100))     # connections one process (server or loadgen) holds
 read -r PORT_LO PORT_HI </proc/sys/net/ipv4/ip_local_port_range
-PER_IP=$(((PORT_HI - PORT_LO + 1) * 9 / 10)) # connections one source address opens
+# Connections one source address opens: a third of the port range. Linux's connect() searches
+# half of the range first (one parity), so a source address past about half of it makes every
+# further connect scan thousands of ports.
+PER_IP=$(((PORT_HI - PORT_LO + 1) / 3))
 ceil_div() { echo $((($1 + $2 - 1) / $2)); }
 
 # ---------------------------------------------------------------------------------------------
@@ -281,7 +286,7 @@ SRC_BLOCK=0
 run_loadgen() {
     local tag=$1 kind=$2 n=$3; shift 3
     # Each run its own 127.0.X.0/24: the ports a run's connections leave in TIME_WAIT (60 s)
-    # slowed the next run's connects from the same addresses to ~1,600 a second.
+    # are not in the next run's way.
     local x=$((10 + SRC_BLOCK % 240))
     SRC_BLOCK=$((SRC_BLOCK + 1))
     src=127.0.$x.1-127.0.$x.$nips

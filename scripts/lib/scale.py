@@ -378,7 +378,9 @@ def render(summary, envl, plan):
         k = ref.get("kernel_per_conn_bytes") or {}
         kern = "–"
         if k:
-            kern = "%s + %s" % (fmt_b(k.get("Slab")), fmt_b(k.get("sock_mem")))
+            sock = k.get("sock_mem")
+            kern = "%s + %s" % (fmt_b(k.get("Slab")),
+                                "~0" if sock is not None and abs(sock) < 100 else fmt_b(sock))
             if (k.get("KernelStack") or 0) >= 1024:
                 kern += " + stack %s" % fmt_b(k["KernelStack"])
         p99 = ref.get("p99_us")
