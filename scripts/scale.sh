@@ -421,10 +421,10 @@ set linetype 3 lc rgb '#7570b3' lw 2 pt 5 ps 1.2
 set linetype 4 lc rgb '#d95f02' lw 2 pt 7 ps 1.2
 set title 'Connections held vs server RSS (whole process tree)$([[ $QUICK -eq 1 ]] && echo ' (quick run)')'
 set xlabel 'connections held'
-set ylabel 'RSS (MiB, log scale)'
+set ylabel 'RSS (MiB)'
 set format x '%.0s%c'
-set logscale y 10
 set xrange [0:*]
+set yrange [0:*]
 plot $(join "${plotcmd[@]}"), keyentry with points pt 6 ps 2.6 lw 2 lc rgb '#e41a1c' title 'step not served'
 EOF
     then

@@ -160,6 +160,12 @@ if "thread_create_failures" not in why or "pthread_create" not in why:
     print("reason does not name the thread creation failures and errno: %r" % why)
 if "pids cgroup" not in why:
     print("reason does not name the cgroup: %r" % why)
+md = open(sys.argv[1] + "/scale.md").read()
+if "the wall hit** by threaded-tpc at its 1,000 step" not in md:
+    print("scale.md does not say the cgroup's was the wall hit")
+cell = json.load(open(sys.argv[1] + "/cells.json"))["concurrent_connections"]
+if "stops at 1,000" not in cell or "EAGAIN" not in cell:
+    print("cells.json: %r" % cell)
 PY
 if [[ -s $tmp/wall.problems ]]; then
     sed 's/^/scale_quick:   /' "$tmp/wall.problems" >&2

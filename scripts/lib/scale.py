@@ -310,20 +310,26 @@ def report(top):
         f.write(md)
 
 
-def walls(envl, plan):
+def walls(envl, plan, summary):
     """Where the next walls are, from the limits (text lines)."""
     out = []
     cg = plan.get("cgroup") or {}
     if cg.get("pids_max"):
+        hit = ["%s at its %s step" % (m, fmt_int(r["first_not_served"]))
+               for m, r in (summary.get("models") or {}).items()
+               if any("pids cgroup" in w for w in r.get("why") or [])]
         out.append("the scale run's pids cgroup: pids.max %s (%s), so no threaded server could "
-                   "take the machine's last PIDs" % (fmt_int(cg["pids_max"]), cg.get("how", "")))
+                   "take the machine's last PIDs%s" % (
+                       fmt_int(cg["pids_max"]), cg.get("how", ""),
+                       ": **the wall hit** by " + ", ".join(hit) if hit else ""))
     if envl.get("pid_max"):
         out.append("kernel.pid_max %s for the whole machine (every thread of every process; "
                    "%s in use when the run started)" % (fmt_int(envl["pid_max"]),
                                                          fmt_int(envl.get("tasks_in_use"))))
     if envl.get("max_map_count"):
         out.append("vm.max_map_count %s per process: a thread takes 2 mappings (stack and guard "
-                   "page), so about %s threads per process" % (
+                   "page), so about %s threads per process (with --procs P, P times that; "
+                   "pid_max is machine-wide)" % (
                        fmt_int(envl["max_map_count"]), fmt_int(envl["max_map_count"] // 2)))
     if envl.get("threads_max"):
         out.append("kernel.threads-max %s" % fmt_int(envl["threads_max"]))
@@ -336,8 +342,29 @@ def walls(envl, plan):
                    "several 127.0.x.y source addresses" % (
                        fmt_int(envl["ephemeral_ports"]), *envl["ip_local_port_range"]))
     if envl.get("mem_total_kib"):
-        out.append("memory: %s MiB in all" % fmt_int(envl["mem_total_kib"] // 1024))
+        line = "memory: %s MiB in all" % fmt_int(envl["mem_total_kib"] // 1024)
+        cost = thread_cost(summary)
+        if cost:
+            line += ("; a thread-per-connection connection measured %s (RSS %s, kernel stack %s, "
+                     "page tables %s, slab %s), so memory would last ~%s threads" % (
+                         fmt_b(cost["total"]), fmt_b(cost["rss"]), fmt_b(cost["stack"]),
+                         fmt_b(cost["pt"]), fmt_b(cost["slab"]),
+                         fmt_int(envl["mem_total_kib"] * 1024 // cost["total"])))
+        out.append(line)
     return out
+
+
+def thread_cost(summary):
+    """Bytes per connection of the thread-per-connection model at its largest step served."""
+    r = (summary.get("models") or {}).get("threaded-tpc") or {}
+    st = next((s for s in r.get("steps", []) if s["connections"] == r.get("largest_served")), None)
+    k = (st or {}).get("kernel_per_conn_bytes") or {}
+    if not st or st.get("rss_per_conn_bytes") is None or not k:
+        return None
+    c = {"rss": st["rss_per_conn_bytes"], "stack": max(k.get("KernelStack", 0), 0),
+         "pt": max(k.get("PageTables", 0), 0), "slab": max(k.get("Slab", 0), 0)}
+    c["total"] = sum(c.values())
+    return c if c["total"] > 0 else None
 
 
 def short_reason(r):
@@ -367,8 +394,13 @@ def render(summary, envl, plan):
                  "one (`hold`), then opens them again and runs an open loop of %s req/s in total "
                  "for %s s (p99). A step is served when every connection was established and "
                  "answered its probe with no timeout, error or mismatch, and no thread creation "
-                 "failed. Threaded servers ran inside a pids cgroup.\n" % (
-                     quick, plan.get("hold_s"), fmt_int(plan.get("rate")), plan.get("rate_s")))
+                 "failed. %s\n" % (
+                     quick, plan.get("hold_s"), fmt_int(plan.get("rate")), plan.get("rate_s"),
+                     "" if not any(m.startswith("threaded") for m in plan.get("models", []))
+                     else "Threaded servers ran inside a pids cgroup of their own."
+                     if (plan.get("cgroup") or {}).get("path") else
+                     "No pids cgroup: threaded steps were capped at %s connections." %
+                     fmt_int(plan.get("threaded_max"))))
     lines.append("| model | largest step served | first step not served | why | RSS/conn | "
                  "VSZ/conn | kernel/conn (slab + sock) | p99 at %s req/s |" % fmt_int(plan.get("rate")))
     lines.append("|---|---|---|---|---|---|---|---|")
@@ -414,7 +446,7 @@ def render(summary, envl, plan):
                 "yes" if s["served"] else "no: " + "; ".join(s["why"]).replace("|", "/")))
     lines.append("")
     lines.append("Walls, nearest first for threads:\n")
-    for w in walls(envl, plan):
+    for w in walls(envl, plan, summary):
         lines.append("- " + w)
     lines.append("")
     lines.append("Kernel memory per connection is system-wide and counts both ends of each "
