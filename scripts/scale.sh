@@ -203,10 +203,11 @@ if [[ $RAISE -eq 1 ]]; then
     [[ $(id -u) -eq 0 ]] || die "--raise-limits needs root"
     for kv in kernel/pid_max=4194304 vm/max_map_count=1048576; do
         k=${kv%%=*} v=${kv#*=}
-        SAVED_SYSCTL[$k]=$(cat "/proc/sys/$k")
-        if ((v > SAVED_SYSCTL[$k])); then
+        was=$(cat "/proc/sys/$k")
+        SAVED_SYSCTL[$k]=$was
+        if ((v > was)); then
             echo "$v" >"/proc/sys/$k" || die "cannot raise $k"
-            log "raised $k from ${SAVED_SYSCTL[$k]} to $v (restored at the end)"
+            log "raised $k from $was to $v (restored at the end)"
         fi
     done
 fi
