@@ -357,7 +357,8 @@ def walls(envl, plan, summary):
 def thread_cost(summary):
     """Bytes per connection of the thread-per-connection model at its largest step served."""
     r = (summary.get("models") or {}).get("threaded-tpc") or {}
-    st = next((s for s in r.get("steps", []) if s["connections"] == r.get("largest_served")), None)
+    st = next((s for s in r.get("steps", []) if s["connections"] == r.get("largest_served")),
+              None) or next((s for s in r.get("steps", []) if s.get("established")), None)
     k = (st or {}).get("kernel_per_conn_bytes") or {}
     if not st or st.get("rss_per_conn_bytes") is None or not k:
         return None
