@@ -50,7 +50,7 @@ struct conn {
     struct server *srv;
     enum conn_state state;      /* --api event */
     int fd;                     /* --api event: the socket, its events and our own buffer */
-    struct event *rev, *wev;
+    struct event *rev, *wev;    /* wev: made on the first send the socket does not finish */
     struct bytebuf out;
     uint64_t bytes_in, bytes_out;
     struct conn *prev, *next;   /* every live connection, so the stop can close them all */
@@ -201,7 +201,10 @@ static void conn_set_state(struct conn *c, enum conn_state next)
         event_del(c->rev);
 }
 
-/* Sends what is queued. 0, or -1 when the connection failed. */
+static void raw_write_cb(evutil_socket_t fd, short what, void *arg);
+
+/* Sends what is queued; the queue's storage is freed once it is empty, so an idle
+ * connection holds no buffer. 0, or -1 when the connection failed. */
 static int raw_flush(struct conn *c)
 {
     size_t len;
@@ -221,32 +224,60 @@ static int raw_flush(struct conn *c)
         p = bytebuf_peek(&c->out, &len);
     }
     if (len > 0) {
+        /* Made only now: most connections never fill their socket, and an idle one then costs
+         * one event, not two. */
+        if (c->wev == NULL) {
+            c->wev = event_new(c->srv->base, c->fd, EV_WRITE | EV_PERSIST, raw_write_cb, c);
+            if (c->wev == NULL)
+                return -1;
+        }
         /* Re-armed (so its timeout restarts) only when it was not pending: the timeout then
          * measures how long the client has taken nothing, not the time since the last read. */
         if (!event_pending(c->wev, EV_WRITE, NULL))
             event_add(c->wev, idle_timeout(c->srv));
     } else {
-        event_del(c->wev);
+        bytebuf_free(&c->out);
+        if (c->wev)
+            event_del(c->wev);
     }
     return 0;
 }
 
+/* Sends buf[0..n) after what is queued: at once when nothing is (asyncio's
+ * transport.write()), queuing only what the socket did not take. 0, or -1 when the
+ * connection failed. */
+static int raw_send(struct conn *c, const uint8_t *buf, size_t n)
+{
+    if (bytebuf_len(&c->out) == 0) {
+        ssize_t sent = send(c->fd, buf, n, MSG_NOSIGNAL);
+        if (sent < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
+            return -1;
+        if (sent > 0) {
+            c->bytes_out += (uint64_t)sent;
+            buf += sent;
+            n -= (size_t)sent;
+        }
+        if (n == 0)
+            return 0;
+    }
+    if (bytebuf_append(&c->out, buf, n) < 0)
+        return -1;
+    return raw_flush(c);
+}
+
+/* Every read lands here first: one buffer per loop thread, not one per connection, so an idle
+ * connection costs no read buffer (nginx's and asyncio's way). */
+static _Thread_local uint8_t read_scratch[READ_CHUNK];
+
 static void raw_read_cb(evutil_socket_t fd, short what, void *arg)
 {
     struct conn *c = arg;
-    size_t avail;
 
     if (what & EV_TIMEOUT) {
         conn_free(c);
         return;
     }
-    /* Read straight into the output queue and uppercase there: one copy, like the kernel's. */
-    uint8_t *dst = bytebuf_reserve(&c->out, READ_CHUNK, &avail);
-    if (dst == NULL) {
-        conn_free(c);
-        return;
-    }
-    ssize_t n = recv(fd, dst, avail, 0);
+    ssize_t n = recv(fd, read_scratch, sizeof read_scratch, 0);
     if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
         return;
     if (n < 0) {
@@ -263,9 +294,8 @@ static void raw_read_cb(evutil_socket_t fd, short what, void *arg)
     c->bytes_in += (uint64_t)n;
     if (c->srv->o->work_us > 0)
         burn_cpu_us((unsigned)c->srv->o->work_us);
-    upper_inplace(dst, (size_t)n);
-    bytebuf_commit(&c->out, (size_t)n);
-    if (raw_flush(c) < 0) {
+    upper_inplace(read_scratch, (size_t)n);
+    if (raw_send(c, read_scratch, (size_t)n) < 0) {
         conn_free(c);
         return;
     }
@@ -295,8 +325,7 @@ static void raw_write_cb(evutil_socket_t fd, short what, void *arg)
 static int raw_conn_start(struct server *s, struct conn *c, evutil_socket_t fd)
 {
     c->rev = event_new(s->base, fd, EV_READ | EV_PERSIST, raw_read_cb, c);
-    c->wev = event_new(s->base, fd, EV_WRITE | EV_PERSIST, raw_write_cb, c);
-    if (c->rev == NULL || c->wev == NULL)
+    if (c->rev == NULL)
         return -1;
     c->fd = fd;
     return event_add(c->rev, idle_timeout(s));
