@@ -49,7 +49,7 @@ struct conn {
     struct bevflow flow;        /* --api bufferevent; first: its callbacks get the conn */
     struct server *srv;
     enum conn_state state;      /* --api event */
-    int fd;                     /* --api event: the socket, its events and our own buffer */
+    int fd;                     /* the socket (--api bufferevent: the bufferevent owns it) */
     struct event *rev, *wev;    /* wev: made on the first send the socket does not finish */
     struct bytebuf out;
     uint64_t bytes_in, bytes_out;
@@ -116,52 +116,38 @@ static const struct timeval *idle_timeout(const struct server *s)
 
 /* ---- --api bufferevent ------------------------------------------------------------------ */
 
-/* Uppercases every byte of buf in place, chain by chain, without copying. */
-static void evbuffer_upper(struct evbuffer *buf)
-{
-    struct evbuffer_iovec vec[8];
-    struct evbuffer_ptr pos;
-    size_t done = 0, len = evbuffer_get_length(buf);
-
-    while (done < len) {
-        evbuffer_ptr_set(buf, &pos, done, EVBUFFER_PTR_SET);
-        int n = evbuffer_peek(buf, -1, &pos, vec, 8);
-        if (n > 8)
-            n = 8;
-        for (int i = 0; i < n; i++) {
-            upper_inplace(vec[i].iov_base, vec[i].iov_len);
-            done += vec[i].iov_len;
-        }
-        if (n <= 0)
-            break;
-    }
-}
-
 static void bev_read_cb(struct bufferevent *bev, void *arg)
 {
     struct conn *c = arg;
     struct evbuffer *in = bufferevent_get_input(bev);
     struct evbuffer *out = bufferevent_get_output(bev);
     size_t n = evbuffer_get_length(in);
-
+    /* One chain, so the pull-up copies nothing: every read is drained before the next (sent,
+     * or moved to the output), and evbuffer_read reads an empty buffer into one chain. */
+    unsigned char *p = evbuffer_pullup(in, -1);
+    if (p == NULL) {
+        conn_free(c);
+        return;
+    }
     c->bytes_in += n;
     if (c->srv->o->work_us > 0)
         burn_cpu_us((unsigned)c->srv->o->work_us);
-    evbuffer_upper(in);
+    upper_inplace(p, n);
     c->bytes_out += n;
     /* Like asyncio's transport.write(): with nothing queued, try the socket at once and queue
      * only what it did not take. Queuing everything would arm and disarm EPOLLOUT around every
      * reply: two epoll_ctl calls and a wake-up per request (measured: 5 syscalls a request
      * instead of 3). On a write error the bufferevent's next read or write reports it. */
     if (evbuffer_get_length(out) == 0) {
-        /* One chain for a small read, so the pull-up copies nothing; send() rather than
-         * evbuffer_write()'s writev(), which costs more in the kernel for one buffer. */
-        unsigned char *p = evbuffer_pullup(in, -1);
-        ssize_t sent = send(bufferevent_getfd(bev), p, n, MSG_NOSIGNAL | MSG_DONTWAIT);
-        if (sent > 0)
+        /* send() rather than evbuffer_write()'s writev(), which costs more in the kernel for
+         * one buffer; c->fd rather than bufferevent_getfd(), a locked control call. */
+        ssize_t sent = send(c->fd, p, n, MSG_NOSIGNAL | MSG_DONTWAIT);
+        if (sent > 0) {
             evbuffer_drain(in, (size_t)sent);
+            n -= (size_t)sent;
+        }
     }
-    if (evbuffer_get_length(in) > 0)
+    if (n > 0)
         evbuffer_add_buffer(out, in); /* moves the chains, no copy */
     bevflow_check_output(&c->flow);
 }
@@ -178,6 +164,7 @@ static int bev_conn_start(struct server *s, struct conn *c, evutil_socket_t fd)
     if (bev == NULL)
         return -1;
     c->flow.bev = bev; /* owned from here: conn_free frees it even if the start fails */
+    c->fd = fd;        /* for bev_read_cb's send; the bufferevent closes it */
     return bevflow_start(&c->flow, bev, bev_read_cb, bev_conn_finish, HIGH_WATER, LOW_WATER,
                          idle_timeout(s));
 }
@@ -380,6 +367,9 @@ int main(int argc, char **argv)
         close(stop_fd);
         return 1;
     }
+    /* The default configuration: EVENT_BASE_FLAG_EPOLL_USE_CHANGELIST, NO_CACHE_TIME and
+     * NOLOCK, BEV_OPT_DEFER_CALLBACKS and UNLOCK_CALLBACKS were measured and none helps this
+     * data path (docs/metrics.md, "Profile of async-echo"). */
     s.base = event_base_new();
     if (s.base == NULL) {
         fprintf(stderr, SERVER_NAME ": event_base_new failed\n");
