@@ -30,8 +30,8 @@ static const struct opts_spec spec = {
 struct conn {
     struct asrv_conn base;      /* first (asrv.h) */
     enum bevflow_state state;   /* --api event */
-    struct event *rev, *wev;
-    struct bytebuf out;
+    struct event *rev, *wev;    /* wev: made on the first send the socket does not finish */
+    struct bytebuf out;         /* only unsent bytes; freed when empty */
     struct coio io;             /* --api coro: its coroutine and events */
 };
 
@@ -64,12 +64,15 @@ static void bev_read_cb(struct bufferevent *bev, void *arg)
      * instead of 3). On a write error the bufferevent's next read or write reports it. */
     if (evbuffer_get_length(out) == 0) {
         /* send() rather than evbuffer_write()'s writev(), which costs more in the kernel for
-         * one buffer. */
-        ssize_t sent = send(bufferevent_getfd(bev), p, n, MSG_NOSIGNAL | MSG_DONTWAIT);
-        if (sent > 0)
+         * one buffer; the fd the skeleton keeps rather than bufferevent_getfd(), a locked
+         * control call. */
+        ssize_t sent = send(c->base.fd, p, n, MSG_NOSIGNAL | MSG_DONTWAIT);
+        if (sent > 0) {
             evbuffer_drain(in, (size_t)sent);
+            n -= (size_t)sent;
+        }
     }
-    if (evbuffer_get_length(in) > 0)
+    if (n > 0)
         evbuffer_add_buffer(out, in); /* moves the chains, no copy */
     bevflow_check_output(&c->base.flow);
 }
@@ -93,7 +96,10 @@ static void conn_set_state(struct conn *c, enum bevflow_state next)
         event_del(c->rev);
 }
 
-/* Sends what is queued. 0, or -1 when the connection failed. */
+static void raw_write_cb(evutil_socket_t fd, short what, void *arg);
+
+/* Sends what is queued; the queue's storage is freed once it is empty, so an idle
+ * connection holds no buffer. 0, or -1 when the connection failed. */
 static int raw_flush(struct conn *c)
 {
     size_t len;
@@ -113,32 +119,61 @@ static int raw_flush(struct conn *c)
         p = bytebuf_peek(&c->out, &len);
     }
     if (len > 0) {
+        /* Made only now: most connections never fill their socket, and an idle one then costs
+         * one event, not two. */
+        if (c->wev == NULL) {
+            c->wev = event_new(asrv_base(&c->base), c->base.fd, EV_WRITE | EV_PERSIST,
+                               raw_write_cb, c);
+            if (c->wev == NULL)
+                return -1;
+        }
         /* Re-armed (so its timeout restarts) only when it was not pending: the timeout then
          * measures how long the client has taken nothing, not the time since the last read. */
         if (!event_pending(c->wev, EV_WRITE, NULL))
             event_add(c->wev, asrv_idle(&c->base));
     } else {
-        event_del(c->wev);
+        bytebuf_free(&c->out);
+        if (c->wev)
+            event_del(c->wev);
     }
     return 0;
 }
 
+/* Sends buf[0..n) after what is queued: at once when nothing is (asyncio's
+ * transport.write()), queuing only what the socket did not take. 0, or -1 when the
+ * connection failed. */
+static int raw_send(struct conn *c, const uint8_t *buf, size_t n)
+{
+    if (bytebuf_len(&c->out) == 0) {
+        ssize_t sent = send(c->base.fd, buf, n, MSG_NOSIGNAL);
+        if (sent < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
+            return -1;
+        if (sent > 0) {
+            c->base.bytes_out += (uint64_t)sent;
+            buf += sent;
+            n -= (size_t)sent;
+        }
+        if (n == 0)
+            return 0;
+    }
+    if (bytebuf_append(&c->out, buf, n) < 0)
+        return -1;
+    return raw_flush(c);
+}
+
+/* Every read lands here first: one buffer per loop thread (--loops), not one per connection,
+ * so an idle connection costs no read buffer (nginx's and asyncio's way). */
+static _Thread_local uint8_t read_scratch[READ_CHUNK];
+
 static void raw_read_cb(evutil_socket_t fd, short what, void *arg)
 {
     struct conn *c = arg;
-    size_t avail;
 
     if (what & EV_TIMEOUT) {
         asrv_conn_close(&c->base);
         return;
     }
-    /* Read straight into the output queue and uppercase there: one copy, like the kernel's. */
-    uint8_t *dst = bytebuf_reserve(&c->out, READ_CHUNK, &avail);
-    if (dst == NULL) {
-        asrv_conn_close(&c->base);
-        return;
-    }
-    ssize_t n = recv(fd, dst, avail, 0);
+    ssize_t n = recv(fd, read_scratch, sizeof read_scratch, 0);
     if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
         return;
     if (n < 0) {
@@ -155,9 +190,8 @@ static void raw_read_cb(evutil_socket_t fd, short what, void *arg)
     c->base.bytes_in += (uint64_t)n;
     if (o.work_us > 0)
         burn_cpu_us((unsigned)o.work_us);
-    upper_inplace(dst, (size_t)n);
-    bytebuf_commit(&c->out, (size_t)n);
-    if (raw_flush(c) < 0) {
+    upper_inplace(read_scratch, (size_t)n);
+    if (raw_send(c, read_scratch, (size_t)n) < 0) {
         asrv_conn_close(&c->base);
         return;
     }
@@ -253,8 +287,7 @@ static int conn_start(struct asrv_conn *ac, void *arg)
         return coro_conn_start(c);
     c->state = BEVFLOW_READING;
     c->rev = event_new(asrv_base(ac), ac->fd, EV_READ | EV_PERSIST, raw_read_cb, c);
-    c->wev = event_new(asrv_base(ac), ac->fd, EV_WRITE | EV_PERSIST, raw_write_cb, c);
-    if (c->rev == NULL || c->wev == NULL)
+    if (c->rev == NULL)
         return -1;
     return event_add(c->rev, asrv_idle(ac));
 }

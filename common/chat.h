@@ -1,4 +1,5 @@
-/* The chat protocol's messages (docs/interfaces.md): formatting for servers, parsing for clients. */
+/* Pure. The chat protocol's messages (docs/interfaces.md): formatting for servers, parsing
+ * for clients. */
 #ifndef TVSA_CHAT_H
 #define TVSA_CHAT_H
 #include <stddef.h>
@@ -12,6 +13,11 @@
  * what is still queued for it and the discarding of its late input (after a too-long line)
  * together get this long, from one absolute deadline; then it is closed whatever it does. */
 #define CHAT_FLUSH_TIMEOUT_S 5
+/* Both servers, queued: each client socket's SO_SNDBUF and SO_RCVBUF. Fixed (the kernel
+ * doubles it) rather than autotuned, which on loopback grows to MBs per socket: the room's log
+ * is the buffer, and a client's distance in it is then what it really has not taken, so flow
+ * control and --stall-ms act on the client, not on the kernel's buffers. */
+#define CHAT_SOCK_BUF (64 * 1024)
 
 /* The formatters write one whole message, '\n' included and no NUL, into dst[0..cap) and
  * return its length. When the length is more than cap they write nothing (like snprintf's

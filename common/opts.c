@@ -10,9 +10,7 @@
 enum {
     OPT_BIND = 256, OPT_PORT, OPT_MAX_CONNS, OPT_IDLE, OPT_STACK_KB, OPT_POOL, OPT_API,
     OPT_WORK_US, OPT_MAX_LINE, OPT_MAX_BACKLOG, OPT_BROADCAST, OPT_ZONE, OPT_THREADS,
-    OPT_EDNS_SIZE,
-    OPT_PROCS, OPT_LOOPS,
-    OPT_CORO_STACK_KB,
+    OPT_EDNS_SIZE, OPT_PROCS, OPT_LOOPS, OPT_CORO_STACK_KB, OPT_HIGH_WATER, OPT_STALL_MS,
 };
 
 struct flag_def {
@@ -44,9 +42,13 @@ static const struct flag_def flags[] = {
     {"max-line", OPT_MAX_LINE, OPTS_CHAT, "BYTES", "longest line accepted (default 4096)", 1,
      1048576},
     {"max-backlog", OPT_MAX_BACKLOG, OPTS_CHAT, "KIB",
-     "unsent output allowed per client before it is dropped (default 1024)", 1, 1048576},
+     "a client this far behind the room is dropped (default 1024)", 1, 1048576},
     {"broadcast", OPT_BROADCAST, OPTS_CHAT, "MODE",
      "queued (default) or naive (waits for each receiver: the trap, on purpose)", 0, 0},
+    {"high-water", OPT_HIGH_WATER, OPTS_CHAT, "KIB",
+     "queued: a receiver this far behind pauses the senders (default 256)", 1, 1048576},
+    {"stall-ms", OPT_STALL_MS, OPTS_CHAT, "MS",
+     "queued: a receiver that takes no byte for MS ms is dropped (default 500)", 1, 3600000},
     {"zone", OPT_ZONE, OPTS_ZONE, "FILE", "zone file (default: the sample zone)", 0, 0},
     {"edns-size", OPT_EDNS_SIZE, OPTS_ZONE, "BYTES",
      "largest UDP answer to an EDNS client (default 1232)", 512, 65535},
@@ -82,6 +84,8 @@ static void set_defaults(const struct opts_spec *spec, struct server_opts *o)
     o->api = OPTS_API_BUFFEREVENT;
     o->max_line = 4096;
     o->max_backlog_kib = 1024;
+    o->high_water_kib = 256;
+    o->stall_ms = 500;
     o->broadcast = OPTS_BROADCAST_QUEUED;
     o->edns_size = 1232; /* DNSWIRE_EDNS_SIZE; opts does not depend on the DNS modules */
     o->procs = 1;
@@ -100,6 +104,8 @@ static long *numeric_field(int id, struct server_opts *o)
     case OPT_WORK_US: return &o->work_us;
     case OPT_MAX_LINE: return &o->max_line;
     case OPT_MAX_BACKLOG: return &o->max_backlog_kib;
+    case OPT_HIGH_WATER: return &o->high_water_kib;
+    case OPT_STALL_MS: return &o->stall_ms;
     case OPT_THREADS: return &o->threads;
     case OPT_EDNS_SIZE: return &o->edns_size;
     case OPT_PROCS: return &o->procs;

@@ -9,7 +9,7 @@ enum {
     OPTS_THREADED = 1u << 0, /* --stack-kb, --pool */
     OPTS_API = 1u << 1,      /* --api bufferevent|event|coro, --coro-stack-kb */
     OPTS_WORK = 1u << 2,     /* --work-us */
-    OPTS_CHAT = 1u << 3,     /* --max-line, --max-backlog, --broadcast */
+    OPTS_CHAT = 1u << 3,     /* --max-line, --max-backlog, --broadcast, --high-water, --stall-ms */
     OPTS_ZONE = 1u << 4,     /* --zone, --edns-size */
     OPTS_THREADS = 1u << 5,  /* --threads */
     OPTS_PROCS = 1u << 6,    /* --procs */
@@ -31,6 +31,8 @@ struct server_opts {
     long max_line;         /* chat: bytes, default 4096 */
     long max_backlog_kib;  /* chat: unsent output allowed per client, default 1024 */
     enum opts_broadcast broadcast;
+    long high_water_kib;   /* chat, queued: distance that pauses senders, default 256 */
+    long stall_ms;         /* chat, queued: no progress this long drops a receiver, default 500 */
     const char *zone;      /* DNS: zone file, NULL for the sample zone */
     long edns_size;        /* DNS: largest UDP answer to an EDNS client, default 1232 */
     long threads;          /* 0: number of online CPUs */

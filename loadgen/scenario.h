@@ -12,7 +12,7 @@
 #define LG_MAX_STEPS 32
 #define LG_MAX_OPTS 16
 #define LG_ERRNO_MAX 160   /* errno values counted one by one; larger ones share the last slot */
-#define LG_COUNTERS 8      /* free counters per thread for a scenario's own figures */
+#define LG_COUNTERS 16     /* free counters per thread for a scenario's own figures */
 
 enum lg_transport {
     LG_TCP,  /* the engine connects (non-blocking, bounded, timed out) and reads a byte stream */

@@ -102,8 +102,6 @@ static void accept_cb(struct evconnlistener *listener, evutil_socket_t fd, struc
     struct asrv_loop *l = arg;
     const struct asrv_config *cfg = skel.cfg;
     (void)listener;
-    (void)sa;
-    (void)salen;
 
     struct asrv_conn *c = calloc(1, cfg->conn_size);
     if (c == NULL) {
@@ -113,6 +111,10 @@ static void accept_cb(struct evconnlistener *listener, evutil_socket_t fd, struc
     }
     c->loop = l;
     c->fd = fd;
+    if (salen > 0 && (size_t)salen <= sizeof c->peer) {
+        memcpy(&c->peer, sa, (size_t)salen);
+        c->peer_len = (socklen_t)salen;
+    }
     list_push(&l->conns, &c->link);
     srvstats_opened(&skel.stats);
     if (cfg->conn_start(c, cfg->arg) < 0)
@@ -250,6 +252,7 @@ static int loop_init(struct asrv_loop *l, int listen_fd, int with_udp)
                                    skel.sv.o->max_conns, &skel.stats);
         if (l->listener == NULL)
             return -1;
+        evlisten_set_batch(l->listener, cfg->accept_batch);
     }
     if (with_udp) {
         l->udp = batch_new(cfg->dgram);

@@ -29,6 +29,7 @@
 #include <event2/event.h>
 #include <jansson.h>
 #include <stdint.h>
+#include <sys/socket.h>
 
 #include "bevflow.h"
 #include "list.h"
@@ -47,6 +48,9 @@ struct asrv_conn {
     struct asrv_loop *loop;
     evutil_socket_t fd;          /* the socket: closed by the skeleton (or by the bufferevent) */
     uint64_t bytes_in, bytes_out; /* the server adds; added to srv_stats at close */
+    struct sockaddr_storage peer; /* the address accept() returned (still right after a
+                                   * reset, when getpeername() fails) */
+    socklen_t peer_len;
     struct list_node link;       /* the loop's live connections */
 };
 
@@ -69,6 +73,7 @@ struct asrv_config {
     /* Frees what conn_start made, but not the fd or c->flow.bev (the skeleton's). NULL: none. */
     void (*conn_free)(struct asrv_conn *c, void *arg);
     const struct serve_dgram *dgram;  /* UDP datagrams (worker_new: one per loop) */
+    unsigned accept_batch;            /* TCP accepts per loop turn (evlisten_set_batch); 0: any */
     void *arg;                        /* handed to every callback and hook */
     json_t *(*listening_extra)(const struct asrv_result *r, void *arg);
     json_t *(*stopped_extra)(const struct asrv_result *r, void *arg);

@@ -22,6 +22,7 @@ struct evlisten {
     unsigned long pauses;
     long max_conns;
     struct srv_stats *stats;
+    unsigned batch, this_turn;  /* accepts per loop turn (0: no limit), and so far */
 };
 
 static void accept_cb(struct evconnlistener *listener, evutil_socket_t fd, struct sockaddr *sa,
@@ -35,6 +36,13 @@ static void accept_cb(struct evconnlistener *listener, evutil_socket_t fd, struc
     }
     sock_set_nodelay(fd);
     l->cb(listener, fd, sa, salen, l->arg);
+    /* Enough for this turn: the loop serves what is ready (resets included) before the rest
+     * of the backlog, which a zero timer lets back in on the next turn. */
+    if (l->batch > 0 && ++l->this_turn >= l->batch) {
+        static const struct timeval now = {0, 0};
+        evconnlistener_disable(listener);
+        event_add(l->resume, &now);
+    }
 }
 
 static void accept_error_cb(struct evconnlistener *listener, void *arg)
@@ -56,6 +64,7 @@ static void resume_cb(evutil_socket_t fd, short what, void *arg)
     struct evlisten *l = arg;
     (void)fd;
     (void)what;
+    l->this_turn = 0;
     evconnlistener_enable(l->listener);
 }
 
@@ -80,6 +89,11 @@ struct evlisten *evlisten_new(struct event_base *base, int listen_fd, evconnlist
     }
     evconnlistener_set_error_cb(l->listener, accept_error_cb);
     return l;
+}
+
+void evlisten_set_batch(struct evlisten *l, unsigned batch)
+{
+    l->batch = batch;
 }
 
 unsigned long evlisten_pauses(const struct evlisten *l)

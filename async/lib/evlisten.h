@@ -17,6 +17,9 @@ struct evlisten;
 struct evlisten *evlisten_new(struct event_base *base, int listen_fd, evconnlistener_cb cb,
                               void *arg, const char *name, long max_conns,
                               struct srv_stats *stats);
+/* At most `batch` accepts per loop turn (0, the default: as many as the backlog holds), so a
+ * connect flood cannot starve the connections already open. */
+void evlisten_set_batch(struct evlisten *l, unsigned batch);
 /* Times accepting paused because accept failed (fd table full...). */
 unsigned long evlisten_pauses(const struct evlisten *l);
 

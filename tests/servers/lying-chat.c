@@ -1,7 +1,8 @@
 /* lying-chat: a test chat server (docs/interfaces.md's line protocol, "IP:PORT: TEXT" to every
  * other client, no join/leave notices) that corrupts every TVSA_LIE_EVERY-th line it relays
  * (default 5): TVSA_LIE=pad changes the text's last byte, TVSA_LIE=name (default) puts another
- * name in front. It gives loadgen's chat check something to catch. Thread per connection. */
+ * name in front, TVSA_LIE=drop relays it to nobody. It gives loadgen's chat check something to
+ * catch. Thread per connection. */
 #include <errno.h>
 #include <pthread.h>
 #include <stdint.h>
@@ -26,7 +27,7 @@ static const struct opts_spec spec = {
 
 /* Set in main before any thread starts; read-only after. */
 static long lie_every = 5;
-static int lie_pad;
+static int lie_pad, lie_drop;
 /* The room: fds and names, under room_mu. */
 static pthread_mutex_t room_mu = PTHREAD_MUTEX_INITIALIZER;
 static int room_fd[MAX_CLIENTS];
@@ -37,6 +38,10 @@ static void relay(int from, const char *name, const char *text, size_t len)
     static char out[LINE_MAX_LEN + 64];
     pthread_mutex_lock(&room_mu);
     int lie = ++relayed % (uint64_t)lie_every == 0;
+    if (lie && lie_drop) {
+        pthread_mutex_unlock(&room_mu);
+        return;
+    }
     int n = snprintf(out, sizeof out, "%s: ", lie && !lie_pad ? "127.0.0.1:1" : name);
     memcpy(out + n, text, len);
     if (lie && lie_pad && len > 0)
@@ -99,5 +104,6 @@ int main(int argc, char **argv)
     const char *mode = getenv("TVSA_LIE");
     lie_every = knob_long(SERVER_NAME, "TVSA_LIE_EVERY", 5, 1, 1000000000);
     lie_pad = mode && strcmp(mode, "pad") == 0;
+    lie_drop = mode && strcmp(mode, "drop") == 0;
     return tsrv_run(&cfg);
 }
