@@ -3,6 +3,9 @@
 # each server on a free port, drives it with bin/loadgen, N rounds with the models interleaved,
 # and writes the raw JSON, env.json, summary.md (medians and spreads) and PNG plots into one
 # results directory. docs/compare.md explains every row; results/README.md the layout.
+# It also runs bin/switch-cost (the price of a switch, issue 15), scripts/sweep.sh (latency
+# against offered load, issue 20), with --scale scripts/scale.sh (past one process, issue 14),
+# and with --rtt-ms the echo and hold ramps through scripts/cluster.sh (issue 19).
 #
 # Usage: scripts/compare.sh [--quick] [--rounds N] [--python] [--[no-]rerun] [--models A,B]
 #                           [--out DIR] [--no-build] [--p99-bound-ms MS] [--rtt-ms MS]
