@@ -174,12 +174,18 @@ def cells(sweep):
                            "p99_us": p["p99_us"], "p999_us": p["p999_us"],
                            "p99_us_spread": p["p99_us_spread"], "timeouts": p["timeouts"]}
         p99s[m] = p["p99_us"]
+    runs = [x for d in sweep["models"].values() for p in d["points"] for x in p["rounds"]]
+    psi = [x["cpu_some_avg10"] for x in runs if x.get("cpu_some_avg10") is not None]
+    out["machine"] = {"loadavg_start": sweep["loadavg_start"],
+                      "cpu_some_avg10_max": max(psi) if psi else None}
     if p99s:
         best = min(p99s, key=p99s.get)
-        out["verdict"] = ("at the same share of each model's own capacity, the lowest p99 is "
-                          "%s's (%s ms); the rates differ (each model's capacity): "
-                          "see the sweep's plot for where each curve turns up"
+        out["verdict"] = ("lowest p99 at 80%% of its own capacity: %s (%s ms); each model is "
+                          "measured at its own rate, not at the same one"
                           % (TITLES.get(best, best), fmt_ms(p99s[best])))
+        if psi and max(psi) > 10:
+            out["verdict"] = ("noisy machine (some task waited for a CPU up to %.0f%% of the "
+                              "time): " % max(psi)) + out["verdict"]
     else:
         out["verdict"] = "not measured"
     return out
@@ -194,6 +200,13 @@ def write_data(sw, sweep):
                     None if p[k] is None else p[k] / 1000 for k in ("p50_us", "p99_us", "p999_us")
                 ] + [p["timeouts"]]
                 f.write("\t".join("NaN" if v is None else "%.6g" % v for v in row) + "\n")
+        # Each round's p99, so the plot can show the spread behind a median.
+        with open(os.path.join(sw, "data", m + ".rounds.tsv"), "w") as f:
+            f.write("# pct\tp99_ms\n")
+            for p in d["points"]:
+                for x in p["rounds"]:
+                    if x.get("p99_us") is not None:
+                        f.write("%d\t%.6g\n" % (p["pct"], x["p99_us"] / 1000))
 
 
 def table(sweep):
