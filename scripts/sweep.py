@@ -211,7 +211,7 @@ def write_data(sw, sweep):
 
 def table(sweep):
     head = ["model", "point", "offered/s", "achieved/s", "p50 ms", "p99 ms", "p99.9 ms",
-            "p99 spread ms", "raw p99 ms", "timeouts", "lg cores", "srv cores"]
+            "spread", "raw p99 ms", "timeouts", "lg cores", "srv cores"]
     rows = [head]
     for m, d in sweep["models"].items():
         c = d["capacity"]
