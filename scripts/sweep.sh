@@ -48,7 +48,7 @@ log() { echo "sweep: $*" >&2; }
 die() { log "$*"; exit 1; }
 bad() { log "$*"; usage >&2; exit 2; }
 
-OUT= QUICK=0 MODELS_ARG= CPUS= CONNS=50 POINTS= DURATION= ROUNDS= BUILD=1
+OUT='' QUICK=0 MODELS_ARG='' CPUS='' CONNS=50 POINTS='' DURATION='' ROUNDS='' BUILD=1
 while [[ $# -gt 0 ]]; do
     case $1 in
         --out|--models|--cpus|--connections|--points|--duration|--rounds)
