@@ -28,11 +28,16 @@ static const struct opts_spec spec = {
 /* Owned by its loop's thread. --api bufferevent uses base.flow; --api event the rest, with
  * the same three states as bevflow's (bevflow.h). */
 struct conn {
-    struct asrv_conn base;      /* first (asrv.h) */
-    enum bevflow_state state;   /* --api event */
-    struct event *rev, *wev;    /* wev: made on the first send the socket does not finish */
-    struct bytebuf out;         /* only unsent bytes; freed when empty */
-    struct coio io;             /* --api coro: its coroutine and events */
+    struct asrv_conn base;          /* first (asrv.h) */
+    union {                         /* one --api per process: every idle connection pays for
+                                     * the largest member only */
+        struct {                    /* --api event */
+            enum bevflow_state state;
+            struct event *rev, *wev; /* wev: made on the first send the socket does not finish */
+            struct bytebuf out;     /* only unsent bytes; freed when empty */
+        };
+        struct coio io;             /* --api coro: its coroutine and events */
+    };
 };
 
 /* Read-only once main parsed it; every loop reads it. */
@@ -296,12 +301,15 @@ static void conn_free(struct asrv_conn *ac, void *arg)
 {
     struct conn *c = (struct conn *)ac;
     (void)arg;
-    coio_free(&c->io); /* --api coro: a coroutine parked in a wait is discarded, not resumed */
-    if (c->rev)
-        event_free(c->rev);
-    if (c->wev)
-        event_free(c->wev);
-    bytebuf_free(&c->out);
+    if (o.api == OPTS_API_CORO) {
+        coio_free(&c->io); /* a coroutine parked in a wait is discarded, not resumed */
+    } else if (o.api == OPTS_API_EVENT) {
+        if (c->rev)
+            event_free(c->rev);
+        if (c->wev)
+            event_free(c->wev);
+        bytebuf_free(&c->out);
+    }
 }
 
 static json_t *listening_extra(const struct asrv_result *r, void *arg)

@@ -48,8 +48,9 @@ struct asrv_conn {
     struct asrv_loop *loop;
     evutil_socket_t fd;          /* the socket: closed by the skeleton (or by the bufferevent) */
     uint64_t bytes_in, bytes_out; /* the server adds; added to srv_stats at close */
-    struct sockaddr_storage peer; /* the address accept() returned (still right after a
-                                   * reset, when getpeername() fails) */
+    struct sockaddr_in6 peer;    /* the address accept() returned (still right after a reset,
+                                  * when getpeername() fails); IPv4 or IPv6, not the 128 bytes
+                                  * of a sockaddr_storage, which every idle connection pays */
     socklen_t peer_len;
     struct list_node link;       /* the loop's live connections */
 };

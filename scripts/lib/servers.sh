@@ -1,4 +1,4 @@
-# Sourced by scripts/compare.sh and scripts/lab.sh: start a tvsa server on a free port, read its
+# Sourced by scripts/compare.sh, scripts/lab.sh and scripts/sweep.sh: start a tvsa server on a free port, read its
 # listening line, stop it and keep its stopped line. Every server started is in TVSA_LIVE until
 # stopped, so a script's exit trap can stop them all (tvsa_stop_all).
 # shellcheck shell=bash
@@ -59,4 +59,25 @@ tvsa_stop_all() {
     for pid in "${!TVSA_LIVE[@]}"; do
         tvsa_server_stop "$pid" || true
     done
+}
+
+# tvsa_cleanup_on_exit LOG_FUNCTION DIR: sets the EXIT, INT and TERM traps of a script that
+# starts servers and loadgen: on any exit, the loadgen whose pid is in TVSA_LOADGEN_PID (if
+# set) and every server in TVSA_LIVE are stopped, and a non-zero exit is reported through
+# LOG_FUNCTION with DIR as the place of the partial results. Ctrl-C exits 130.
+tvsa_cleanup_on_exit() {
+    TVSA_CLEANUP_LOG=$1 TVSA_CLEANUP_DIR=$2 TVSA_LOADGEN_PID=
+    trap _tvsa_cleanup EXIT
+    trap '"$TVSA_CLEANUP_LOG" interrupted; exit 130' INT TERM
+}
+_tvsa_cleanup() {
+    local rc=$?
+    trap - EXIT INT TERM
+    if [[ -n ${TVSA_LOADGEN_PID:-} ]]; then
+        kill -TERM "$TVSA_LOADGEN_PID" 2>/dev/null || true
+        wait "$TVSA_LOADGEN_PID" 2>/dev/null || true
+    fi
+    tvsa_stop_all >/dev/null 2>&1
+    [[ $rc -ne 0 ]] && "$TVSA_CLEANUP_LOG" "stopped early (exit $rc); partial results in $TVSA_CLEANUP_DIR"
+    exit "$rc"
 }
