@@ -86,8 +86,9 @@ struct lg_thread {
     double rate;               /* requests/s of this thread (its connections' share of --rate;
                                 * 0 = closed loop, or no connections) */
     uint64_t ol_t0, ol_k;      /* intended time of request k: ol_t0 + k / rate */
-    struct lg_conn **idle;
-    unsigned nidle;
+    struct lg_conn **idle;     /* free connections, a FIFO ring (idle_push, idle_pop): the
+                                * one free longest goes next, so every connection is used */
+    unsigned idle_head, nidle;
     void *tstate;
     uint8_t rbuf[READ_BUF];
 };
@@ -311,6 +312,27 @@ static void on_think(evutil_socket_t fd, short what, void *arg)
         conn_next_request(c);
 }
 
+/* The open loop's pool of free connections. First in, first out: a stack would hand every
+ * request to the connection freed last, and at a modest --rate over many connections a few
+ * of them would carry the whole load while the others stayed idle. A connection is in the
+ * ring at most once (in_idle), so it never holds more than nalloc. */
+static void idle_push(struct lg_thread *t, struct lg_conn *c)
+{
+    if (c->in_idle)
+        return;
+    c->in_idle = 1;
+    t->idle[(t->idle_head + t->nidle++) % t->nalloc] = c;
+}
+
+static struct lg_conn *idle_pop(struct lg_thread *t)
+{
+    struct lg_conn *c = t->idle[t->idle_head];
+    t->idle_head = (t->idle_head + 1) % t->nalloc;
+    t->nidle--;
+    c->in_idle = 0;
+    return c;
+}
+
 /* A connection is free (just opened, or its request finished): start its next request as the
  * loop in force says. Closed loop: at once or after --think-ms; open loop: join the idle pool. */
 static void conn_next_request(struct lg_conn *c)
@@ -323,10 +345,7 @@ static void conn_next_request(struct lg_conn *c)
             t->scn->drive != LG_DRIVE_LOOP)
             return;
         if (t->rate > 0) {
-            if (!c->in_idle) {
-                c->in_idle = 1;
-                t->idle[t->nidle++] = c;
-            }
+            idle_push(t, c);
             ol_dispatch(t);
             return;
         }
@@ -363,8 +382,7 @@ static void ol_dispatch(struct lg_thread *t)
             evtimer_add(t->rate_ev, &tv);
             return;
         }
-        struct lg_conn *c = t->idle[--t->nidle];
-        c->in_idle = 0;
+        struct lg_conn *c = idle_pop(t);
         if (c->state != CONN_OPEN || c->pending)
             continue;
         t->ol_k++;
@@ -372,10 +390,8 @@ static void ol_dispatch(struct lg_thread *t)
         c->req_intended_ns = due;
         c->req_start_ns = now;
         c->done_flag = 0;
-        if (apply_verdict(c, t->scn->send_request(c)) && c->done_flag && !c->in_idle) {
-            c->in_idle = 1;
-            t->idle[t->nidle++] = c;
-        }
+        if (apply_verdict(c, t->scn->send_request(c)) && c->done_flag)
+            idle_push(t, c);
     }
 }
 

@@ -484,18 +484,20 @@ static json_t *stopped_extra(const struct tsrv_result *r, void *arg)
     pthread_mutex_lock(&room_lock);
     struct room_stats rs = room.stats;
     pthread_mutex_unlock(&room_lock);
-    return json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}",
-                     "lines_broadcast", (json_int_t)rs.lines, "dropped_backlog",
-                     (json_int_t)rs.dropped_backlog, "dropped_stalled",
-                     (json_int_t)rs.dropped_stalled, "flow_pauses", (json_int_t)rs.pauses,
-                     "log_bytes_peak", (json_int_t)rs.log_bytes_peak, "closed_too_long",
-                     (json_int_t)atomic_load(&closed_too_long), "closed_idle",
-                     (json_int_t)atomic_load(&closed_idle), "writer_start_failures",
-                     (json_int_t)atomic_load(&writer_start_failures), "threads_created",
-                     (json_int_t)(r->tpc.threads_created + atomic_load(&writers_created)),
-                     "thread_create_failures", (json_int_t)r->tpc.thread_create_failures,
-                     "handlers_unfinished", (json_int_t)r->tpc.handlers_unfinished,
-                     "thread_stack_bytes", (json_int_t)r->tpc.thread_stack_bytes);
+    json_t *j = tsrv_tpc_json(r);
+    json_object_update_new(
+        j, json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}", "lines_broadcast",
+                     (json_int_t)rs.lines, "dropped_backlog", (json_int_t)rs.dropped_backlog,
+                     "dropped_stalled", (json_int_t)rs.dropped_stalled, "flow_pauses",
+                     (json_int_t)rs.pauses, "log_bytes_peak", (json_int_t)rs.log_bytes_peak,
+                     "closed_too_long", (json_int_t)atomic_load(&closed_too_long),
+                     "closed_idle", (json_int_t)atomic_load(&closed_idle),
+                     "writer_start_failures", (json_int_t)atomic_load(&writer_start_failures)));
+    /* Every thread of the server: the runtime's readers and the chat's own writers. */
+    json_object_set_new(j, "threads_created",
+                        json_integer((json_int_t)(r->tpc.threads_created +
+                                                  atomic_load(&writers_created))));
+    return j;
 }
 
 static struct server_opts o;

@@ -80,10 +80,7 @@ static json_t *listening_extra(const struct tsrv_result *r, void *arg)
 static json_t *stopped_extra(const struct tsrv_result *r, void *arg)
 {
     json_t *j = dnsserve_stopped_json(arg, &r->dgram);
-    json_object_update_new(j, json_pack("{s:I, s:I}", "threads_created",
-                                        (json_int_t)r->tpc.threads_created,
-                                        "handlers_unfinished",
-                                        (json_int_t)r->tpc.handlers_unfinished));
+    json_object_update_new(j, tsrv_tpc_json(r));
     return j;
 }
 

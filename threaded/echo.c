@@ -51,12 +51,7 @@ static json_t *listening_extra(const struct tsrv_result *r, void *arg)
 static json_t *stopped_extra(const struct tsrv_result *r, void *arg)
 {
     (void)arg;
-    return json_pack("{s:I, s:I, s:I, s:I, s:I}", "threads_created",
-                     (json_int_t)r->tpc.threads_created, "thread_create_failures",
-                     (json_int_t)r->tpc.thread_create_failures, "handlers_unfinished",
-                     (json_int_t)r->tpc.handlers_unfinished, "thread_stack_bytes",
-                     (json_int_t)r->tpc.thread_stack_bytes, "accept_pauses",
-                     (json_int_t)r->tpc.accept_pauses);
+    return tsrv_tpc_json(r);
 }
 
 /* Static: handlers past the stop deadline still read them after tsrv_run returns (tsrv.h). */

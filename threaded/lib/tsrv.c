@@ -211,3 +211,13 @@ out:
     serve_end(&skel.sv);
     return rc;
 }
+
+json_t *tsrv_tpc_json(const struct tsrv_result *r)
+{
+    return json_pack("{s:I, s:I, s:I, s:I, s:I}", "threads_created",
+                     (json_int_t)r->tpc.threads_created, "thread_create_failures",
+                     (json_int_t)r->tpc.thread_create_failures, "handlers_unfinished",
+                     (json_int_t)r->tpc.handlers_unfinished, "thread_stack_bytes",
+                     (json_int_t)r->tpc.thread_stack_bytes, "accept_pauses",
+                     (json_int_t)r->tpc.accept_pauses);
+}

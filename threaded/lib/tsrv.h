@@ -44,4 +44,9 @@ struct tsrv_config {
  * static: a handler that misses the stop deadline still runs after this returns (tpc.h). */
 int tsrv_run(const struct tsrv_config *cfg);
 
+/* The thread-per-connection runtime's counters as the stopped line carries them:
+ * {"threads_created", "thread_create_failures", "handlers_unfinished", "thread_stack_bytes",
+ * "accept_pauses"}. For a server's stopped_extra. */
+json_t *tsrv_tpc_json(const struct tsrv_result *r);
+
 #endif
