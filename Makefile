@@ -45,6 +45,10 @@ TEST_BIN     := $(patsubst tests/%.c,$(BIN)/tests/%,$(wildcard tests/test_*.c)) 
                 $(patsubst tests/servers/%.c,$(BIN)/tests/%,$(wildcard tests/servers/*.c))
 
 obj = $(patsubst %.c,$(BUILD)/%.o,$(1))
+# Keep every object: a binary's own object (build/async/echo.o) comes from a pattern chain,
+# so make deleted it as intermediate after a clean build, and the next make (whose -include
+# of the .d files names it) compiled and linked 36 targets again with nothing changed.
+.SECONDARY:
 LIBTVSA := $(BUILD)/libtvsa.a
 ALL_BIN := $(THREADED_BIN) $(ASYNC_BIN) $(TOOL_BIN) $(BENCH_BIN) $(LOADGEN_BIN) $(TEST_BIN)
 

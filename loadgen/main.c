@@ -572,7 +572,12 @@ static int check_json_path(const struct lg_config *cfg, char *err, size_t errlen
     return 0;
 }
 
-/* "Is there a server?": one blocking connect before anything starts (TCP scenarios). */
+/* "Is there a server?": one blocking connect before anything starts (TCP scenarios). With
+ * --server-pid the baseline comes next, so the probe half-closes and waits (PROBE_CLOSE_MS at
+ * most) for the server to close its end: the connection's handler is then done, and a
+ * threaded server's thread for it is exiting. A bare close() left that thread's exit to the
+ * scheduler's pace, which on a busy machine outlasted the baseline's settle window. */
+#define PROBE_CLOSE_MS 2000
 static int probe_target(const struct lg_config *cfg, char *err, size_t errlen)
 {
     if (cfg->scn->transport != LG_TCP)
@@ -582,6 +587,20 @@ static int probe_target(const struct lg_config *cfg, char *err, size_t errlen)
     if (fd < 0) {
         snprintf(err, errlen, "no server at %s: %s", cfg->target, e2);
         return -1;
+    }
+    if (cfg->server_pid && shutdown(fd, SHUT_WR) == 0) {
+        uint64_t until = mono_now_us() + PROBE_CLOSE_MS * 1000ULL;
+        char buf[512];
+        for (;;) {
+            uint64_t now = mono_now_us();
+            int left = now < until ? (int)((until - now + 999) / 1000) : 0;
+            struct pollfd p = {.fd = fd, .events = POLLIN};
+            if (left <= 0 || poll(&p, 1, left) <= 0)
+                break;
+            ssize_t n = read(fd, buf, sizeof buf);
+            if (n == 0 || (n < 0 && errno != EINTR && errno != EAGAIN))
+                break;
+        }
     }
     close(fd);
     return 0;

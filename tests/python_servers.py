@@ -268,7 +268,11 @@ def t_sigterm_with_clients(v, sig=signal.SIGTERM):
     n = 200
     srv = Server.python(v, "--pool", "250") if v == "pool" else Server.python(v)
     socks = [connect(srv.port) for _ in range(n)]
-    expect_echo(socks[0], b"ping")
+    # connect() returns once the kernel queued the connection, not once the server accepted
+    # it: one echo on each makes sure all n were accepted before the signal (a 0.2 s sleep
+    # was not enough for the threaded server on a busy machine: 12 to 47 of 200 accepted).
+    for s in socks:
+        expect_echo(s, b"ping")
     # socks[1] fills both directions and never reads: the server's side is stuck writing.
     socks[1].setblocking(False)
     for _ in range(200):

@@ -101,7 +101,14 @@ static void check_case(const struct abuse_case *ac)
     for (size_t k = 0; k < sizeof zero / sizeof zero[0]; k++)
         if (int_at(step, zero[k], what) != 0)
             fail_msg("%s: %s = %lld", what, zero[k], (long long)int_at(step, zero[k], what));
-    if (int_at(step, "requests.completed", what) < 100)
+    /* A floor of 100 in 2 s says "served at full speed", which the plain build does a
+     * hundred times over. Under a sanitizer loadgen itself is the bottleneck (TSan loadgen
+     * against a plain threaded-echo: ~330 garbage requests in 2 s; TSan on both sides on a
+     * busy machine: 6 to 80, p50 up to 0.5 s), so there the floor is "served at all"; the
+     * zero timeouts above still bound every good request's wait. */
+    const char *san = getenv("TVSA_SANITIZED");
+    json_int_t floor = san && *san ? 1 : 100;
+    if (int_at(step, "requests.completed", what) < floor)
         fail_msg("%s: the good clients completed only %lld requests", what,
                  (long long)int_at(step, "requests.completed", what));
     assert_int_equal(int_at(step, "good.connections", what), atoi(GOOD));

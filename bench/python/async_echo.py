@@ -49,6 +49,30 @@ def make_handler(opts, stats, tasks):
     return handle
 
 
+def count_accept_pauses(loop):
+    """A one-item list counting asyncio's accept pauses: on EMFILE, ENFILE, ENOBUFS or ENOMEM
+    it stops accepting for 1 s and reports it through the loop's exception handler (the C
+    servers' accept_pauses, 100 ms each there). CPython 3.11 keeps calling accept() up to
+    backlog times in that same callback, each failure reported and a retry scheduled, so a
+    burst of reports within one callback counts (and is logged) as one pause."""
+    pauses = [0]
+    in_burst = [False]
+
+    def burst_over():
+        in_burst[0] = False
+
+    def handler(lp, context):
+        if context.get("message") != "socket.accept() out of system resource":
+            lp.default_exception_handler(context)
+        elif not in_burst[0]:
+            in_burst[0] = True
+            pauses[0] += 1
+            lp.call_soon(burst_over)
+            lp.default_exception_handler(context)
+    loop.set_exception_handler(handler)
+    return pauses
+
+
 async def serve(opts):
     stats = tvsa_server.Stats()
     tasks = set()
@@ -60,6 +84,7 @@ async def serve(opts):
         return 1
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
+    accept_pauses = count_accept_pauses(loop)
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     tvsa_server.emit_listening(SERVER, MODEL, opts.bind, server.sockets[0].getsockname()[1],
@@ -70,7 +95,7 @@ async def serve(opts):
         task.cancel()
     if tasks:
         await asyncio.wait(list(tasks), timeout=STOP_GRACE_S)
-    tvsa_server.emit_stopped(SERVER, MODEL, stats)
+    tvsa_server.emit_stopped(SERVER, MODEL, stats, accept_pauses=accept_pauses[0])
     return 0
 
 

@@ -64,7 +64,7 @@ class Server:
             pool = concurrent.futures.ThreadPoolExecutor(self.opts.pool,
                                                          thread_name_prefix="worker",
                                                          initializer=self.thread_started)
-        create_failures = 0
+        create_failures = accept_pauses = 0
         sel = selectors.DefaultSelector()
         sel.register(listener, selectors.EVENT_READ)
         sel.register(wake_fd, selectors.EVENT_READ)
@@ -83,6 +83,7 @@ class Server:
                     continue
                 except OSError as e:  # EMFILE and friends: say so, keep serving the others
                     print("%s: accept: %s" % (SERVER, e), file=sys.stderr)
+                    accept_pauses += 1
                     time.sleep(0.01)
                     continue
                 conn.setblocking(True)
@@ -112,7 +113,8 @@ class Server:
                                  threads_created=self.threads_created,
                                  thread_create_failures=create_failures,
                                  handlers_unfinished=unfinished,
-                                 thread_stack_bytes=stack_bytes(self.opts.stack_kb))
+                                 thread_stack_bytes=stack_bytes(self.opts.stack_kb),
+                                 accept_pauses=accept_pauses)
 
     def stop_handlers(self, pool):
         """Shuts every connection down so each handler's recv() or sendall() returns, and
