@@ -307,7 +307,9 @@ int lg_procs_main(const struct lg_config *cfg)
         rc = 1;
     }
     json_t *steps = json_array();
-    struct lg_step_result *sum = malloc(sizeof *sum), *one = malloc(sizeof *one);
+    /* Zeroed: a worker lost before step 0's "go" sends procs_step to its failure path, which
+     * frees sum's server samples before any step has set them. */
+    struct lg_step_result *sum = calloc(1, sizeof *sum), *one = calloc(1, sizeof *one);
     int interrupted = rc == 0 && lg_wait_start_at(cfg, stopfd);
     if (interrupted)
         stop_all(wk, n, &forwarded);
