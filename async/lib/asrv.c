@@ -324,6 +324,11 @@ static long loops_start(void)
             break;
         }
     }
+    /* A loop without its thread must not keep its listener: the kernel would go on handing
+     * it its share of the SO_REUSEPORT connections, and nothing would accept them. */
+    for (long i = started; i < skel.nloops; i++)
+        loop_free(&skel.loops[i]);
+    skel.nloops = started;
     return started;
 }
 
