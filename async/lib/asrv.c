@@ -302,6 +302,7 @@ static int loops_init(long n)
     for (; skel.nloops < n; skel.nloops++) {
         long i = skel.nloops;
         int fd = -1;
+        skel.loops[i].listen_fd = -1; /* loop_free's, if the listener below is not made */
         if (cfg->transport != SERVE_UDP)
             fd = i == 0 ? skel.sv.tcp_fd : serve_listen_again(&skel.sv);
         if ((cfg->transport != SERVE_UDP && fd < 0) ||
