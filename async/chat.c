@@ -330,6 +330,7 @@ static void read_lines(struct client *c)
         size_t want = have < max_line + 1 ? have : max_line + 1;
         const uint8_t *p = evbuffer_pullup(in, (ev_ssize_t)want);
         if (p == NULL) {
+            c->in_seen = have; /* counted: conn_free must not count it again */
             client_leave(c, 0);
             return;
         }
@@ -337,6 +338,7 @@ static void read_lines(struct client *c)
         if (r == FRAME_NEED_MORE)
             break;
         if (r == FRAME_TOO_LONG) {
+            c->in_seen = have;
             too_long(c);
             return;
         }

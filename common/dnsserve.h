@@ -49,7 +49,8 @@ extern const struct serve_dgram dnsserve_dgram;
 size_t dnsserve_tcp_answer(struct dnsserve_worker *w, const uint8_t *msg, size_t mlen,
                            uint8_t *out);
 
-/* {"transport":"udp+tcp","zone":..,"zone_names":..,"zone_records":..}, the listening line's. */
+/* {"transport":"udp+tcp","zone":..,"zone_names":..,"zone_records":..,"edns_size":..}: the
+ * listening line's. */
 json_t *dnsserve_listening_json(const struct dnsserve *d, const struct server_opts *o);
 /* The totals as dnsstats_json, with the UDP skeleton's send failures, under the lock
  * (handlers past the stop deadline may still add). */

@@ -149,7 +149,10 @@ int hist_from_json(struct hist *h, const json_t *j, char *err, size_t errlen)
             goto bad;
         p = end + 1;
         unsigned long long n = strtoull(p, &end, 10);
-        if (end == p || errno || n == 0 || (*end != ' ' && *end != '\0'))
+        /* n past what is left of total: the sum cannot wrap round to total (strtoull also
+         * takes "-1" for 2^64 - 1). */
+        if (end == p || errno || n == 0 || n > h->total - seen ||
+            (*end != ' ' && *end != '\0'))
             goto bad;
         h->counts[idx] = n;
         seen += n;

@@ -8,9 +8,10 @@
 #include <string.h>
 #include <unistd.h>
 
-/* Written once by stopsig_install (before threads exist), read-only after, so the handler
- * may read it from any thread. */
-static int pipe_write_fd = -1;
+/* Written by stopsig_install (before threads exist; again in a forked --procs worker, which
+ * has one thread), read-only after, so the handler may read it from any thread. A
+ * sig_atomic_t: a signal may come while the worker's install replaces it. */
+static volatile sig_atomic_t pipe_write_fd = -1;
 static volatile sig_atomic_t received_signal;
 
 static void on_stop_signal(int sig)

@@ -127,14 +127,24 @@ static int worker_start(const struct lg_config *cfg, int k, struct worker *all, 
 {
     struct worker *wk = &all[k];
     int down[2], up[2];
-    if (pipe2(down, O_CLOEXEC) < 0 || pipe2(up, O_CLOEXEC) < 0) {
+    if (pipe2(down, O_CLOEXEC) < 0) {
         snprintf(err, errlen, "pipe: %s", strerror(errno));
+        return -1;
+    }
+    if (pipe2(up, O_CLOEXEC) < 0) {
+        snprintf(err, errlen, "pipe: %s", strerror(errno));
+        close(down[0]);
+        close(down[1]);
         return -1;
     }
     fflush(NULL);
     pid_t pid = fork();
     if (pid < 0) {
         snprintf(err, errlen, "fork: %s", strerror(errno));
+        close(down[0]);
+        close(down[1]);
+        close(up[0]);
+        close(up[1]);
         return -1;
     }
     if (pid == 0) {
@@ -158,7 +168,16 @@ static int worker_start(const struct lg_config *cfg, int k, struct worker *all, 
     wk->res = up[0];
     wk->in = fdopen(up[0], "r");
     wk->gone = 0;
-    return wk->in ? 0 : -1;
+    if (wk->in == NULL) {
+        /* Not counted as started, so the caller would neither stop nor reap it. */
+        snprintf(err, errlen, "fdopen: %s", strerror(errno));
+        kill(pid, SIGKILL);
+        waitpid(pid, NULL, 0);
+        close(wk->cmd);
+        close(wk->res);
+        return -1;
+    }
+    return 0;
 }
 
 /* Asks every worker to stop (SIGTERM), once. */
@@ -307,7 +326,9 @@ int lg_procs_main(const struct lg_config *cfg)
         rc = 1;
     }
     json_t *steps = json_array();
-    struct lg_step_result *sum = malloc(sizeof *sum), *one = malloc(sizeof *one);
+    /* Zeroed: a worker lost before step 0's "go" sends procs_step to its failure path, which
+     * frees sum's server samples before any step has set them. */
+    struct lg_step_result *sum = calloc(1, sizeof *sum), *one = calloc(1, sizeof *one);
     int interrupted = rc == 0 && lg_wait_start_at(cfg, stopfd);
     if (interrupted)
         stop_all(wk, n, &forwarded);

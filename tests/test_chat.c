@@ -209,6 +209,46 @@ static void test_chat_notices_and_format(void **state)
     close(a);
 }
 
+/* ---- a pause in the middle of one read --------------------------------------------------- */
+
+/* --high-water 1 (KiB): one write of lines carries a receiver that was caught up past the
+ * high mark, so the sender is paused with lines of that write still to say. The receiver
+ * must still be sent them (and so let the sender go on): threaded-chat once waited for the
+ * resume with the receiver's wake-up still queued, and neither thread ever ran again. */
+static void test_chat_pause_mid_read(void **state)
+{
+    enum { LINES = 12, TEXT = 200 };
+    struct testsrv s;
+    char a_name[64], b_name[64], want[TEXT + 96], burst[LINES * (TEXT + 1)];
+    const char *args[] = {"--high-water", "1", NULL};
+
+    start(&s, server_of(state), args);
+    int a, b;
+    pair(s.port, 0, &a, a_name, &b, b_name, sizeof a_name);
+    /* b caught up, its writer waiting: a's first line reaches it. */
+    say(a, "sync\n");
+    snprintf(want, sizeof want, "%s: sync", a_name);
+    expect_line(b, want);
+    for (int i = 0; i < LINES; i++) {
+        char *l = burst + i * (TEXT + 1);
+        memset(l, 'a' + i, TEXT);
+        l[TEXT] = '\n';
+    }
+    assert_int_equal(send(a, burst, sizeof burst, MSG_NOSIGNAL), (ssize_t)sizeof burst);
+    for (int i = 0; i < LINES; i++) {
+        int n = snprintf(want, sizeof want, "%s: ", a_name);
+        memset(want + n, 'a' + i, TEXT);
+        want[n + TEXT] = '\0';
+        expect_line(b, want);
+    }
+    json_t *stopped = stop(&s);
+    assert_int_equal(counter(stopped, "lines_broadcast"), LINES + 1);
+    assert_true(counter(stopped, "flow_pauses") > 0);
+    json_decref(stopped);
+    close(a);
+    close(b);
+}
+
 /* ---- --max-line ------------------------------------------------------------------------- */
 
 static void test_chat_too_long(void **state)
@@ -1324,6 +1364,7 @@ int main(int argc, char **argv)
     signal(SIGPIPE, SIG_IGN);
     const struct CMUnitTest tests[] = {
         BOTH(test_chat_notices_and_format), BOTH(test_chat_too_long),
+        BOTH(test_chat_pause_mid_read),
         BOTH(test_chat_max_conns),          BOTH(test_chat_idle_timeout),
         BOTH(test_chat_stalled_reader),     BOTH(test_chat_naive_freezes),
         BOTH(test_chat_loadgen_zero_loss),  BOTH(test_chat_too_long_trickle),

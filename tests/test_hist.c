@@ -297,6 +297,11 @@ static const struct bad_json_case bad_json_cases[] = {
                    "\"overflow\":0,\"buckets\":\"0:0 1:1\"}"},
     {"missing sum", "{\"layout\":\"" HIST_LAYOUT "\",\"total\":1,\"max\":1,"
                     "\"overflow\":0,\"buckets\":\"1:1\"}"},
+    /* Counts whose sum wraps round 2^64 to the total. */
+    {"sum wraps", "{\"layout\":\"" HIST_LAYOUT "\",\"total\":1,\"sum\":3,\"max\":2,"
+                  "\"overflow\":0,\"buckets\":\"1:18446744073709551615 2:2\"}"},
+    {"negative count", "{\"layout\":\"" HIST_LAYOUT "\",\"total\":1,\"sum\":3,\"max\":2,"
+                       "\"overflow\":0,\"buckets\":\"1:-1 2:2\"}"},
 };
 
 static void test_json_bad_forms_refused(void **state)

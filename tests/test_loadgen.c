@@ -18,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -1310,6 +1311,99 @@ static void test_sigint_writes_partial_json(void **state)
     json_decref(testsrv_stop(&srv, SIGTERM, 5000, &st));
 }
 
+/* The children of pid (/proc/PID/task/PID/children), at most max. */
+static int children_of(pid_t pid, pid_t *kids, int max)
+{
+    char path[64];
+    long k;
+    int n = 0;
+    snprintf(path, sizeof path, "/proc/%d/task/%d/children", (int)pid, (int)pid);
+    FILE *f = fopen(path, "r");
+    if (f == NULL)
+        return 0;
+    while (n < max && fscanf(f, "%ld", &k) == 1)
+        kids[n++] = (pid_t)k;
+    fclose(f);
+    return n;
+}
+
+/* 1 when pid's main thread is blocked in read(2) (/proc/PID/syscall): a --procs worker that
+ * said "ready" waits for its first command there. */
+static int blocked_in_read(pid_t pid)
+{
+    char path[64];
+    long nr = -1;
+    snprintf(path, sizeof path, "/proc/%d/syscall", (int)pid);
+    FILE *f = fopen(path, "r");
+    if (f == NULL)
+        return 0;
+    if (fscanf(f, "%ld", &nr) != 1)
+        nr = -1;
+    fclose(f);
+    return nr == SYS_read;
+}
+
+/* --procs 2 with a worker killed once its engine runs, before step 0 (held back by
+ * --start-at): the supervisor reports it and exits 1. malloc's memory is perturbed
+ * (MALLOC_PERTURB_), so a step result left uninitialised, whose server samples that failure
+ * path frees, makes it crash instead. */
+static void test_procs_worker_lost_before_first_step(void **state)
+{
+    (void)state;
+    struct testsrv srv;
+    assert_int_equal(testsrv_start(&srv, "async-echo", NULL), 0);
+    struct timespec now;
+    clock_gettime(CLOCK_REALTIME, &now);
+    char target[32], at[32], bin[512];
+    snprintf(target, sizeof target, "127.0.0.1:%d", srv.port);
+    snprintf(at, sizeof at, "%lld", (long long)now.tv_sec + 3);
+    snprintf(bin, sizeof bin, "%s/loadgen", testsrv_bin_dir());
+    const char *argv[] = {"loadgen", "--target", target, "--quiet", "--connections", "2",
+                          "--duration", "0.2", "--procs", "2", "--threads", "1",
+                          "--start-at", at, NULL};
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        int null = open("/dev/null", O_WRONLY);
+        if (null >= 0)
+            dup2(null, STDOUT_FILENO);
+        setenv("MALLOC_PERTURB_", "165", 1);
+        execv(bin, (char *const *)argv);
+        _exit(127);
+    }
+    /* A worker has said "ready" once its engine's thread runs and it reads its commands. */
+    pid_t kids[2];
+    int ready = 0;
+    for (int i = 0; i < 300 && !ready; i++) {
+        ready = children_of(pid, kids, 2) == 2 && testsrv_proc_status(kids[1], "Threads") > 1 &&
+                blocked_in_read(kids[1]);
+        if (!ready)
+            poll(NULL, 0, 10);
+    }
+    if (ready)
+        kill(kids[1], SIGKILL);
+    int status = 0, waited = 0;
+    for (int i = 0; i < 150 && !waited; i++) {
+        if (waitpid(pid, &status, WNOHANG) == pid)
+            waited = 1;
+        else
+            poll(NULL, 0, 100);
+    }
+    if (!waited) {
+        kill(pid, SIGKILL);
+        waitpid(pid, &status, 0);
+    }
+    int st;
+    json_decref(testsrv_stop(&srv, SIGTERM, 5000, &st));
+    if (!ready)
+        fail_msg("no --procs worker came to wait for its first command");
+    if (!waited)
+        fail_msg("loadgen did not exit after its worker was killed");
+    if (WIFSIGNALED(status))
+        fail_msg("loadgen died of signal %d", WTERMSIG(status));
+    assert_int_equal(WEXITSTATUS(status), 1);
+}
+
 int main(void)
 {
     signal(SIGPIPE, SIG_IGN);
@@ -1341,6 +1435,7 @@ int main(void)
         cmocka_unit_test_teardown(test_server_pid_tree, testsrv_teardown),
         cmocka_unit_test_teardown(test_port_exhaustion_refused, testsrv_teardown),
         cmocka_unit_test_teardown(test_procs_same_accounting, testsrv_teardown),
+        cmocka_unit_test_teardown(test_procs_worker_lost_before_first_step, testsrv_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

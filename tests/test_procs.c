@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -296,6 +297,46 @@ static void test_async_loops(void **state)
     json_decref(st);
 }
 
+/* --loops 256 in 256 MiB of address space: pthread_create fails once the stacks have used it
+ * up. The loops that got no thread must take no connection: every connection is answered,
+ * or closed by a running loop that found no memory for it, and none waits unanswered (their
+ * listeners once stayed in the SO_REUSEPORT group, and the connections the kernel gave them
+ * waited forever). The lines count the loops that run. */
+static void test_async_loops_thread_failure(void **state)
+{
+    (void)state;
+    const char *san = getenv("TVSA_SANITIZED");
+    if (san && *san)
+        skip(); /* sanitizers reserve terabytes of shadow memory: no room under RLIMIT_AS */
+    enum { N = 64 };
+    const char *args[] = {"--loops", "256", NULL};
+    struct testsrv s;
+    assert_int_equal(testsrv_start_rlimit(&s, "async-echo", args, RLIMIT_AS, 256ul << 20), 0);
+    json_t *l = json_object_get(s.listening, "loops");
+    json_int_t loops = l ? json_integer_value(l) : 1;
+    print_message("  %lld of 256 loops started\n", (long long)loops);
+    assert_true(loops >= 1 && loops < 256);
+    assert_int_equal(testsrv_proc_status(s.pid, "Threads"), loops);
+    int answered = 0;
+    for (int i = 0; i < N; i++) {
+        int fd = testsrv_connect(s.port);
+        assert_true(fd >= 0);
+        char reply[6];
+        if (send(fd, "hello\n", 6, MSG_NOSIGNAL) == 6) {
+            struct pollfd p = {fd, POLLIN, 0};
+            if (poll(&p, 1, 3000) != 1)
+                fail_msg("connection %d: no answer and no close within 3 s", i);
+            answered += recv(fd, reply, sizeof reply, MSG_WAITALL) == 6;
+        }
+        close(fd);
+    }
+    print_message("  %d of %d connections answered (the others found no memory)\n", answered,
+                  N);
+    int status;
+    json_decref(testsrv_stop(&s, SIGTERM, 2000, &status));
+    assert_int_equal(status, 0);
+}
+
 /* A worker that cannot start (a fixed port already taken by a listener without
  * SO_REUSEPORT): no listening line, exit 1, no worker left behind. */
 static void test_worker_start_failure(void **state)
@@ -359,6 +400,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_teardown(test_killed_worker_reported, testsrv_teardown),
         cmocka_unit_test_teardown(test_all_workers_killed, testsrv_teardown),
         cmocka_unit_test_teardown(test_async_loops, testsrv_teardown),
+        cmocka_unit_test_teardown(test_async_loops_thread_failure, testsrv_teardown),
         cmocka_unit_test_teardown(test_worker_start_failure, testsrv_teardown),
     };
     if (argc > 1)

@@ -295,8 +295,12 @@ static long say_lines(struct client *c, const uint8_t *p, size_t have, int *too_
 
     pthread_mutex_lock(&room_lock);
     while ((r = frame_next(p + used, have - used, max_line)) > 0) {
-        while (c->m.paused && c->m.state == ROOM_IN)
+        while (c->m.paused && c->m.state == ROOM_IN) {
+            /* Tell the receivers of the lines said so far before waiting: a writer that
+             * waits for them is what drains the receiver that paused c. */
+            act_on_room();
             pthread_cond_wait(&c->resume, &room_lock);
+        }
         if (c->m.state != ROOM_IN)
             break;
         room_say(&room, &c->m, p + used, (size_t)r - 1, mono_now_ns());

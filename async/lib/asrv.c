@@ -302,6 +302,7 @@ static int loops_init(long n)
     for (; skel.nloops < n; skel.nloops++) {
         long i = skel.nloops;
         int fd = -1;
+        skel.loops[i].listen_fd = -1; /* loop_free's, if the listener below is not made */
         if (cfg->transport != SERVE_UDP)
             fd = i == 0 ? skel.sv.tcp_fd : serve_listen_again(&skel.sv);
         if ((cfg->transport != SERVE_UDP && fd < 0) ||
@@ -324,6 +325,11 @@ static long loops_start(void)
             break;
         }
     }
+    /* A loop without its thread must not keep its listener: the kernel would go on handing
+     * it its share of the SO_REUSEPORT connections, and nothing would accept them. */
+    for (long i = started; i < skel.nloops; i++)
+        loop_free(&skel.loops[i]);
+    skel.nloops = started;
     return started;
 }
 
