@@ -1,1 +1,0 @@
-timeout -k 10 95 taskset -c 1 /work/main/bin/loadgen --target 127.0.0.1:46347 --threads 1 --server-pid 7090 --json /work/main/results/reference/loadgen/abuse-threaded-tpc.json --quiet --scenario abuse --kind slowloris --abusers 200 --good 4 --duration 5 --size 64 --timeout 1000

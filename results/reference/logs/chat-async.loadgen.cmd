@@ -1,1 +1,0 @@
-timeout -k 10 130 taskset -c 1 /work/main/bin/loadgen --target 127.0.0.1:37137 --connections 100,1000 --threads 1 --server-pid 9624 --json /work/main/results/reference/loadgen/chat-async.json --quiet --scenario chat --duration 5 --timeout 1000

@@ -1,1 +1,0 @@
-timeout -k 10 95 taskset -c 1 /work/main/bin/loadgen --target 127.0.0.1:43533 --connections 50 --threads 1 --server-pid 5945 --json /work/main/results/reference/loadgen/churn-async.json --quiet --scenario churn --duration 5 --size 64 --timeout 1000

@@ -1,1 +1,0 @@
-timeout -k 10 95 taskset -c 0-1 /work/main/bin/loadgen --target 127.0.0.1:37403 --connections 50 --threads 2 --server-pid 6643 --json /work/main/results/reference/loadgen/cpu-threaded-tpc.json --quiet --scenario echo --duration 5 --size 64 --timeout 1000

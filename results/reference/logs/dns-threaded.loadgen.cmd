@@ -1,1 +1,0 @@
-timeout -k 10 130 taskset -c 1 /work/main/bin/loadgen --target 127.0.0.1:45615 --connections 100,1000 --threads 1 --server-pid 9950 --json /work/main/results/reference/loadgen/dns-threaded.json --quiet --scenario dns --duration 5 --timeout 1000

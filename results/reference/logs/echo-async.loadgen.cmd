@@ -1,1 +1,0 @@
-timeout -k 10 375 taskset -c 1 /work/main/bin/loadgen --target 127.0.0.1:45353 --connections 10,50,100,200,500,1000,2000,5000,10000 --threads 1 --server-pid 21352 --json /work/main/results/reference/loadgen/echo-async.json --quiet --scenario echo --duration 5 --size 64 --timeout 1000

@@ -1,1 +1,0 @@
-timeout -k 10 95 taskset -c 1 /work/main/bin/loadgen --target 127.0.0.1:33227 --connections 50 --threads 1 --server-pid 6055 --json /work/main/results/reference/loadgen/fixed-threaded-pool50.json --quiet --scenario echo --duration 5 --size 64 --timeout 1000 --rate 20000

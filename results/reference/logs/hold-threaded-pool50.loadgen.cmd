@@ -1,1 +1,0 @@
-timeout -k 10 258 taskset -c 1 /work/main/bin/loadgen --target 127.0.0.1:40603 --connections 10,100,1000,2000,5000,10000 --threads 1 --server-pid 21646 --json /work/main/results/reference/loadgen/hold-threaded-pool50.json --quiet --scenario hold --duration 3 --size 64 --timeout 1000

@@ -1,1 +1,0 @@
-timeout -k 10 130 taskset -c 1 /work/main/bin/loadgen --target 127.0.0.1:39497 --connections 100,1000 --threads 1 --server-pid 9732 --json /work/main/results/reference/loadgen/udp-threaded.json --quiet --scenario udp --duration 5 --timeout 1000

@@ -1,0 +1,1 @@
+timeout -k 10 93 taskset -c 1 /work/main/bin/loadgen --target 127.0.0.1:39513 --connections 50 --threads 1 --server-pid 23998 --json /work/main/results/20261202T144744Z/r1/loadgen/fixed-threaded-pool50.json --quiet --scenario echo --duration 3 --size 64 --timeout 1000 --rate 20000

@@ -1,0 +1,1 @@
+timeout -k 10 93 taskset -c 1 /work/main/bin/loadgen --target 127.0.0.1:39877 --threads 1 --server-pid 6490 --json /work/main/results/20261202T144744Z/r2/loadgen/abuse-async-coro.json --quiet --scenario abuse --kind slowloris --abusers 200 --good 4 --duration 3 --size 64 --timeout 1000

@@ -1,0 +1,1 @@
+timeout -k 10 93 taskset -c 1 /work/main/bin/loadgen --target 127.0.0.1:39481 --connections 50 --threads 1 --server-pid 24181 --json /work/main/results/20261202T144744Z/r2/loadgen/churn-async-coro.json --quiet --scenario churn --duration 3 --size 64 --timeout 1000

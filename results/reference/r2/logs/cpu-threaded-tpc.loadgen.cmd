@@ -1,0 +1,1 @@
+timeout -k 10 93 taskset -c 0-1 /work/main/bin/loadgen --target 127.0.0.1:36355 --connections 50 --threads 2 --server-pid 2156 --json /work/main/results/20261202T144744Z/r2/loadgen/cpu-threaded-tpc.json --quiet --scenario echo --duration 3 --size 64 --timeout 1000

@@ -1,0 +1,1 @@
+timeout -k 10 348 taskset -c 1 /work/main/bin/loadgen --target 127.0.0.1:43531 --connections 10,50,100,200,500,1000,2000,5000,10000 --threads 1 --server-pid 5950 --json /work/main/results/20261202T144744Z/r2/loadgen/echo-python-asyncio.json --quiet --scenario echo --duration 2 --size 64 --timeout 1000

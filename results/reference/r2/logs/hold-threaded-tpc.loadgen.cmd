@@ -1,0 +1,1 @@
+timeout -k 10 252 taskset -c 1 /work/main/bin/loadgen --target 127.0.0.1:43617 --connections 10,100,1000,2000,5000,10000 --threads 1 --server-pid 21504 --json /work/main/results/20261202T144744Z/r2/loadgen/hold-threaded-tpc.json --quiet --scenario hold --duration 2 --size 64 --timeout 1000

@@ -1,0 +1,1 @@
+timeout -k 10 124 taskset -c 1 /work/main/bin/loadgen --target 127.0.0.1:33585 --connections 100,1000 --threads 1 --server-pid 15492 --json /work/main/results/20261202T144744Z/r3/loadgen/chat-async.json --quiet --scenario chat --duration 2 --timeout 1000
