@@ -21,6 +21,9 @@ import resource
 import sys
 import time
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+from tvsa_json import load_json as load  # noqa: E402  (scripts/tvsa_json.py, the one reader)
+
 SLAB_CACHES = ("TCP", "sock_inode_cache", "filp", "dentry", "eventpoll_epi", "eventpoll_pwq",
                "task_struct", "pid")
 MEMINFO_KEYS = ("MemTotal", "MemAvailable", "Slab", "SUnreclaim", "KernelStack", "PageTables")
@@ -126,14 +129,6 @@ def watch(out, pid):
     best["cgroup_pids_peak"] = pids_peak
     with open(out, "w") as f:
         json.dump(best, f)
-
-
-def load(path):
-    try:
-        with open(path) as f:
-            return json.load(f)
-    except (OSError, ValueError):
-        return None
 
 
 def kernel_per_conn(base, peak, n):
