@@ -12,7 +12,7 @@
 
 static const struct opts_spec spec = {
     SERVER_NAME, "Authoritative DNS (A records) over UDP and TCP: one thread, one libevent loop.",
-    9053, OPTS_ZONE | OPTS_PROCS,
+    9053, OPTS_ZONE | OPTS_PROCS | OPTS_RCVBUF,
 };
 
 /* Owned by the loop thread; there is no other thread. */

@@ -9,7 +9,7 @@
 
 static const struct opts_spec spec = {
     SERVER_NAME, "UDP uppercase echo: one thread, one libevent loop, recvmmsg/sendmmsg batches.",
-    9001, OPTS_PROCS,
+    9001, OPTS_PROCS | OPTS_RCVBUF,
 };
 
 static json_t *listening_extra(const struct asrv_result *r, void *arg)

@@ -11,6 +11,7 @@ enum {
     OPT_BIND = 256, OPT_PORT, OPT_MAX_CONNS, OPT_IDLE, OPT_STACK_KB, OPT_POOL, OPT_API,
     OPT_WORK_US, OPT_MAX_LINE, OPT_MAX_BACKLOG, OPT_BROADCAST, OPT_ZONE, OPT_THREADS,
     OPT_EDNS_SIZE, OPT_PROCS, OPT_LOOPS, OPT_CORO_STACK_KB, OPT_HIGH_WATER, OPT_STALL_MS,
+    OPT_RCVBUF,
 };
 
 struct flag_def {
@@ -58,6 +59,9 @@ static const struct flag_def flags[] = {
      "N worker processes, each its own SO_REUSEPORT socket (default 1)", 1, 256},
     {"loops", OPT_LOOPS, OPTS_LOOPS, "N",
      "N event loops (threads), each its own SO_REUSEPORT listener (default 1)", 1, 256},
+    {"rcvbuf", OPT_RCVBUF, OPTS_RCVBUF, "BYTES",
+     "UDP receive buffer asked for (SO_RCVBUF, default 4194304; the kernel doubles it and caps "
+     "it at net.core.rmem_max)", 1024, 1073741824},
 };
 #define NFLAGS (sizeof flags / sizeof flags[0])
 
@@ -91,6 +95,7 @@ static void set_defaults(const struct opts_spec *spec, struct server_opts *o)
     o->procs = 1;
     o->loops = 1;
     o->coro_stack_kb = 32;
+    o->rcvbuf = 4L << 20;
 }
 
 /* The long field a numeric flag sets, or NULL for the flags that are not plain numbers. */
@@ -111,6 +116,7 @@ static long *numeric_field(int id, struct server_opts *o)
     case OPT_PROCS: return &o->procs;
     case OPT_LOOPS: return &o->loops;
     case OPT_CORO_STACK_KB: return &o->coro_stack_kb;
+    case OPT_RCVBUF: return &o->rcvbuf;
     default: return NULL;
     }
 }

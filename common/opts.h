@@ -14,6 +14,7 @@ enum {
     OPTS_THREADS = 1u << 5,  /* --threads */
     OPTS_PROCS = 1u << 6,    /* --procs */
     OPTS_LOOPS = 1u << 7,    /* --loops */
+    OPTS_RCVBUF = 1u << 8,   /* --rcvbuf */
 };
 
 enum opts_api { OPTS_API_BUFFEREVENT, OPTS_API_EVENT, OPTS_API_CORO };
@@ -39,6 +40,7 @@ struct server_opts {
     long procs;            /* worker processes, default 1 (no supervisor) */
     long loops;            /* async echo: event loops (threads), default 1 */
     long coro_stack_kb;    /* --api coro: each coroutine's stack, default 32 */
+    long rcvbuf;           /* UDP: SO_RCVBUF asked for, default 4 MiB (the kernel doubles it) */
 };
 
 struct opts_spec {

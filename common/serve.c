@@ -12,7 +12,6 @@
 #include "sock.h"
 #include "stopsig.h"
 
-#define RCVBUF_BYTES (4 << 20)
 #define PORT_TRIES 20 /* --port 0 with TCP and UDP: free TCP ports tried until UDP binds too */
 
 /* Set by serve_begin (or serve_log_as) before any thread starts; read-only after. */
@@ -115,9 +114,10 @@ int serve_open(struct serve *sv, int reuseport)
         }
     }
     if (sv->udp_fd >= 0) {
-        /* Bursts from many sockets must not overflow the default ~200 KiB queue; best effort
-         * (the kernel caps it at net.core.rmem_max). */
-        int rcvbuf = RCVBUF_BYTES;
+        /* By default (4 MiB) bursts from many sockets do not overflow the kernel's ~200 KiB
+         * queue; --rcvbuf makes it small to show where datagrams are lost (lab 6). Best effort:
+         * the kernel caps it at net.core.rmem_max; the listening line says what it got. */
+        int rcvbuf = (int)o->rcvbuf;
         setsockopt(sv->udp_fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof rcvbuf);
     }
     sv->port = sock_local_port(sv->tcp_fd >= 0 ? sv->tcp_fd : sv->udp_fd);
@@ -138,6 +138,13 @@ int serve_listen_again(struct serve *sv)
 
 void serve_listening(const struct serve *sv, json_t *extra)
 {
+    int rcvbuf = 0;
+    socklen_t len = sizeof rcvbuf;
+    if (sv->udp_fd >= 0 && getsockopt(sv->udp_fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, &len) == 0) {
+        if (extra == NULL)
+            extra = json_object();
+        json_object_set_new(extra, "rcvbuf", json_integer(rcvbuf));
+    }
     report_emit(stdout, report_listening(sv->name, sv->model, sv->o->bind, sv->port, extra));
 }
 

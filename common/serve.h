@@ -74,13 +74,14 @@ int serve_begin(struct serve *sv, const char *name, const char *model,
 
 /* Step 2. Opens sv->transport's sockets on o->bind and sv->port into sv->tcp_fd/udp_fd, with
  * SO_REUSEPORT in a --procs worker or when `reuseport` (--loops) is set, and sets sv->port to
- * the bound port. UDP sockets get a 4 MiB receive buffer (best effort). 0, or -1 (logged). */
+ * the bound port. UDP sockets get o->rcvbuf as SO_RCVBUF (best effort). 0, or -1 (logged). */
 int serve_open(struct serve *sv, int reuseport);
 
 /* One more TCP listener on sv->port, SO_REUSEPORT (a --loops loop's own). fd, or -1 (logged). */
 int serve_listen_again(struct serve *sv);
 
-/* Step 3 and 4: the `listening` and `stopped` lines on stdout (report.h), extra stolen. */
+/* Step 3 and 4: the `listening` and `stopped` lines on stdout (report.h), extra stolen. With a
+ * UDP socket the listening line adds "rcvbuf": the receive buffer the kernel granted, bytes. */
 void serve_listening(const struct serve *sv, json_t *extra);
 void serve_stopped(const struct serve *sv, const struct srv_stats *st, json_t *extra);
 

@@ -2,7 +2,7 @@
 # Runs the experiment of one coursework lab (issue 8; handouts in docs/labs/) and writes its raw
 # JSON, a summary table and gnuplot PNGs into one directory.
 #
-# Usage: scripts/lab.sh N [--quick] [--out DIR] [--no-build] [--help]
+# Usage: scripts/lab.sh N [--quick] [--out DIR] [--cpus S,L] [--no-build] [--help]
 set -euo pipefail
 
 # The whole script is one block, so bash parses it before running it: editing the file while a
@@ -10,10 +10,10 @@ set -euo pipefail
 {
 usage() {
     cat <<'EOF'
-Usage: scripts/lab.sh N [--quick] [--out DIR] [--no-build]
+Usage: scripts/lab.sh N [--quick] [--out DIR] [--cpus S,L] [--no-build]
 
 Runs lab N (1-7) of docs/labs/ and writes DIR (default results/lab-N/):
-  lab.json       what ran: lab, title, quick or full, date, load average, every command
+  lab.json       what ran: lab, title, quick or full, date, load average, seconds, every command
   summary.tsv    the figures the handout asks about, one row per measurement
   summary.txt    the same as an aligned table (also printed on stderr at the end)
   *.png          the plots named in the handout
@@ -27,11 +27,14 @@ Runs lab N (1-7) of docs/labs/ and writes DIR (default results/lab-N/):
   3  context switches per request at fixed offered rates
   4  CPU-bound handlers: --work-us on one core and on two
   5  broadcast and slow consumers: chat, --broadcast naive vs queued
-  6  datagrams and timeouts: UDP loss, dnsq timeouts and retries, 1,000 names
+  6  datagrams and timeouts: UDP loss (default and small --rcvbuf), dnsq timeouts and
+     retries, 1,000 names
   7  the pool of 50: queueing when connections outnumber workers
 
   --quick      small steps, about 20 s a lab (what make test runs)
   --out DIR    results directory (replaced if it holds an earlier lab.sh run)
+  --cpus S,L   the server on CPU S, loadgen on CPU L (default 0,1; lab 4's two-core runs
+               use both): pick two real cores, not two SMT siblings (docs/labs/README.md)
   --no-build   do not run make for the binaries
   --help       this text
 
@@ -42,12 +45,14 @@ EOF
 cd "$(dirname "$0")/.."
 REPO=$PWD
 
-LAB= QUICK=0 OUT= BUILD=1
+LAB= QUICK=0 OUT= BUILD=1 CPUS=
 while [[ $# -gt 0 ]]; do
     case $1 in
         --quick) QUICK=1 ;;
         --out) [[ $# -ge 2 ]] || { usage >&2; exit 2; }; OUT=$2; shift ;;
         --out=*) OUT=${1#--out=} ;;
+        --cpus) [[ $# -ge 2 ]] || { usage >&2; exit 2; }; CPUS=$2; shift ;;
+        --cpus=*) CPUS=${1#--cpus=} ;;
         --no-build) BUILD=0 ;;
         -h|--help) usage; exit 0 ;;
         [1-7]) [[ -z $LAB ]] || { usage >&2; exit 2; }; LAB=$1 ;;
@@ -65,7 +70,15 @@ done
 
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 NCPU=$(getconf _NPROCESSORS_ONLN)
-if (( NCPU >= 2 )); then
+if [[ -n $CPUS ]]; then
+    [[ $CPUS =~ ^([0-9]+),([0-9]+)$ ]] || { log "--cpus takes two CPU numbers, S,L (e.g. 0,2): got '$CPUS'"; exit 2; }
+    SERVER_CPUS=${BASH_REMATCH[1]} LOADGEN_CPUS=${BASH_REMATCH[2]}
+    [[ $SERVER_CPUS != "$LOADGEN_CPUS" ]] || { log "--cpus $CPUS: the server and loadgen need two different CPUs"; exit 2; }
+    for c in "$SERVER_CPUS" "$LOADGEN_CPUS"; do
+        taskset -c "$c" true 2>/dev/null || { log "--cpus $CPUS: CPU $c is not online or not allowed here"; exit 2; }
+    done
+    ALL_CPUS=$SERVER_CPUS,$LOADGEN_CPUS
+elif (( NCPU >= 2 )); then
     SERVER_CPUS=0 LOADGEN_CPUS=1 ALL_CPUS=0-1
 else
     SERVER_CPUS=0 LOADGEN_CPUS=0 ALL_CPUS=0
@@ -192,7 +205,8 @@ EOF
 # lab.json: what ran, for the record.
 write_meta() {
     local title=$1
-    python3 "$REPO/scripts/tvsa_json.py" lab-meta "$OUT" "$LAB" "$title" "$QUICK" "$SERVER_CPUS" "$LOADGEN_CPUS"
+    python3 "$REPO/scripts/tvsa_json.py" lab-meta "$OUT" "$LAB" "$title" "$QUICK" "$SERVER_CPUS" \
+        "$LOADGEN_CPUS" "$SECONDS"
 }
 
 # align FILE: a TSV as aligned columns (column(1) is not everywhere).
@@ -234,7 +248,8 @@ ECHO_COLS=(conns=connections.target established=connections.established
            bad=bad timeouts=requests.timeouts threads=server.threads
            srv_cpu_us_per_req=server.cpu_us_per_request
            ctx_per_req=server.ctx_switches_per_request
-           ctx_incomplete=server.ctx_switches_incomplete)
+           ctx_incomplete=server.ctx_switches_incomplete
+           server_cores=server_cores loadgen_cores=loadgen_cores)
 
 # ---------------------------------------------------------------------------------------------
 # Lab 1: echo ramp, one thread per connection vs one event loop.
@@ -317,7 +332,8 @@ lab3() {
                 threads=server.threads vol=server.ctx_switches.voluntary
                 invol=server.ctx_switches.involuntary ctx_per_req=server.ctx_switches_per_request
                 ctx_per_s=server.ctx_switches_per_sec srv_cpu_us_per_req=server.cpu_us_per_request
-                p99_us=latency_us.p99 bad=bad ctx_incomplete=server.ctx_switches_incomplete)
+                p99_us=latency_us.p99 bad=bad ctx_incomplete=server.ctx_switches_incomplete
+                server_cores=server_cores loadgen_cores=loadgen_cores)
     local m r
     for m in threaded pool50 async; do
         case $m in
@@ -456,9 +472,9 @@ lab5() {
                 sent_per_s=chat.lines_sent/duration_s lines_not_sent=chat.lines_not_sent delivered_per_s=requests.per_sec
                 delivered_ratio=chat.delivered_ratio lost=chat.lost p50_us=latency_us.p50
                 p99_us=latency_us.p99 max_us=latency_us.max rss_kib=server.rss_kib
-                threads=server.threads)
+                threads=server.threads server_cores=server_cores loadgen_cores=loadgen_cores)
     local m b k
-    printf 'run\tstalled\tlines_broadcast\tdropped_backlog\tmaxrss_kib\texit\n' >"$OUT/stopped.tsv"
+    printf 'run\tstalled\tlines_broadcast\tdropped_backlog\tdropped_stalled\tmaxrss_kib\texit\n' >"$OUT/stopped.tsv"
     for m in threaded async; do
         for b in queued naive; do
             for k in 0 "$stalled"; do
@@ -504,21 +520,32 @@ lab6() {
     [[ $QUICK -eq 1 ]] && steps=100,1000 dur=1 retries=(0 1 2) tmo=100
     local cols=(sockets=connections.target req_per_s=requests.per_sec sent=datagrams.sent
                 received=datagrams.received lost=datagrams.lost late=datagrams.late
-                p50_us=latency_us.p50 p99_us=latency_us.p99 threads=server.threads)
-    local m
-    # (a) UDP. Loss on loopback is the receiver's socket buffer overflowing: the kernel counts it
-    # in /proc/net/snmp Udp RcvbufErrors (system-wide), saved before and after each run.
-    for m in threaded async; do
-        start_server "udp-$m" "$SERVER_CPUS" "$BIN/$m-udp"
-        local before after
-        before=$(snmp_rcvbuf)
-        loadgen "udp-$m" "$LOADGEN_CPUS" --scenario udp --connections "$steps" \
-            --duration "$dur" --size 64 --timeout 200
-        after=$(snmp_rcvbuf)
-        [[ -f $OUT/rcvbuf.tsv ]] || printf 'run\trcvbuf_errors_before\tafter\tdropped_system_wide\n' >"$OUT/rcvbuf.tsv"
-        printf '%s\t%s\t%s\t%s\n' "$m" "$before" "$after" $((after - before)) >>"$OUT/rcvbuf.tsv"
-        stop_server "$PID" || log "$m-udp exited $?"
-        steps_tsv "$m" "$OUT/json/udp-$m.json" "${cols[@]}"
+                p50_us=latency_us.p50 p99_us=latency_us.p99 threads=server.threads
+                server_cores=server_cores loadgen_cores=loadgen_cores)
+    local m buf small=16384
+    # (a) UDP, each server with its default 4 MiB receive buffer and with a small one
+    # (--rcvbuf $small). Loss on loopback is the receiver's socket buffer overflowing: the kernel
+    # counts it per socket (the drops column of /proc/net/udp, read just before the server
+    # stops) and system-wide (/proc/net/snmp Udp RcvbufErrors, before and after each run).
+    printf 'run\trcvbuf_granted\tsocket_drops\trcvbuf_errors_before\tafter\tdropped_system_wide\n' >"$OUT/rcvbuf.tsv"
+    for buf in default small; do
+        for m in threaded async; do
+            local run=$m args=()
+            [[ $buf == small ]] && run=$m-small args=(--rcvbuf "$small")
+            start_server "udp-$run" "$SERVER_CPUS" "$BIN/$m-udp" "${args[@]}"
+            local before after granted drops
+            granted=$(python3 "$REPO/scripts/tvsa_json.py" get "$OUT/servers/udp-$run.stdout" rcvbuf 2>/dev/null) || true
+            [[ -n $granted ]] || granted=NaN
+            before=$(snmp_rcvbuf)
+            loadgen "udp-$run" "$LOADGEN_CPUS" --scenario udp --connections "$steps" \
+                --duration "$dur" --size 64 --timeout 200
+            after=$(snmp_rcvbuf)
+            drops=$(udp_socket_drops "$PORT")
+            printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$run" "$granted" "$drops" "$before" "$after" \
+                $((after - before)) >>"$OUT/rcvbuf.tsv"
+            stop_server "$PID" || log "$m-udp exited $?"
+            steps_tsv "$run" "$OUT/json/udp-$run.json" "${cols[@]}"
+        done
     done
     split_tsv
     plot udp "
@@ -532,6 +559,17 @@ plot D.'/threaded.tsv' using 2:3 with linespoints lt 1 title 'threaded-udp: repl
      D.'/async.tsv' using 2:3 with linespoints lt 2 title 'async-udp: replies/s', \
      D.'/threaded.tsv' using 2:(100.0*\$6/\$4) axes x1y2 with linespoints lt 1 dt 2 title 'threaded-udp: % lost (right axis)', \
      D.'/async.tsv' using 2:(100.0*\$6/\$4) axes x1y2 with linespoints lt 2 dt 2 title 'async-udp: % lost (right axis)'"
+    plot udp_loss "
+set title 'Lab 6: UDP datagrams lost and late, default 4 MiB receive buffer and --rcvbuf $small$QTAG'
+set xlabel 'UDP sockets (log scale)'
+set ylabel 'datagrams, % of sent'
+set logscale x; set yrange [0:*]; set key top left
+plot D.'/threaded.tsv' using 2:(100.0*\$6/\$4) with linespoints lt 1 dt 2 title 'threaded-udp, default buffer: lost', \
+     D.'/async.tsv' using 2:(100.0*\$6/\$4) with linespoints lt 2 dt 2 title 'async-udp, default buffer: lost', \
+     D.'/threaded-small.tsv' using 2:(100.0*\$6/\$4) with linespoints lt 1 title 'threaded-udp --rcvbuf $small: lost', \
+     D.'/async-small.tsv' using 2:(100.0*\$6/\$4) with linespoints lt 2 title 'async-udp --rcvbuf $small: lost', \
+     D.'/threaded-small.tsv' using 2:(100.0*\$7/\$4) with linespoints lt 3 dt 3 title 'threaded-udp --rcvbuf $small: late', \
+     D.'/async-small.tsv' using 2:(100.0*\$7/\$4) with linespoints lt 4 dt 3 title 'async-udp --rcvbuf $small: late'"
 
     # (b) A server that takes queries and never answers (UDP and TCP on one port).
     python3 -c '
@@ -625,6 +663,13 @@ unset multiplot"
 snmp_rcvbuf() {
     awk '/^Udp:/ { if (seen) { print $col; exit }
                    for (i = 2; i <= NF; i++) if ($i == "RcvbufErrors") col = i; seen = 1 }' /proc/net/snmp
+}
+
+# udp_socket_drops PORT: the drops column of /proc/net/udp summed over the sockets bound to
+# 127.0.0.1:PORT (one, or one per --procs worker).
+udp_socket_drops() {
+    awk -v addr="$(printf '0100007F:%04X' "$1")" '$2 == addr { d += $NF; n++ }
+        END { if (n) print d; else print "NaN" }' /proc/net/udp
 }
 
 # A UDP port nobody listens on (bound, read, closed: free for a moment).

@@ -488,10 +488,22 @@ def _tsv_value(v):
     return str(v)
 
 
+def step_cores(st, side):
+    """Cores a side ("server" or "loadgen") used in a loadgen step: (user + sys) / duration_s,
+    or None when the step has no such figures."""
+    cpu, dur = get(st, side, "cpu_s"), num(st.get("duration_s"))
+    if not isinstance(cpu, dict) or not dur:
+        return None
+    user, sys_ = num(cpu.get("user")), num(cpu.get("sys"))
+    return None if user is None or sys_ is None else (user + sys_) / dur
+
+
 def cmd_steps_tsv(out, label, path, *cols):
     """steps-tsv TSV LABEL JSON COLUMN=PATH...: appends one row per step of a loadgen JSON to TSV
     (header first if new): LABEL, then each dotted PATH of the step ("NaN" if absent). Computed
-    columns: bad = errors + timeouts + mismatches + failed connects; PATH/PATH divides."""
+    columns: bad = errors + timeouts + mismatches + failed connects; server_cores and
+    loadgen_cores = that side's user + sys CPU seconds / the step's duration; PATH/PATH
+    divides."""
     cols = [c.split("=", 1) for c in cols]
     doc = load_json(path) or {"steps": []}
     new = not os.path.exists(out)
@@ -504,6 +516,8 @@ def cmd_steps_tsv(out, label, path, *cols):
                 if p == "bad":
                     r, c = st.get("requests", {}), st.get("connections", {})
                     v = sum(r.get(k, 0) for k in ("errors", "timeouts", "mismatches")) + c.get("failed", 0)
+                elif p in ("server_cores", "loadgen_cores"):
+                    v = step_cores(st, p.split("_")[0])
                 else:
                     parts = [get_path(st, q) for q in p.split("/")]
                     v = parts[0]
@@ -513,8 +527,8 @@ def cmd_steps_tsv(out, label, path, *cols):
             f.write("\t".join(row) + "\n")
 
 
-def cmd_lab_meta(out, lab, title, quick, scpu, lcpu):
-    """lab-meta DIR LAB TITLE QUICK SERVER_CPUS LOADGEN_CPUS: writes DIR/lab.json."""
+def cmd_lab_meta(out, lab, title, quick, scpu, lcpu, elapsed=None):
+    """lab-meta DIR LAB TITLE QUICK SERVER_CPUS LOADGEN_CPUS [ELAPSED_S]: writes DIR/lab.json."""
     with open(os.path.join(out, "commands.txt")) as f:
         commands = [l.rstrip("\n") for l in f]
     meta = {"schema": "tvsa-lab/1", "lab": int(lab), "complete": True, "title": title,
@@ -523,6 +537,8 @@ def cmd_lab_meta(out, lab, title, quick, scpu, lcpu):
             "loadavg": open("/proc/loadavg").read().split()[:3],
             "cores_online": os.cpu_count(), "server_cpus": scpu, "loadgen_cpus": lcpu,
             "commands": commands}
+    if elapsed is not None:
+        meta["elapsed_s"] = int(elapsed)
     with open(os.path.join(out, "lab.json"), "w") as f:
         json.dump(meta, f, indent=2)
 
@@ -552,8 +568,9 @@ def stopped_line(path):
 def cmd_chat_stopped_row(tsv, run, k, path, rc):
     """chat-stopped-row TSV RUN K STDOUT RC: the chat server's stopped-line figures as a row."""
     st = stopped_line(path)
-    row = [run, k, st.get("lines_broadcast", "NaN"), st.get("dropped_backlog", "NaN"),
-           st.get("rusage", {}).get("maxrss_kib", "NaN"), rc]
+    row = [run, k] + [st.get(key, "NaN") for key in ("lines_broadcast", "dropped_backlog",
+                                                   "dropped_stalled")]
+    row += [st.get("rusage", {}).get("maxrss_kib", "NaN"), rc]
     with open(tsv, "a") as f:
         f.write("\t".join(map(str, row)) + "\n")
 

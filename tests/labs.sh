@@ -24,7 +24,7 @@ labs=("$@")
 
 # Files each lab must write besides lab.json, summary.tsv, summary.txt and commands.txt.
 declare -A PNGS=([1]="throughput p99" [2]="rss_per_conn vsz_per_conn" [3]="ctx_per_request"
-                 [4]="throughput latency" [5]="chat_rate chat_latency" [6]="udp timeouts names"
+                 [4]="throughput latency" [5]="chat_rate chat_latency" [6]="udp udp_loss timeouts names"
                  [7]="starvation queueing")
 
 # 1. The quick runs, and what they must leave behind.

@@ -9,7 +9,8 @@
 static const struct opts_spec threaded_spec = {"threaded-x", "test", 9000,
                                                OPTS_THREADED | OPTS_WORK};
 static const struct opts_spec async_spec = {"async-x", "test", 9002, OPTS_API | OPTS_CHAT};
-static const struct opts_spec dns_spec = {"dns-x", "test", 9053, OPTS_ZONE | OPTS_THREADS};
+static const struct opts_spec dns_spec = {"dns-x", "test", 9053,
+                                          OPTS_ZONE | OPTS_THREADS | OPTS_RCVBUF};
 
 /* Parses a space-separated command line (program name first). */
 static enum opts_result parse(const struct opts_spec *spec, const char *line,
@@ -44,6 +45,7 @@ static void test_defaults(void **state)
     assert_int_equal(o.api, OPTS_API_BUFFEREVENT);
     assert_int_equal(o.broadcast, OPTS_BROADCAST_QUEUED);
     assert_null(o.zone);
+    assert_int_equal(o.rcvbuf, 4L << 20);
     assert_int_equal(parse(&async_spec, "prog", &o, err, sizeof err), OPTS_OK);
     assert_int_equal(o.port, 9002);
 }
@@ -75,10 +77,12 @@ static void test_every_flag(void **state)
     assert_int_equal(o.max_backlog_kib, 8);
     assert_int_equal(o.broadcast, OPTS_BROADCAST_NAIVE);
     assert_string_equal(o.bind, "::1");
-    assert_int_equal(parse(&dns_spec, "prog --zone /tmp/z --threads 3", &o, err, sizeof err),
+    assert_int_equal(parse(&dns_spec, "prog --zone /tmp/z --threads 3 --rcvbuf 16384", &o, err,
+                           sizeof err),
                      OPTS_OK);
     assert_string_equal(o.zone, "/tmp/z");
     assert_int_equal(o.threads, 3);
+    assert_int_equal(o.rcvbuf, 16384);
     /* --flag=value works too (getopt_long). */
     assert_int_equal(parse(&threaded_spec, "prog --port=1234", &o, err, sizeof err), OPTS_OK);
     assert_int_equal(o.port, 1234);
@@ -125,6 +129,9 @@ static void test_bad_input(void **state)
         {&async_spec, "prog --broadcast loud", "--broadcast"},
         {&async_spec, "prog --max-line 0", "--max-line"},
         {&dns_spec, "prog --threads 5000", "--threads"},
+        {&dns_spec, "prog --rcvbuf 1023", "--rcvbuf"},
+        {&dns_spec, "prog --rcvbuf 2147483648", "--rcvbuf"},
+        {&threaded_spec, "prog --rcvbuf 65536", "unknown option '--rcvbuf'"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         struct server_opts o;

@@ -15,7 +15,7 @@
 
 static const struct opts_spec spec = {
     SERVER_NAME, "Authoritative DNS (A records) over UDP and TCP: blocking threads.", 9053,
-    OPTS_THREADED | OPTS_ZONE | OPTS_THREADS | OPTS_PROCS,
+    OPTS_THREADED | OPTS_ZONE | OPTS_THREADS | OPTS_PROCS | OPTS_RCVBUF,
 };
 
 /* Reads into a buffer and loops over the framer: several queries per connection, any split.

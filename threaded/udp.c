@@ -9,7 +9,7 @@
 
 static const struct opts_spec spec = {
     SERVER_NAME, "UDP uppercase echo: N threads blocking in recvfrom on one socket.", 9001,
-    OPTS_THREADED | OPTS_THREADS | OPTS_PROCS,
+    OPTS_THREADED | OPTS_THREADS | OPTS_PROCS | OPTS_RCVBUF,
 };
 
 static json_t *listening_extra(const struct tsrv_result *r, void *arg)
