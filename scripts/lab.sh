@@ -490,6 +490,22 @@ lab5() {
             done
         done
     done
+    # A bigger room: 100 and 1,000 clients, one sender in a closed loop (the next line once the
+    # last one reached everybody), 64-byte lines, queued broadcast: the fan-out each model
+    # sustains and its latency (compare.sh's chat run). Its own table, room.tsv.
+    local room=100,1000 rdur=3
+    [[ $QUICK -eq 1 ]] && rdur=1
+    for m in threaded async; do
+        start_server "room-$m" "$SERVER_CPUS" "$BIN/$m-chat"
+        loadgen "room-$m" "$LOADGEN_CPUS" --scenario chat --connections "$room" \
+            --duration "$rdur" --size 64
+        stop_server "$PID" || log "room-$m exited $?"
+        TSV=$OUT/room.tsv steps_tsv "$m" "$OUT/json/room-$m.json" conns=connections.target \
+            clients=connections.established delivered_per_s=requests.per_sec \
+            delivered_ratio=chat.delivered_ratio lost=chat.lost p50_us=latency_us.p50 \
+            p99_us=latency_us.p99 max_us=latency_us.max threads=server.threads \
+            rss_kib=server.rss_kib server_cores=server_cores loadgen_cores=loadgen_cores
+    done
     # One row per server: delivered/s and p99 with no stalled client, then with K.
     mkdir -p "$OUT/data"
     python3 "$REPO/scripts/tvsa_json.py" chat-plot "$TSV" "$OUT/data/chat-plot.tsv" "$stalled"
