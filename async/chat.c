@@ -466,9 +466,15 @@ static int conn_start(struct asrv_conn *ac, void *arg)
     c->state = CLIENT_IN_ROOM;
     if (++s->nclients > s->nclients_peak)
         s->nclients_peak = s->nclients;
-    if (s->nclients == 1 && s->tick_ev == NULL && s->room.cfg.stall_ns > 0) {
+    /* The stall tick runs while any client is open; a failure to start it refuses this client
+     * and leaves tick_ev NULL, so the next client tries again (stall checks never go off). */
+    if (s->tick_ev == NULL && s->room.cfg.stall_ns > 0) {
         s->tick_ev = event_new(asrv_base(ac), -1, EV_PERSIST, tick_cb, s);
-        if (s->tick_ev == NULL || event_add(s->tick_ev, &s->tick_tv) < 0)
+        if (s->tick_ev != NULL && event_add(s->tick_ev, &s->tick_tv) < 0) {
+            event_free(s->tick_ev);
+            s->tick_ev = NULL;
+        }
+        if (s->tick_ev == NULL)
             return -1;
     }
     if (s->o->broadcast == OPTS_BROADCAST_QUEUED) {

@@ -169,8 +169,9 @@ static void announce(const struct worker *ws, long n)
     report_emit(stdout, obj);
 }
 
-/* The parent's stopped line: the sums, and each worker's own line (or how it ended). */
-static void report_end(const struct worker *ws, long n)
+/* The parent's stopped line: the sums, and each worker's own line (or how it ended). -1 if it
+ * could not be written. */
+static int report_end(const struct worker *ws, long n)
 {
     json_t *got[n > 0 ? n : 1];
     size_t ngot = 0;
@@ -194,7 +195,11 @@ static void report_end(const struct worker *ws, long n)
     json_object_set_new(sum, "procs", json_integer(n));
     json_object_set_new(sum, "workers_failed", json_integer(failed));
     json_object_set_new(sum, "workers", arr);
-    report_emit(stdout, sum);
+    if (report_emit(stdout, sum) < 0) {
+        serve_log("could not write the stopped line on stdout");
+        return -1;
+    }
+    return 0;
 }
 
 /* Sends sig to every worker not reaped yet. */
@@ -236,7 +241,9 @@ static int supervise(struct serve *sv, struct worker *ws, long n, int reserved[2
         if (!stopping)
             p[np++] = (struct pollfd){sv->stop_fd, POLLIN, 0};
         int timeout = -1;
-        if (stopping) {
+        if (stopping && killed) {
+            timeout = 1000; /* SIGKILLed: their pipes close when they die; no busy loop */
+        } else if (stopping) {
             uint64_t now = mono_now_ns();
             timeout = now >= deadline ? 0 : (int)((deadline - now) / 1000000u) + 1;
         }
@@ -247,7 +254,6 @@ static int supervise(struct serve *sv, struct worker *ws, long n, int reserved[2
             serve_log("workers still running %d ms after the stop: SIGKILL", STOP_GRACE_MS);
             signal_all(ws, n, SIGKILL);
             killed = 1;
-            deadline = mono_now_ns() + 1000000000u;
             continue;
         }
         if (!stopping && np > 0 && (p[np - 1].revents & POLLIN)) {
@@ -280,8 +286,8 @@ static int supervise(struct serve *sv, struct worker *ws, long n, int reserved[2
     int failed = 0;
     for (long i = 0; i < n; i++)
         failed |= worker_failed(&ws[i]);
-    if (announced)
-        report_end(ws, n);
+    if (announced && report_end(ws, n) < 0)
+        failed = 1;
     return failed ? 1 : 0;
 }
 

@@ -148,9 +148,13 @@ void serve_listening(const struct serve *sv, json_t *extra)
     report_emit(stdout, report_listening(sv->name, sv->model, sv->o->bind, sv->port, extra));
 }
 
-void serve_stopped(const struct serve *sv, const struct srv_stats *st, json_t *extra)
+int serve_stopped(const struct serve *sv, const struct srv_stats *st, json_t *extra)
 {
-    report_emit(stdout, report_stopped(sv->name, sv->model, st, extra));
+    if (report_emit(stdout, report_stopped(sv->name, sv->model, st, extra)) < 0) {
+        serve_log("could not write the stopped line on stdout");
+        return -1;
+    }
+    return 0;
 }
 
 void serve_end(struct serve *sv)

@@ -83,7 +83,8 @@ int serve_listen_again(struct serve *sv);
 /* Step 3 and 4: the `listening` and `stopped` lines on stdout (report.h), extra stolen. With a
  * UDP socket the listening line adds "rcvbuf": the receive buffer the kernel granted, bytes. */
 void serve_listening(const struct serve *sv, json_t *extra);
-void serve_stopped(const struct serve *sv, const struct srv_stats *st, json_t *extra);
+/* serve_stopped returns -1 (logged) when the line could not be written: exit non-zero then. */
+int serve_stopped(const struct serve *sv, const struct srv_stats *st, json_t *extra);
 
 /* Last step: closes the sockets and the stop fd. */
 void serve_end(struct serve *sv);

@@ -227,7 +227,14 @@ static int reap_all(struct worker *wk, int n)
             close(wk[k].cmd);
         if (wk[k].in)
             fclose(wk[k].in);
-        if (waitpid(wk[k].pid, &st, 0) < 0 || !WIFEXITED(st) || WEXITSTATUS(st) != 0) {
+        pid_t r;
+        while ((r = waitpid(wk[k].pid, &st, 0)) < 0 && errno == EINTR)
+            ;
+        if (r < 0) {
+            fprintf(stderr, "loadgen: worker %d (pid %d): waitpid: %s\n", k + 1,
+                    (int)wk[k].pid, strerror(errno));
+            bad = 1;
+        } else if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) {
             fprintf(stderr, "loadgen: worker %d (pid %d) failed: %s %d\n", k + 1,
                     (int)wk[k].pid, WIFSIGNALED(st) ? "signal" : "exit",
                     WIFSIGNALED(st) ? WTERMSIG(st) : WEXITSTATUS(st));

@@ -7,7 +7,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <fcntl.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "cm.h"
@@ -153,6 +155,41 @@ static void test_reset_mid_transfer(void **state)
     json_decref(stop_ok(&s));
 }
 
+/* A server whose stdout cannot be written (/dev/full) must not exit 0 at its stop: scripts
+ * read its stopped line, and an exit 0 without it would pass for a clean stop. Plain fork and
+ * exec: there is no listening line to wait for, so the test waits a fixed 300 ms. */
+static void test_stopped_line_unwritable(void **state)
+{
+    const struct variant *v = *state;
+    char path[512], err[4096];
+    int errpipe[2];
+    snprintf(path, sizeof path, "%s/%s", testsrv_bin_dir(), v->bin);
+    assert_int_equal(pipe(errpipe), 0);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        int full = open("/dev/full", O_WRONLY);
+        if (full < 0 || dup2(full, 1) < 0 || dup2(errpipe[1], 2) < 0)
+            _exit(99);
+        const char *argv[8] = {v->bin, "--port", "0"};
+        for (int i = 0; v->args[i] != NULL && i < 4; i++)
+            argv[3 + i] = v->args[i];
+        execv(path, (char *const *)argv);
+        _exit(98);
+    }
+    close(errpipe[1]);
+    usleep(300000);
+    kill(pid, SIGTERM);
+    int status = 0;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    ssize_t n = read(errpipe[0], err, sizeof err - 1);
+    close(errpipe[0]);
+    err[n > 0 ? n : 0] = '\0';
+    assert_true(WIFEXITED(status));
+    assert_int_equal(WEXITSTATUS(status), 1);
+    assert_non_null(strstr(err, "could not write the stopped line"));
+}
+
 #define EACH(fn)                                                                     \
     cmocka_unit_test_prestate_setup_teardown(fn, NULL, testsrv_teardown, (void *)&async_bev),                              \
         cmocka_unit_test_prestate_setup_teardown(fn, NULL, testsrv_teardown, (void *)&async_raw),                          \
@@ -165,6 +202,7 @@ int main(void)
         EACH(test_fd_exhaustion),
         cmocka_unit_test_teardown(test_thread_creation_failure, testsrv_teardown),
         EACH(test_reset_mid_transfer),
+        EACH(test_stopped_line_unwritable),
     };
     return cmocka_run_group_tests(tests, NULL, testsrv_teardown);
 }

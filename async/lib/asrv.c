@@ -387,8 +387,7 @@ int asrv_run(const struct asrv_config *cfg)
             extra = json_object();
         json_object_set_new(extra, "accept_pauses", json_integer((json_int_t)skel.res.accept_pauses));
     }
-    serve_stopped(&skel.sv, &skel.stats, with_loops(extra));
-    rc = 0;
+    rc = serve_stopped(&skel.sv, &skel.stats, with_loops(extra)) < 0 ? 1 : 0;
 out:
     for (long i = 0; i < skel.nloops; i++)
         loop_free(&skel.loops[i]);

@@ -204,9 +204,10 @@ int tsrv_run(const struct tsrv_config *cfg)
     }
     if (ws)
         dgram_stop(ws, skel.res.udp_threads);
-    if (rc == 0)
-        serve_stopped(&skel.sv, &skel.stats,
-                      cfg->stopped_extra ? cfg->stopped_extra(&skel.res, cfg->arg) : NULL);
+    if (rc == 0 && serve_stopped(&skel.sv, &skel.stats,
+                                 cfg->stopped_extra ? cfg->stopped_extra(&skel.res, cfg->arg)
+                                                    : NULL) < 0)
+        rc = 1;
 out:
     serve_end(&skel.sv);
     return rc;
