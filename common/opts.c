@@ -60,8 +60,8 @@ static const struct flag_def flags[] = {
     {"loops", OPT_LOOPS, OPTS_LOOPS, "N",
      "N event loops (threads), each its own SO_REUSEPORT listener (default 1)", 1, 256},
     {"rcvbuf", OPT_RCVBUF, OPTS_RCVBUF, "BYTES",
-     "UDP receive buffer asked for (SO_RCVBUF, default 4194304; the kernel doubles it and caps "
-     "it at net.core.rmem_max)", 1024, 1073741824},
+     "UDP receive buffer asked for (SO_RCVBUF, default 4194304; the kernel caps it at "
+     "net.core.rmem_max, then doubles it)", 1024, 1073741824},
 };
 #define NFLAGS (sizeof flags / sizeof flags[0])
 

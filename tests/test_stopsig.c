@@ -48,6 +48,23 @@ static void test_burn_spends_cpu(void **state)
     assert_true(thread_cpu_us() - before < 3000);
 }
 
+/* The clock it stops by is a system call: read a few times per burn, not once a microsecond
+ * (an earlier version read it ~3,000 times for 3 ms, which made "CPU-bound" work half system
+ * time on a VM). Preemption can add a read or two; 3,000 us needs about 14. */
+static void test_burn_reads_the_clock_rarely(void **state)
+{
+    (void)state;
+    unsigned reads = 0;
+    uint64_t before = thread_cpu_us();
+    burn_cpu_us_counted(3000, &reads);
+    assert_true(thread_cpu_us() - before >= 3000);
+    assert_in_range(reads, 2, 40);
+    burn_cpu_us_counted(1, &reads);
+    assert_in_range(reads, 2, 4);
+    burn_cpu_us_counted(0, &reads);
+    assert_int_equal(reads, 0);
+}
+
 static void test_mono_advances(void **state)
 {
     (void)state;
@@ -64,6 +81,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_sigterm_makes_fd_readable),
         cmocka_unit_test(test_burn_spends_cpu),
+        cmocka_unit_test(test_burn_reads_the_clock_rarely),
         cmocka_unit_test(test_mono_advances),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -198,7 +198,7 @@ static void test_rcvbuf_flag(void **state)
         close(fd);
         json_decref(testsrv_stop(&srv, SIGTERM, 3000, &status));
         assert_int_equal(status, 0);
-        /* Linux doubles the request (bookkeeping) and caps it at net.core.rmem_max. */
+        /* Linux caps the request at net.core.rmem_max, then doubles it (bookkeeping). */
         assert_true(small >= 8192 && small <= 2 * 8192);
         assert_true(dflt > small);
     }
