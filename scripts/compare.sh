@@ -440,7 +440,8 @@ run_once() {
         log "r$rnd $tag: loadgen exited $LOADGEN_RC (see r$rnd/logs/$tag.loadgen.log)"
     fi
     [[ $SERVER_RC -ne 0 ]] && log "r$rnd $tag: server exited $SERVER_RC (see r$rnd/servers/$tag.stderr)"
-    # Through the cluster the server is a child too: its own rusage is not loadgen's.
+    # The server is a child too (started by this shell, or by cluster.sh): its own rusage is
+    # not loadgen's.
     record_run "$rd" "$rnd" "$tag" "$model" "$scenario" "$RUN_CMD" "$LOADGEN_RC" "$SERVER_RC" \
         $((SECONDS - started)) "$stat0" "$stat1" \
         "$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.3f", b - a }')" \
@@ -489,6 +490,17 @@ drive_loopback() {
     # The window ends after the server's exit, so it holds the whole life the server's rusage
     # covers (a thread-per-connection server's shutdown included).
     stop_server "$SERVER_PID" || SERVER_RC=$?
+    # The server is this shell's child as well: once waited for, its CPU is in `times` too.
+    SERVER_CPU_S=$(server_rusage_s "$rd/servers/$tag.stopped.json")
+}
+
+# server_rusage_s STOPPED_JSON: the server's user + sys CPU seconds from its stopped line (0
+# when there is none: a crashed server's CPU then stays in loadgen's figure).
+server_rusage_s() {
+    local u s
+    u=$("${JSONPY[@]}" get "$1" rusage.user_s 2>/dev/null) || true
+    s=$("${JSONPY[@]}" get "$1" rusage.sys_s 2>/dev/null) || true
+    awk -v u="${u:-0}" -v s="${s:-0}" 'BEGIN { printf "%.3f", u + s }'
 }
 
 # drive_cluster RUN_ARGS...: --rtt-ms: the same run through scripts/cluster.sh --local 1 (the
@@ -514,9 +526,7 @@ drive_cluster() {
         [[ -f $base.$f ]] && cp "$base.$f" "$rd/servers/$tag.$f"
     done
     [[ -f $rd/servers/$tag.stopped.json ]] || { log "$tag: no stopped line"; SERVER_RC=1; }
-    SERVER_CPU_S=$("${JSONPY[@]}" get "$rd/servers/$tag.stopped.json" rusage.user_s 2>/dev/null || echo 0)
-    SERVER_CPU_S=$(awk -v u="$SERVER_CPU_S" -v s="$("${JSONPY[@]}" get "$rd/servers/$tag.stopped.json" rusage.sys_s 2>/dev/null || echo 0)" \
-        'BEGIN { printf "%.3f", u + s }')
+    SERVER_CPU_S=$(server_rusage_s "$rd/servers/$tag.stopped.json")
 }
 
 # record_run ROUND_DIR ROUND TAG ...: one line in ROUND_DIR/runs.jsonl: what ran, how it ended,

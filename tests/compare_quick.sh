@@ -107,6 +107,12 @@ for r in runs:
         print("runs.jsonl: %s has no machine CPU figure" % r.get("tag"))
     if r.get("tag") in expected and "loadgen_cpu_s" not in r:
         print("runs.jsonl: %s has no loadgen CPU figure" % r.get("tag"))
+    # loadgen is pinned to one CPU in these scenarios, so its CPU cannot exceed the wall time:
+    # more means the server's CPU (also a child of compare.sh) was counted as loadgen's.
+    lg, wall = r.get("loadgen_cpu_s"), r.get("measured_wall_s")
+    if r.get("scenario") in ("echo", "hold", "churn", "fixed") and lg is not None and wall \
+            and lg > 1.05 * wall + 0.2:
+        print("runs.jsonl: %s: loadgen_cpu_s %.2f over %.2f s of wall on one CPU" % (r["tag"], lg, wall))
 if ((plan or {}).get("abuse") or {}).get("kind"):
     for m in models:
         load("r1/loadgen/abuse-%s.json" % m)
