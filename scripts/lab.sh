@@ -490,9 +490,9 @@ lab5() {
             done
         done
     done
-    # A bigger room: 100 and 1,000 clients, one sender in a closed loop (the next line once the
-    # last one reached everybody), 64-byte lines, queued broadcast: the fan-out each model
-    # sustains and its latency (compare.sh's chat run). Its own table, room.tsv.
+    # A bigger room: 100 and 1,000 clients, one sender at loadgen's default 100 lines/s,
+    # 64-byte lines, queued broadcast: the fan-out each model sustains and its latency
+    # (compare.sh's chat run). Its own table, room.tsv.
     local room=100,1000 rdur=3
     [[ $QUICK -eq 1 ]] && rdur=1
     for m in threaded async; do

@@ -122,7 +122,7 @@ fi
 mkdir -p "$SW"/servers "$SW"/logs "$SW"/data
 SW=$(cd "$SW" && pwd)
 RUNS=$SW/runs.tsv
-printf 'kind\tmodel\tround\tpct\trate\tfile\tloadgen_exit\tloadavg\tcpu_some_avg10\n' >"$RUNS"
+printf 'kind\tmodel\tround\tpct\trate\tfile\tloadgen_exit\tloadavg\tcpu_some_avg10\tcpu_some_run\n' >"$RUNS"
 START_UTC=$(date -u +%Y-%m-%dT%H:%M:%SZ)
 START_LOADAVG=$(cut -d' ' -f1-3 /proc/loadavg)
 
@@ -148,13 +148,26 @@ cpu_some() {
     sed -n 's/^some avg10=\([0-9.]*\).*/\1/p' /proc/pressure/cpu 2>/dev/null | grep . || echo NaN
 }
 
+# cpu_some_stamp: "MICROSECONDS_NOW SOME_TOTAL_US" (PSI's cumulative stall time), or "NaN NaN";
+# two stamps give the share of a run in which some task waited for a CPU (cpu_some_pct).
+cpu_some_stamp() {
+    local total
+    total=$(sed -n 's/^some .*total=\([0-9]*\).*/\1/p' /proc/pressure/cpu 2>/dev/null)
+    if [[ -n $total ]]; then echo "$(date +%s%6N) $total"; else echo "NaN NaN"; fi
+}
+cpu_some_pct() {
+    awk -v a="$1" -v b="$2" 'BEGIN { split(a, x, " "); split(b, y, " ")
+        if (x[1] == "NaN" || y[1] == "NaN" || y[1] <= x[1]) print "NaN"
+        else printf "%.1f", 100 * (y[2] - x[2]) / (y[1] - x[1]) }'
+}
+
 # run_loadgen KIND MODEL ROUND PCT RATE FILE LOADGEN-ARGS...: one loadgen run against MODEL's
 # server, JSON in FILE, a line in runs.tsv. A watchdog stops a stuck run (loadgen still writes
 # what it measured); the run goes in the background so that Ctrl-C reaches the trap at once.
 run_loadgen() {
     local kind=$1 m=$2 round=$3 pct=$4 rate=$5 file=$6; shift 6
-    local rc=0 la psi
-    la=$(cut -d' ' -f1 /proc/loadavg) psi=$(cpu_some)
+    local rc=0 la psi s0
+    la=$(cut -d' ' -f1 /proc/loadavg) psi=$(cpu_some) s0=$(cpu_some_stamp)
     timeout -k 5 $((DURATION + 60)) taskset -c "$LOADGEN_CPUS" "$BIN/loadgen" \
         --target "127.0.0.1:${PORT_OF[$m]}" --server-pid "${PID_OF[$m]}" --threads 1 \
         --connections "$CONNS" --duration "$DURATION" --quiet --json "$SW/$file" "$@" \
@@ -162,8 +175,8 @@ run_loadgen() {
     TVSA_LOADGEN_PID=$!
     wait "$TVSA_LOADGEN_PID" || rc=$?
     TVSA_LOADGEN_PID=
-    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$kind" "$m" "$round" "$pct" "$rate" "$file" \
-        "$rc" "$la" "$psi" >>"$RUNS"
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$kind" "$m" "$round" "$pct" "$rate" "$file" \
+        "$rc" "$la" "$psi" "$(cpu_some_pct "$s0" "$(cpu_some_stamp)")" >>"$RUNS"
     [[ $rc -eq 0 ]] || log "$file: loadgen exited $rc (see logs/${file%.json}.log)"
     kill -0 "${PID_OF[$m]}" 2>/dev/null || die "$m: the server (pid ${PID_OF[$m]}) is gone"
 }

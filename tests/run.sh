@@ -7,6 +7,14 @@
 set -u
 cd "$(dirname "$0")/.."
 export TVSA_BIN=${TVSA_BIN:-$PWD/bin}
+# A version manager's python3 may be a shell script (pyenv's shim: ~0.8 s a call here, against
+# 0.09 s for the interpreter) and the pipelines call python3 thousands of times: the suite puts
+# the interpreter that python3 resolves to first in PATH, so it runs the same Python, faster.
+if py=$(python3 -c 'import sys; print(sys.executable)' 2>/dev/null) && [[ -x $py ]] &&
+        [[ $(realpath "$py") != $(realpath "$(command -v python3)") ]]; then
+    mkdir -p build/python-bin && ln -sfn "$py" build/python-bin/python3 &&
+        export PATH=$PWD/build/python-bin:$PATH
+fi
 patterns=("$@")
 passed=0 failed=0 failed_names=()
 
