@@ -12,6 +12,7 @@
 #include "scenario.h"
 
 #define MERGE_MAX_INPUTS 256
+#define MERGE_COUNT_MAX 100000000 /* an input's threads or connections: far above any real run */
 
 static const char *get_str(const json_t *o, const char *key)
 {
@@ -75,13 +76,26 @@ static int merged_config(json_t *const *docs, int n, struct lg_config *cfg, char
                      json_array_size(json_object_get(docs[k], "steps")), cfg->nsteps);
             return -1;
         }
-        cfg->threads += (long)json_integer_value(json_object_get(c, "threads"));
+        /* Sums of counts that loadgen itself bounds (MERGE_COUNT_MAX): a crafted input cannot
+         * make them overflow. */
+        json_int_t threads = json_integer_value(json_object_get(c, "threads"));
+        if (threads < 0 || threads > MERGE_COUNT_MAX) {
+            snprintf(err, errlen, "input %d: threads %lld out of range", k + 1, (long long)threads);
+            return -1;
+        }
+        cfg->threads += (long)threads;
         cfg->rate += json_number_value(json_object_get(c, "rate"));
         for (int i = 0; i < cfg->nsteps; i++) {
             json_t *t = json_object_get(json_object_get(json_array_get(
                                             json_object_get(docs[k], "steps"), (size_t)i),
                                         "connections"), "target");
-            cfg->connections[i] += (long)json_integer_value(t);
+            json_int_t target = json_integer_value(t);
+            if (target < 0 || target > MERGE_COUNT_MAX) {
+                snprintf(err, errlen, "input %d, step %d: connections %lld out of range", k + 1,
+                         i + 1, (long long)target);
+                return -1;
+            }
+            cfg->connections[i] += (long)target;
         }
     }
     /* The scenario's own settings (dns: the names and zone files) as the run had them. */

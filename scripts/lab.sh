@@ -467,7 +467,7 @@ lab5() {
         log "skipped: bin/loadgen has no chat scenario"
         echo "skipped" >"$OUT/summary.tsv"; finish "Broadcast and slow consumers (skipped)"; return 0; }
     local conns=20 dur=5 stalled=2 size=1000 rate=4000 senders=5
-    [[ $QUICK -eq 1 ]] && dur=2
+    [[ $QUICK -eq 1 ]] && dur=1
     local cols=(stalled=chat.stalled clients=connections.established lines_sent=chat.lines_sent
                 sent_per_s=chat.lines_sent/duration_s lines_not_sent=chat.lines_not_sent delivered_per_s=requests.per_sec
                 delivered_ratio=chat.delivered_ratio lost=chat.lost p50_us=latency_us.p50

@@ -1020,6 +1020,13 @@ static void test_merge_exact(void **state)
     assert_int_equal(json_dump_file(db, c, 0), 0);
     assert_int_equal(run_merge(ac, &dm), 2);
     json_decref(dm);
+    /* Refused: a crafted count whose sum would overflow. */
+    json_object_set_new(json_object_get(json_array_get(json_object_get(da, "steps"), 0),
+                                        "connections"),
+                        "target", json_integer((json_int_t)1 << 62));
+    assert_int_equal(json_dump_file(da, c, 0), 0);
+    assert_int_equal(run_merge(ac, &dm), 2);
+    json_decref(dm);
     json_decref(da);
     json_decref(db);
     unlink(a);
