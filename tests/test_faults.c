@@ -85,11 +85,16 @@ static void test_fd_exhaustion(void **state)
         assert_true(fds[i] >= 0);
     }
     usleep(300000);
-    double cpu0 = testsrv_cpu_seconds(s.pid);
-    sleep(1);
-    double cpu = testsrv_cpu_seconds(s.pid) - cpu0;
-    print_message("  %s: %.2f s of CPU in 1 s while out of fds\n", v->bin, cpu);
-    /* A busy loop on EMFILE burns a whole core (1.0 s); pausing burns almost nothing. */
+    /* A busy loop on EMFILE burns a whole core (1.0 s) in every second; pausing burns almost
+     * nothing once the connections it did accept have started (their threads, slow under
+     * TSan): so up to 5 one-second windows, and one must stay under 0.3 s. */
+    double cpu = 1.0;
+    for (int w = 0; w < 5 && cpu >= 0.3; w++) {
+        double cpu0 = testsrv_cpu_seconds(s.pid);
+        sleep(1);
+        cpu = testsrv_cpu_seconds(s.pid) - cpu0;
+        print_message("  %s: %.2f s of CPU in 1 s while out of fds\n", v->bin, cpu);
+    }
     assert_true(cpu < 0.3);
     /* Both models count the pauses (issue 14: out of fds is a wall the line must name). */
     leave_and_expect(&s, fds, N, "accept_pauses");
