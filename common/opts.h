@@ -40,7 +40,7 @@ struct server_opts {
     long procs;            /* worker processes, default 1 (no supervisor) */
     long loops;            /* async echo: event loops (threads), default 1 */
     long coro_stack_kb;    /* --api coro: each coroutine's stack, default 32 */
-    long rcvbuf;           /* UDP: SO_RCVBUF asked for, default 4 MiB (the kernel doubles it) */
+    long rcvbuf;           /* UDP: SO_RCVBUF asked for, default 4 MiB (capped, then doubled) */
 };
 
 struct opts_spec {

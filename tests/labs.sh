@@ -29,7 +29,8 @@ declare -A PNGS=([1]="throughput p99" [2]="rss_per_conn vsz_per_conn" [3]="ctx_p
 
 # 1. The quick runs, and what they must leave behind. They run in two lanes at once (each
 # lab's runs one after the other within its lane): a quick run checks that a lab works, not its
-# figures, and the suite must fit its time budget. lab.sh's own time is in logs, per lab.
+# figures, and the suite must fit its time budget. Each lab's exit status and seconds go to
+# $tmp/labN.rc.
 lane() {
     local n start
     for n in "$@"; do

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Tests scripts/sweep.sh (issue 20, latency against offered load): the quick (```sh) blocks of
 # docs/labs/lab9-tail-latency.md, run as a student would from the repository root, the first of
-# which is one --quick run of the three models; then that run's files, the order of every point's percentiles, that no point
-# sent more than its offered rate allows (the achieved rate at the lightest point is printed, not
-# asserted: on a shared machine it is a timing figure), the PNG and cells.json; bad usage; a one-model run; no server left running.
+# which is one --quick run of the three models; then that run's files, the order of every
+# point's percentiles, that no point sent more than its offered rate allows (the achieved rate
+# at the lightest point is printed, not asserted: on a shared machine it is a timing figure),
+# the PNG and cells.json; bad usage; a one-model run; no server left running.
 set -uo pipefail
 cd "$(dirname "$0")/.." || exit 1
 REPO=$PWD
