@@ -199,6 +199,11 @@ json_t *testsrv_stop(struct testsrv *s, int sig, int timeout_ms, int *exit_statu
 
     live_remove(s->pid);
     kill(s->pid, sig);
+    /* A sanitized server is slow to exit: TSan alone sleeps 1 s at exit (atexit_sleep_ms, to
+     * catch threads still running then) and on a loaded machine the rest takes seconds too. */
+    const char *sanitized = getenv("TVSA_SANITIZED");
+    if (sanitized && *sanitized)
+        timeout_ms *= 3;
     /* The stopped line is the last thing written; take the last JSON line before EOF. */
     uint64_t deadline = mono_now_us() + (uint64_t)timeout_ms * 1000;
     while (testsrv_read_line(s->out_fd, line, sizeof line, remaining_ms(deadline)) >= 0) {

@@ -33,7 +33,9 @@ double testsrv_cpu_seconds(pid_t pid);
 
 /* Sends sig, waits up to timeout_ms for the exit, and returns the `stopped` line (NULL if
  * none; caller decrefs). *exit_status gets the exit code, or 128+signal if it was killed
- * (after the timeout it is SIGKILLed and *exit_status is -1). */
+ * (after the timeout it is SIGKILLed and *exit_status is -1). Under a sanitizer
+ * ($TVSA_SANITIZED set) the timeout is three times timeout_ms: a claim about how fast a
+ * server stops is checked on the plain build. */
 json_t *testsrv_stop(struct testsrv *s, int sig, int timeout_ms, int *exit_status);
 
 /* Reads one '\n'-terminated line from fd into buf (NUL-terminated, without the '\n') within
