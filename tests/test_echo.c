@@ -512,9 +512,12 @@ static void test_coro_2000_concurrent_clients(void **state)
     (void)state;
     enum { MAX_CLIENTS = 2000 };
     static int fds[MAX_CLIENTS];
-    /* Under TSan (make check) 200, as in the tests above: on the 2-core AMD VM of 2026-12-02
-     * one of 2,000 coroutine connections got no echo within 10 s under TSan (not explained;
-     * the plain build serves all 2,000 in make test). */
+    /* Under TSan (make check) 200, as in the tests above. TSan gives every coroutine a fiber
+     * of its own (__tsan_create_fiber: ~1 MiB of state, memset and faulted in, 5-7 ms each
+     * here; perf, 2026-12-03), and libevent's listener accepts the whole backlog in one
+     * callback before the loop first switches into any coroutine: with 2,000 clients
+     * connection 0 got its echo after 12.5 s, past the 10 s read timeout below (500 clients:
+     * 2.6 s), and every other one at once. The plain build creates a coroutine in microseconds. */
     const int N = under_tsan() ? 200 : MAX_CLIENTS;
     struct testsrv s;
     start(&s, &async_coro, NULL);
