@@ -100,6 +100,10 @@ def build(sw, args):
            "loadavg_end": open("/proc/loadavg").read().split()[:3],
            "connections": args.connections, "duration_s": args.duration, "rounds": args.rounds,
            "cpus": dict(zip(("server", "loadgen"), args.cpus.split(",", 1))),
+           "rtt_ms": args.rtt_ms or 0,
+           "network": ("loopback" if args.rtt_ms is None else
+                       "scripts/cluster.sh --local 1, netem delay %g ms each way" % (args.rtt_ms / 2)
+                       if args.rtt_ms else "scripts/cluster.sh --local 1, no netem (--rtt-ms 0)"),
            "latency": "latency_us: corrected for coordinated omission, from each request's "
                       "intended send time (docs/metrics.md); raw_p99_us is latency_raw_us, "
                       "from the actual send, for comparison only",
@@ -249,6 +253,7 @@ def main(argv):
     ap.add_argument("--rounds", type=int, default=1)
     ap.add_argument("--quick", type=int, default=0)
     ap.add_argument("--cpus", default="0,1")
+    ap.add_argument("--rtt-ms", type=float, default=None)
     ap.add_argument("--start", default="")
     ap.add_argument("--start-loadavg", default="")
     args = ap.parse_args(argv)

@@ -3,6 +3,8 @@
 # its capacity, then an open-loop sweep of loadgen --rate from 10% to 110% of it records p50, p99
 # and p99.9 (coordinated-omission corrected) per offered load: the hockey stick.
 #
+# With --rtt-ms every run goes through scripts/cluster.sh --local 1 (a netem round trip).
+#
 # Usage: scripts/sweep.sh --out DIR [--quick] [--models LIST] [--cpus S,C] [...]  (--help)
 set -euo pipefail
 
@@ -11,7 +13,8 @@ set -euo pipefail
 usage() {
     cat <<'EOF'
 Usage: scripts/sweep.sh --out DIR [--quick] [--models LIST] [--cpus S,C] [--connections N]
-                        [--points PCTS] [--duration SEC] [--rounds N] [--no-build]
+                        [--points PCTS] [--duration SEC] [--rounds N] [--rtt-ms MS]
+                        [--no-build]
 
 For each model: capacity = requests/s of a closed-loop echo run at --connections, server
 pinned to CPU S and loadgen (--threads 1) to CPU C; then one open-loop run
@@ -36,6 +39,13 @@ Writes DIR/sweep/:
   --duration SEC    seconds per run (default 3; quick 1)
   --rounds N        capacity runs and passes over the points (default 2; quick 1); a
                     point's figures are the median over rounds, sweep.json keeps each
+  --rtt-ms MS       a real round trip: every run (capacity and points) through
+                    scripts/cluster.sh --local 1 --rtt-ms MS, the server started afresh
+                    in a server namespace (CPU 0) for each run, loadgen in a client
+                    namespace, netem delay MS/2 on each end of the link (--cpus is then
+                    cluster.sh's: server CPU 0, loadgen the others). Root, pdsh and netem
+                    in the kernel; without them exit 2 before anything is measured.
+                    Each run's cluster.sh directory is kept in cluster/
   --quick           a check that everything works, about 30 s: not for figures
   --no-build        do not run make
 EOF
@@ -48,15 +58,15 @@ log() { echo "sweep: $*" >&2; }
 die() { log "$*"; exit 1; }
 bad() { log "$*"; usage >&2; exit 2; }
 
-OUT='' QUICK=0 MODELS_ARG='' CPUS='' CONNS=50 POINTS='' DURATION='' ROUNDS='' BUILD=1
+OUT='' QUICK=0 MODELS_ARG='' CPUS='' CONNS=50 POINTS='' DURATION='' ROUNDS='' BUILD=1 RTT_MS=''
 while [[ $# -gt 0 ]]; do
     case $1 in
-        --out|--models|--cpus|--connections|--points|--duration|--rounds)
+        --out|--models|--cpus|--connections|--points|--duration|--rounds|--rtt-ms)
             [[ $# -ge 2 ]] || bad "$1 needs a value"
             case $1 in
                 --out) OUT=$2 ;; --models) MODELS_ARG=$2 ;; --cpus) CPUS=$2 ;;
                 --connections) CONNS=$2 ;; --points) POINTS=$2 ;;
-                --duration) DURATION=$2 ;; --rounds) ROUNDS=$2 ;;
+                --duration) DURATION=$2 ;; --rounds) ROUNDS=$2 ;; --rtt-ms) RTT_MS=$2 ;;
             esac
             shift ;;
         --quick) QUICK=1 ;;
@@ -77,6 +87,8 @@ fi
 [[ $DURATION =~ ^[1-9][0-9]*$ ]] || bad "--duration: whole seconds, at least 1"
 [[ $ROUNDS =~ ^[1-9][0-9]*$ ]] || bad "--rounds: a positive integer"
 [[ $POINTS =~ ^[1-9][0-9]*(,[1-9][0-9]*)*$ ]] || bad "--points: percentages like 10,50,80"
+[[ -z $RTT_MS || $RTT_MS =~ ^[0-9]+([.][0-9]+)?$ ]] || bad "--rtt-ms: a number of milliseconds"
+[[ -z $RTT_MS || -z $CPUS ]] || bad "--cpus and --rtt-ms: cluster.sh pins the server to CPU 0"
 IFS=, read -r -a PCTS <<<"$POINTS"
 
 # Models: name -> server binary and flags (compare.sh's labels, so cells.json's keys are its).
@@ -91,7 +103,11 @@ for m in "${wanted[@]}"; do
 done
 
 NCPU=$(getconf _NPROCESSORS_ONLN)
-if [[ -n $CPUS ]]; then
+if [[ -n $RTT_MS ]]; then
+    # cluster.sh's pinning, written down as the runs' (runs.tsv, sweep.json).
+    SERVER_CPUS=0 LOADGEN_CPUS=0
+    (( NCPU >= 2 )) && LOADGEN_CPUS=1-$((NCPU - 1))
+elif [[ -n $CPUS ]]; then
     [[ $CPUS =~ ^([0-9,-]+),([0-9-]+)$ ]] || bad "--cpus S,C: e.g. 0,1"
     SERVER_CPUS=${BASH_REMATCH[1]} LOADGEN_CPUS=${BASH_REMATCH[2]}
 elif (( NCPU >= 2 )); then
@@ -134,8 +150,11 @@ tvsa_cleanup_on_exit log "$SW"
 
 # One server per model, started once and kept for the whole sweep so that the models can take
 # turns at every point (the machine's load drifts; interleaving spreads it over all of them).
+# With --rtt-ms cluster.sh starts one in its server namespace for every run instead.
 declare -A PID_OF=() PORT_OF=()
+[[ -n $RTT_MS ]] && mkdir -p "$SW/cluster"
 for m in "${MODELS[@]}"; do
+    [[ -z $RTT_MS ]] || break
     read -r -a args <<<"${MODEL_ARGS[$m]}"
     tvsa_server_start "$SW/servers" "$m" "$SERVER_CPUS" "$BIN/${MODEL_BIN[$m]}" "${args[@]}" ||
         die "$m: no listening line (see $SW/servers/$m.stderr)"
@@ -166,19 +185,45 @@ cpu_some_pct() {
 # what it measured); the run goes in the background so that Ctrl-C reaches the trap at once.
 run_loadgen() {
     local kind=$1 m=$2 round=$3 pct=$4 rate=$5 file=$6; shift 6
-    local rc=0 la psi s0
+    local rc=0 la psi s0 cdir='' f
     la=$(cut -d' ' -f1 /proc/loadavg) psi=$(cpu_some) s0=$(cpu_some_stamp)
-    timeout -k 5 $((DURATION + 60)) taskset -c "$LOADGEN_CPUS" "$BIN/loadgen" \
-        --target "127.0.0.1:${PORT_OF[$m]}" --server-pid "${PID_OF[$m]}" --threads 1 \
-        --connections "$CONNS" --duration "$DURATION" --quiet --json "$SW/$file" "$@" \
-        </dev/null >/dev/null 2>"$SW/logs/${file%.json}.log" &
+    if [[ -n $RTT_MS ]]; then
+        local sargs
+        read -r -a sargs <<<"${MODEL_ARGS[$m]}"
+        cdir=$SW/cluster/${file%.json}
+        timeout -k 10 $((DURATION + 90)) "$REPO/scripts/cluster.sh" --local 1 --rtt-ms "$RTT_MS" \
+            --out "$cdir" --start-delay 1 --server "$BIN/${MODEL_BIN[$m]}" "${sargs[@]}" -- \
+            --threads 1 --connections "$CONNS" --duration "$DURATION" --quiet "$@" \
+            </dev/null >/dev/null 2>"$SW/logs/${file%.json}.log" &
+    else
+        timeout -k 5 $((DURATION + 60)) taskset -c "$LOADGEN_CPUS" "$BIN/loadgen" \
+            --target "127.0.0.1:${PORT_OF[$m]}" --server-pid "${PID_OF[$m]}" --threads 1 \
+            --connections "$CONNS" --duration "$DURATION" --quiet --json "$SW/$file" "$@" \
+            </dev/null >/dev/null 2>"$SW/logs/${file%.json}.log" &
+    fi
     TVSA_LOADGEN_PID=$!
     wait "$TVSA_LOADGEN_PID" || rc=$?
     TVSA_LOADGEN_PID=
+    if [[ -n $RTT_MS ]]; then
+        # cluster.sh exits 2 when it cannot add the delay (no root, pdsh or netem): nothing
+        # can be measured, so stop at the first run.
+        if [[ $rc -eq 2 ]]; then
+            log "--rtt-ms $RTT_MS: scripts/cluster.sh cannot add a round-trip time here:" \
+                "$(grep -v '^cluster: local cluster:' "$SW/logs/${file%.json}.log" |
+                   sed 's/^cluster: //' | head -n 2 | paste -sd';' - | sed 's/;/; /g'); nothing was measured"
+            exit 2
+        fi
+        [[ -f $cdir/merged.json ]] && cp "$cdir/merged.json" "$SW/$file"
+        for f in listening.json stopped.json stdout stderr; do
+            [[ -f $cdir/server/${MODEL_BIN[$m]}.$f ]] &&
+                cp "$cdir/server/${MODEL_BIN[$m]}.$f" "$SW/servers/${file%.json}.$f"
+        done
+    fi
     printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$kind" "$m" "$round" "$pct" "$rate" "$file" \
         "$rc" "$la" "$psi" "$(cpu_some_pct "$s0" "$(cpu_some_stamp)")" >>"$RUNS"
     [[ $rc -eq 0 ]] || log "$file: loadgen exited $rc (see logs/${file%.json}.log)"
-    kill -0 "${PID_OF[$m]}" 2>/dev/null || die "$m: the server (pid ${PID_OF[$m]}) is gone"
+    [[ -n $RTT_MS ]] || kill -0 "${PID_OF[$m]}" 2>/dev/null ||
+        die "$m: the server (pid ${PID_OF[$m]}) is gone"
 }
 
 # json_num FILE PATH: a number of loadgen's first step (dotted PATH), or nothing.
@@ -238,16 +283,20 @@ for ((r = 1; r <= ROUNDS; r++)); do
 done
 
 for m in "${MODELS[@]}"; do
+    [[ -z $RTT_MS ]] || break
     tvsa_server_stop "${PID_OF[$m]}" || log "$m exited $?"
 done
 
 # 3. sweep.json, cells.json and the plot's data, then the plot.
 python3 "$REPO/scripts/sweep.py" "$SW" --connections "$CONNS" --duration "$DURATION" \
     --rounds "$ROUNDS" --quick "$QUICK" --cpus "$SERVER_CPUS,$LOADGEN_CPUS" \
+    ${RTT_MS:+--rtt-ms "$RTT_MS"} \
     --start "$START_UTC" --start-loadavg "$START_LOADAVG" || die "sweep.py failed"
 
 QTAG=
 [[ $QUICK -eq 1 ]] && QTAG=" (quick run)"
+NET=loopback
+[[ -n $RTT_MS ]] && NET="RTT $RTT_MS ms (netem)"
 plot_lines=()
 declare -A COLOUR=([threaded-pool50]='#d95f02' [threaded-tpc]='#7570b3' [async]='#1b9e77')
 declare -A TITLE=([threaded-pool50]='threaded --pool 50' [threaded-tpc]='threaded, 1 thread/conn'
@@ -272,7 +321,7 @@ set datafile separator '\t'
 set datafile missing 'NaN'
 set grid xtics ytics mytics lc rgb '#dddddd'
 set key outside bottom center horizontal maxrows 3
-set title "Latency against offered load, open loop, $CONNS connections, 64 B$QTAG\ncorrected for coordinated omission (from each request's intended send time); median of $ROUNDS round(s)"
+set title "Latency against offered load, open loop, $CONNS connections, 64 B, $NET$QTAG\ncorrected for coordinated omission (from each request's intended send time); median of $ROUNDS round(s)"
 set xlabel 'offered load (% of the model''s closed-loop capacity)'
 set ylabel 'latency (ms, log scale)'
 set logscale y 10

@@ -4,7 +4,7 @@
 # which is one --quick run of the three models; then that run's files, the order of every
 # point's percentiles, that no point sent more than its offered rate allows (the achieved rate
 # at the lightest point is printed, not asserted: on a shared machine it is a timing figure),
-# the PNG and cells.json; bad usage; a one-model run; no server left running.
+# the PNG and cells.json; bad usage; a one-model run; no server left running; --rtt-ms.
 set -uo pipefail
 cd "$(dirname "$0")/.." || exit 1
 REPO=$PWD
@@ -217,6 +217,50 @@ check "--models async: only async, its two points" \
              python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); assert [p[\"pct\"] for p in d[\"models\"][\"async\"][\"points\"]] == [10, 80]' '$sw/sweep.json'"
 [[ -s $tmp/problems1 ]] && sed 's/^/    /' "$tmp/problems1" >&2
 check "no server left running (one model)" none_left "$sw"
+
+# 6. --rtt-ms: every run through scripts/cluster.sh --local 1. --rtt-ms 0 takes the whole path
+# (namespaces, a fresh server per run, merged JSON) without netem; --rtt-ms 10 either measures
+# the round trip (p50 >= 10 ms, capacity <= connections / RTT) or, without netem, exits 2 before
+# measuring. Either way nothing of cluster.sh's may be left. Needs root and pdsh: else SKIPPED.
+for args in "--out $tmp/x --rtt-ms ten" "--out $tmp/x --rtt-ms 5 --cpus 0,1"; do
+    rc=0
+    # shellcheck disable=SC2086 # the arguments are split on purpose
+    scripts/sweep.sh $args --no-build >/dev/null 2>&1 || rc=$?
+    check "sweep.sh $args exits 2" test "$rc" -eq 2
+done
+cluster_names() { { ip netns list; ip -o link show; } 2>/dev/null | grep -o 'tvsa[0-9a-f]\{6\}' | sort -u; }
+if [[ $(id -u) != 0 ]] || ! command -v pdsh >/dev/null; then
+    echo "sweep_quick: SKIPPED: --rtt-ms (needs root and pdsh for scripts/cluster.sh --local)"
+else
+    before=$(cluster_names)
+    rc=0
+    scripts/sweep.sh --quick --no-build --out "$tmp/rtt0" --models async --points 80 \
+        --rtt-ms 0 2>"$tmp/rtt0.err" || rc=$?
+    [[ $rc -eq 0 ]] || tail -n 5 "$tmp/rtt0.err" | sed 's/^/    > /' >&2
+    check "--rtt-ms 0 (through cluster.sh) exits 0" test "$rc" -eq 0
+    verify "$tmp/rtt0/sweep" async 2>&1 | grep -v '^note:' >"$tmp/problems0"
+    [[ -s $tmp/problems0 ]] && sed 's/^/    /' "$tmp/problems0" >&2
+    check "--rtt-ms 0: the sweep directory checks, the server lines of each run, network named" \
+        bash -c "[[ ! -s '$tmp/problems0' && -s '$tmp/rtt0/sweep/servers/async-80-r1.stopped.json' &&
+                    -s '$tmp/rtt0/sweep/cluster/async-80-r1/merged.json' ]] &&
+                 grep -q '\"network\": \"scripts/cluster.sh --local 1' '$tmp/rtt0/sweep/sweep.json'"
+    rc=0
+    scripts/sweep.sh --quick --no-build --out "$tmp/rtt10" --models async --points 80 \
+        --rtt-ms 10 2>"$tmp/rtt10.err" || rc=$?
+    if [[ $rc -eq 2 ]] && grep -q 'no netem' "$tmp/rtt10.err"; then
+        check "--rtt-ms 10 without netem: exit 2, nothing measured" \
+            bash -c "grep -q 'nothing was measured' '$tmp/rtt10.err' &&
+                     ! ls '$tmp/rtt10/sweep/'*.json >/dev/null 2>&1"
+        echo "sweep_quick: SKIPPED: --rtt-ms 10 measured (this kernel has no netem)"
+    else
+        check "--rtt-ms 10: p50 at least 10 ms, capacity at most 50 connections / 10 ms" \
+            python3 -c 'import json, sys
+d = json.load(open(sys.argv[1]))["models"]["async"]
+assert d["capacity"]["per_sec"] <= 50 / 0.010 * 1.05, d["capacity"]
+assert all(p["p50_us"] >= 10000 for p in d["points"]), d["points"]' "$tmp/rtt10/sweep/sweep.json"
+    fi
+    check "--rtt-ms: no namespace, veth or bridge of cluster.sh left" test "$(cluster_names)" = "$before"
+fi
 
 echo "sweep_quick: $passed passed, $failed failed"
 [[ $failed -eq 0 ]]
