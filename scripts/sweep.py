@@ -102,8 +102,9 @@ def build(sw, args):
            "cpus": dict(zip(("server", "loadgen"), args.cpus.split(",", 1))),
            "rtt_ms": args.rtt_ms or 0,
            "network": ("loopback" if args.rtt_ms is None else
-                       "scripts/cluster.sh --local 1, netem delay %g ms each way" % (args.rtt_ms / 2)
-                       if args.rtt_ms else "scripts/cluster.sh --local 1, no netem (--rtt-ms 0)"),
+                       "scripts/cluster.sh --local 1, netem delay %g ms each way"
+                       % (args.rtt_ms / 2) if args.rtt_ms else
+                       "scripts/cluster.sh --local 1, no netem (--rtt-ms 0)"),
            "latency": "latency_us: corrected for coordinated omission, from each request's "
                       "intended send time (docs/metrics.md); raw_p99_us is latency_raw_us, "
                       "from the actual send, for comparison only",

@@ -45,7 +45,7 @@ Writes DIR/sweep/:
                     namespace, netem delay MS/2 on each end of the link (--cpus is then
                     cluster.sh's: server CPU 0, loadgen the others). Root, pdsh and netem
                     in the kernel; without them exit 2 before anything is measured.
-                    Each run's cluster.sh directory is kept in cluster/
+                    Each run's cluster.sh directory is kept in cluster/.
   --quick           a check that everything works, about 30 s: not for figures
   --no-build        do not run make
 EOF
@@ -210,7 +210,8 @@ run_loadgen() {
         if [[ $rc -eq 2 ]]; then
             log "--rtt-ms $RTT_MS: scripts/cluster.sh cannot add a round-trip time here:" \
                 "$(grep -v '^cluster: local cluster:' "$SW/logs/${file%.json}.log" |
-                   sed 's/^cluster: //' | head -n 2 | paste -sd';' - | sed 's/;/; /g'); nothing was measured"
+                   sed 's/^cluster: //' | head -n 2 | paste -sd';' - | sed 's/;/; /g');" \
+                "nothing was measured"
             exit 2
         fi
         [[ -f $cdir/merged.json ]] && cp "$cdir/merged.json" "$SW/$file"

@@ -228,7 +228,9 @@ for args in "--out $tmp/x --rtt-ms ten" "--out $tmp/x --rtt-ms 5 --cpus 0,1"; do
     scripts/sweep.sh $args --no-build >/dev/null 2>&1 || rc=$?
     check "sweep.sh $args exits 2" test "$rc" -eq 2
 done
-cluster_names() { { ip netns list; ip -o link show; } 2>/dev/null | grep -o 'tvsa[0-9a-f]\{6\}' | sort -u; }
+cluster_names() {
+    { ip netns list; ip -o link show; } 2>/dev/null | grep -o 'tvsa[0-9a-f]\{6\}' | sort -u
+}
 if [[ $(id -u) != 0 ]] || ! command -v pdsh >/dev/null; then
     echo "sweep_quick: SKIPPED: --rtt-ms (needs root and pdsh for scripts/cluster.sh --local)"
 else
@@ -241,7 +243,8 @@ else
     verify "$tmp/rtt0/sweep" async 2>&1 | grep -v '^note:' >"$tmp/problems0"
     [[ -s $tmp/problems0 ]] && sed 's/^/    /' "$tmp/problems0" >&2
     check "--rtt-ms 0: the sweep directory checks, the server lines of each run, network named" \
-        bash -c "[[ ! -s '$tmp/problems0' && -s '$tmp/rtt0/sweep/servers/async-80-r1.stopped.json' &&
+        bash -c "[[ ! -s '$tmp/problems0' &&
+                    -s '$tmp/rtt0/sweep/servers/async-80-r1.stopped.json' &&
                     -s '$tmp/rtt0/sweep/cluster/async-80-r1/merged.json' ]] &&
                  grep -q '\"network\": \"scripts/cluster.sh --local 1' '$tmp/rtt0/sweep/sweep.json'"
     rc=0
@@ -259,7 +262,8 @@ d = json.load(open(sys.argv[1]))["models"]["async"]
 assert d["capacity"]["per_sec"] <= 50 / 0.010 * 1.05, d["capacity"]
 assert all(p["p50_us"] >= 10000 for p in d["points"]), d["points"]' "$tmp/rtt10/sweep/sweep.json"
     fi
-    check "--rtt-ms: no namespace, veth or bridge of cluster.sh left" test "$(cluster_names)" = "$before"
+    check "--rtt-ms: no namespace, veth or bridge of cluster.sh left" \
+        test "$(cluster_names)" = "$before"
 fi
 
 echo "sweep_quick: $passed passed, $failed failed"
